@@ -1,0 +1,69 @@
+"""Backend registry and the default choice.
+
+Order of preference, decided once at first use (like ``selectors.DefaultSelector``):
+
+1. ``pidfd`` (Linux 5.3+): a kernel object per process, exact, no polling.
+
+``EXITHAND_BACKEND=<name>`` forces one backend (to test fallbacks, or to work around a broken
+sandbox); an unknown or unavailable forced backend is an error, never a silent substitution.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Callable, Optional
+
+from .._errors import BackendUnavailable
+from ._base import Backend, ProcessRef
+from ._pidfd import PidfdBackend
+
+__all__ = ["Backend", "ProcessRef", "backend_names", "default_backend", "get_backend"]
+
+# name -> factory, in order of preference
+_FACTORIES: dict[str, Callable[[], Backend]] = {
+    "pidfd": PidfdBackend,
+}
+_instances: dict[str, Backend] = {}
+_default: Optional[Backend] = None
+_lock = threading.Lock()
+
+
+def backend_names() -> list[str]:
+    """All backend names, best first."""
+    return list(_FACTORIES)
+
+
+def get_backend(name: str) -> Backend:
+    """The backend called ``name`` (one instance per process); raises if unknown."""
+    with _lock:
+        if name not in _FACTORIES:
+            raise BackendUnavailable(
+                f"unknown backend {name!r}; choose one of: {', '.join(_FACTORIES)}")
+        if name not in _instances:
+            _instances[name] = _FACTORIES[name]()
+        return _instances[name]
+
+
+def default_backend() -> Backend:
+    """The backend ``exithand.open`` uses: ``$EXITHAND_BACKEND`` or the best available."""
+    global _default
+    if _default is not None:
+        return _default
+    forced = os.environ.get("EXITHAND_BACKEND")
+    if forced:
+        b = get_backend(forced)
+        ok, why = b.available()
+        if not ok:
+            raise BackendUnavailable(f"EXITHAND_BACKEND={forced}: backend unavailable: {why}")
+        _default = b
+        return b
+    reasons = []
+    for name in _FACTORIES:
+        b = get_backend(name)
+        ok, why = b.available()
+        if ok:
+            _default = b
+            return b
+        reasons.append(f"{name}: {why}")
+    raise BackendUnavailable("no usable backend: " + "; ".join(reasons))

@@ -1,0 +1,82 @@
+"""The small interface every backend implements.
+
+A *backend* is one kernel mechanism for learning that a process died (pidfd, proc connector,
+polling of ``/proc``).  It turns a pid into a :class:`ProcessRef`: a pinned reference to one
+process with a file descriptor that becomes readable when the process is dead.
+
+Shape borrowed from CPython's ``selectors``: one abstract base with the contract in docstrings,
+one thin class per mechanism, the default chosen once (see :mod:`exithand._backends`).
+
+Contract for every backend:
+
+* **Dead means dead.**  ``is_dead()`` and readability of ``fileno()`` mean the whole thread
+  group has exited (zombie or reaped).  A leader that called ``pthread_exit`` while other threads
+  run shows state ``Z`` in ``/proc`` but is *not* dead.
+* **A reference names a process, not a number.**  Once opened, a ref never starts reporting on a
+  different process that reuses the number.
+* Methods raise ``OSError`` with kernel errnos; :class:`exithand.ExitHandle` translates them.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Optional
+
+from .._identity import ProcessIdentity
+
+
+class ProcessRef(abc.ABC):
+    """One pinned process, as seen by one backend."""
+
+    #: the backend's name (``"pidfd"``, ``"procpoll"``, ...)
+    backend: str
+    identity: ProcessIdentity
+
+    @property
+    def pid(self) -> int:
+        return self.identity.pid
+
+    @property
+    @abc.abstractmethod
+    def pidfd(self) -> Optional[int]:
+        """A kernel pidfd for the process, if this backend holds one (used for waitid/ioctls)."""
+
+    @abc.abstractmethod
+    def fileno(self) -> int:
+        """An fd that polls readable (POLLIN) exactly when the process is dead."""
+
+    @abc.abstractmethod
+    def is_dead(self) -> bool:
+        """Non-blocking: has the whole thread group exited?"""
+
+    @abc.abstractmethod
+    def is_reaped(self) -> bool:
+        """Non-blocking: has the process been reaped (no zombie left)?"""
+
+    @abc.abstractmethod
+    def send_signal(self, sig: int) -> None:
+        """Signal exactly this process (never a reuser of its number)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the fd; idempotent."""
+
+
+class Backend(abc.ABC):
+    """A factory of :class:`ProcessRef` for one kernel mechanism."""
+
+    name: str
+
+    @abc.abstractmethod
+    def available(self) -> tuple[bool, str]:
+        """Really try the mechanism (memoized); ``(usable, reason-if-not)``."""
+
+    @abc.abstractmethod
+    def open(self, pid: int) -> ProcessRef:
+        """Pin the process that ``pid`` names now; raises ``OSError`` like the kernel."""
+
+    def adopt_pidfd(self, pidfd: int) -> ProcessRef:
+        """Take ownership of an existing pidfd.  Backends without pidfds raise ``OSError``."""
+        import errno
+
+        raise OSError(errno.EOPNOTSUPP, f"the {self.name} backend cannot adopt a pidfd")

@@ -1,0 +1,1 @@
+"""One module per ``exithand`` subcommand; each has ``register(subparsers)``."""

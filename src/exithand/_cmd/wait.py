@@ -1,0 +1,157 @@
+"""``exithand wait``: a drop-in for FreeBSD pwait(1), util-linux waitpid(1), procps pidwait(1).
+
+Every target is opened (identity pinned) *before* any waiting starts, then all are waited on
+with one :class:`exithand.WaitSet` (one epoll).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any, Optional
+
+import exithand
+
+from . import _common
+from ._common import UsageError, emit, emit_json, warn
+
+HELP = "wait until processes (not only your children) are dead"
+
+DESCRIPTION = """\
+Wait until the given processes are dead (a zombie counts as dead). TARGET is a PID, or PID:INODE
+to pin one exact process (the pidfs inode, as util-linux waitpid(1) accepts); a PID:INODE whose
+number now names another process counts as already gone. Every target is opened before waiting
+starts, so PID reuse during the wait cannot confuse it. Processes need not be your children.
+"""
+
+EPILOG = """\
+examples:
+  exithand wait 1234                      wait for 1234 to die
+  exithand wait -v -t 10 1234 5678        report each exit, give up after 10 s (exit 124)
+  exithand wait --any 1234 5678           return when the first one dies
+  exithand wait -c 2 -p -t 1.5 1 2 3      wait for two of three; at timeout print the living
+  exithand wait --json 1234:81234         one JSON object per exit, pinned to inode 81234
+  exithand wait -e 1234 && echo gone      no error if 1234 has already exited
+
+-v prints FreeBSD pwait's words:
+  1234: exited with status 7.
+  1234: killed by signal 9.
+  1234: exited (status unknown: REASON).
+The status is known for your own children (read without reaping them), for zombies you may
+ptrace, and on Linux 6.15+ for any process once its parent has reaped it.
+
+""" + _common.EXIT_CODES_HELP
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("wait", help=HELP, description=DESCRIPTION, epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("targets", nargs="+", metavar="TARGET", help="PID or PID:INODE")
+    p.add_argument("-t", "--timeout", type=_common.timeout_arg, metavar="SECONDS",
+                   help="give up after SECONDS (fractions allowed); exit 124")
+    p.add_argument("-o", "--any", action="store_true",
+                   help="return when any one target is dead (same as -c 1)")
+    p.add_argument("-c", "--count", type=_common.positive_int_arg, metavar="N",
+                   help="return when N targets are dead")
+    p.add_argument("-e", "--exited", action="store_true",
+                   help="a target that is already gone is not an error (it counts as exited)")
+    p.add_argument("-v", "--verbose", action="store_true", help="print each exit as it happens")
+    p.add_argument("--json", action="store_true",
+                   help="print each exit as one JSON object per line")
+    p.add_argument("-p", "--print-remaining", action="store_true",
+                   help="on timeout, print the targets still alive (one per line)")
+    p.set_defaults(func=run)
+
+
+def _parse_targets(texts: list[str]) -> list[tuple[str, int, Optional[int]]]:
+    out = []
+    for t in texts:
+        try:
+            pid, inode = exithand.parse_target(t)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        out.append((t, pid, inode))
+    return out
+
+
+def _report(args: argparse.Namespace, st: exithand.ExitStatus, inode: Optional[int],
+            waited: float) -> None:
+    if args.json:
+        d: dict[str, Any] = {"pid": st.pid, "inode": inode}
+        d.update(st.as_dict())
+        d["seconds"] = round(waited, 6)
+        emit_json(d)
+    elif args.verbose:
+        emit(st.describe())
+
+
+def run(args: argparse.Namespace) -> int:
+    targets = _parse_targets(args.targets)
+    count: Optional[int] = 1 if args.any else args.count
+    if args.any and args.count not in (None, 1):
+        raise UsageError("--any and --count N disagree; give one of them")
+    if count is not None and count > len(targets):
+        raise UsageError(f"--count {count} is more than the {len(targets)} target(s) given")
+
+    handles: list[exithand.ExitHandle] = []
+    gone: list[exithand.ExitStatus] = []  # targets already gone, with -e
+    seen: dict[tuple[int, Optional[int]], str] = {}
+    try:
+        for text, pid, inode in targets:
+            try:
+                h = exithand.open(pid, inode=inode)
+            except exithand.NotProcessLeader as e:
+                warn(str(e))
+                return _common.EXIT_ERROR
+            except exithand.NoSuchProcess as e:
+                if not args.exited:
+                    warn(f"{text}: {e}")
+                    return _common.EXIT_ERROR
+                gone.append(exithand.ExitStatus.unknown(
+                    pid, "not running when the wait started"))
+                continue
+            except exithand.Error as e:
+                warn(f"{text}: {e}")
+                return _common.EXIT_ERROR
+            key = (h.pid, h.identity.inode)
+            if key in seen:
+                warn(f"{text}: same process as {seen[key]}; waiting for it once")
+                h.close()
+                continue
+            seen[key] = text
+            handles.append(h)
+        return _wait(args, handles, gone, count)
+    finally:
+        for h in handles:
+            h.close()
+
+
+def _wait(args: argparse.Namespace, handles: list[exithand.ExitHandle],
+          gone: list[exithand.ExitStatus], count: Optional[int]) -> int:
+    total = len(handles) + len(gone)
+    want = total if count is None else min(count, total)
+    start = time.monotonic()
+    done = 0
+    for g in gone:
+        if done >= want:
+            break
+        _report(args, g, None, 0.0)
+        done += 1
+    if done >= want:
+        return _common.EXIT_OK
+    with exithand.WaitSet(handles) as ws:
+        for h in ws.as_exited(args.timeout):
+            st = h.status()
+            assert st is not None
+            _report(args, st, h.identity.inode, time.monotonic() - start)
+            done += 1
+            if done >= want:
+                return _common.EXIT_OK
+        remaining = ws.handles()
+    if args.print_remaining:
+        for h in remaining:
+            if args.json:
+                emit_json({"pid": h.pid, "inode": h.identity.inode, "running": True})
+            else:
+                emit(str(h.pid))
+    return _common.EXIT_TIMEOUT

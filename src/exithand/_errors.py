@@ -1,0 +1,80 @@
+"""Exceptions, and the one place where an errno becomes one of them.
+
+Every error the library raises about a process carries ``.pid``.  Kernel errnos are translated in
+:func:`translate_oserror` only, in the manner of psutil's ``_psposix``: callers catch ``OSError``
+around one syscall and re-raise what this returns.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import Optional
+
+
+class Error(Exception):
+    """Base class of every exithand error.
+
+    ``pid`` is the process the error is about (``None`` when the error is not about one process).
+    """
+
+    def __init__(self, msg: str, pid: Optional[int] = None) -> None:
+        super().__init__(msg)
+        self.pid = pid
+        self.msg = msg
+
+    def __str__(self) -> str:
+        return self.msg
+
+
+class NoSuchProcess(Error):
+    """The process does not exist, was reaped, or the number now names another process."""
+
+
+class NotProcessLeader(NoSuchProcess):
+    """The number is a thread id, not a process (thread-group leader) id.
+
+    ``tgid`` is the process the thread belongs to, when it could be read.
+    """
+
+    def __init__(self, msg: str, pid: Optional[int] = None, tgid: Optional[int] = None) -> None:
+        super().__init__(msg, pid)
+        self.tgid = tgid
+
+
+class AccessDenied(Error):
+    """The kernel refused the operation (EPERM/EACCES), e.g. signalling another user's process."""
+
+
+class TimeoutExpired(Error, TimeoutError):
+    """A wait ran out of time.  Also a builtin :class:`TimeoutError`.
+
+    ``timeout`` is the number of seconds that was waited.
+    """
+
+    def __init__(self, msg: str, pid: Optional[int] = None,
+                 timeout: Optional[float] = None) -> None:
+        Error.__init__(self, msg, pid)
+        self.timeout = timeout
+
+
+class BackendUnavailable(Error):
+    """No usable kernel mechanism to watch processes (e.g. pidfd_open refused by seccomp)."""
+
+
+def translate_oserror(exc: OSError, pid: Optional[int], what: str) -> Exception:
+    """Map an ``OSError`` from a syscall about ``pid`` to an exithand exception.
+
+    ESRCH -> NoSuchProcess; EPERM/EACCES -> AccessDenied; anything else becomes ``Error`` with
+    the errno text, so no bare ``OSError`` escapes the public API.
+    """
+    label = f"process {pid}" if pid is not None else "process"
+    err = exc.errno
+    if err == errno.ESRCH:
+        return NoSuchProcess(f"{label}: no such process ({what})", pid)
+    if err in (errno.EPERM, errno.EACCES):
+        return AccessDenied(f"{label}: permission denied ({what})", pid)
+    if err in (errno.EMFILE, errno.ENFILE):
+        return Error(f"{label}: out of file descriptors ({what}): {exc.strerror}; "
+                     "raise RLIMIT_NOFILE (ulimit -n)", pid)
+    return Error(f"{label}: {what} failed: [{errno.errorcode.get(err or 0, err)}] "
+                 f"{exc.strerror}", pid)

@@ -1,0 +1,306 @@
+"""ExitHandle: a waitable, pollable handle on the death of one process (any process).
+
+The handle pins a *process*, not a number (see :mod:`exithand._identity`): it is opened from a
+pid and then verified against what the caller said it meant (``inode=`` or ``start_time=``).
+After that, PID reuse cannot make it report on, or signal, another process.
+
+``fileno()`` is readable exactly when the process is dead (zombie or reaped), so a handle works
+with ``select``/``poll``/``epoll``/``selectors`` and every event loop.  Exit statuses come from
+:mod:`exithand._sources`, best source first, never invented.
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import select
+import signal as _signal
+import threading
+import warnings
+from typing import Any, Optional
+
+from . import _identity, _sources, _sys
+from ._backends import Backend, ProcessRef, default_backend, get_backend
+from ._errors import (
+    Error,
+    NoSuchProcess,
+    NotProcessLeader,
+    TimeoutExpired,
+    translate_oserror,
+)
+from ._identity import ProcessIdentity
+from ._status import ExitStatus
+
+
+def _pick_backend(backend: Optional[str]) -> Backend:
+    return get_backend(backend) if backend else default_backend()
+
+
+def _open_error(exc: OSError, pid: int) -> Exception:
+    """Translate a failed open.  ENOENT (6.15+) / EINVAL (older) for a pid > 0 means a thread id."""
+    if exc.errno in (errno.ENOENT, errno.EINVAL):
+        tgid = _identity.read_tgid(pid)
+        if tgid is not None and tgid != pid:
+            return NotProcessLeader(
+                f"{pid} is a thread of process {tgid}, not a process; wait on {tgid} instead",
+                pid, tgid)
+        return NoSuchProcess(f"process {pid}: no such process", pid)
+    return translate_oserror(exc, pid, "open")
+
+
+def check_timeout(timeout: Optional[float]) -> Optional[float]:
+    """``None`` (forever) or a finite number >= 0; anything else is a ``ValueError``."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise ValueError(f"timeout must be a number of seconds or None, not {timeout!r}")
+    if math.isnan(timeout) or timeout < 0:
+        raise ValueError(f"timeout must be >= 0 or None, not {timeout!r}")
+    return float(timeout)
+
+
+def poll_ms(seconds: Optional[float]) -> Optional[int]:
+    """Seconds -> ``poll``/``epoll`` milliseconds, rounded up so we never wake early."""
+    if seconds is None or math.isinf(seconds):
+        return None
+    return max(0, math.ceil(seconds * 1000))
+
+
+class ExitHandle:
+    """A handle on one process's death.  Create with :func:`exithand.open` or the classmethods.
+
+    Thread-safe for concurrent ``wait()``/``poll()``/``status()``; ``close()`` while another
+    thread waits makes that wait fail with ``ValueError`` (use a WaitSet to wait on many).
+    """
+
+    __slots__ = ("__weakref__", "_lock", "_popen", "_ref", "_status")
+
+    def __init__(self, ref: ProcessRef, popen: Any = None) -> None:
+        """Private: wrap a backend ref.  Use :func:`exithand.open` and friends."""
+        self._ref: Optional[ProcessRef] = ref
+        self._popen = popen
+        self._status: Optional[ExitStatus] = None
+        self._lock = threading.Lock()
+
+    # ----- construction -------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, pid: int, *, inode: Optional[int] = None, start_time: Optional[int] = None,
+             backend: Optional[str] = None) -> ExitHandle:
+        """Pin the process ``pid`` names now, verified against ``inode``/``start_time``.
+
+        Raises ``ValueError`` for a bad pid, :class:`NotProcessLeader` for a thread id and
+        :class:`NoSuchProcess` if the process is gone or, with ``inode``/``start_time``, if the
+        number now names a different process (the one you meant is dead).
+        """
+        pid = _identity.check_pid(pid)
+        b = _pick_backend(backend)
+        try:
+            ref = b.open(pid)
+        except OSError as e:
+            raise _open_error(e, pid) from None
+        try:
+            cls._verify(ref, inode, start_time)
+        except BaseException:
+            ref.close()
+            raise
+        return cls(ref)
+
+    @staticmethod
+    def _verify(ref: ProcessRef, inode: Optional[int], start_time: Optional[int]) -> None:
+        ident = ref.identity
+        if inode is not None:
+            if ident.inode is None:
+                raise Error(f"process {ref.pid}: cannot check inode {inode}: this kernel's "
+                            "pidfds have no unique inode (needs Linux 6.9 pidfs); "
+                            "use start_time instead", ref.pid)
+            if ident.inode != inode:
+                raise NoSuchProcess(f"process {ref.pid}:{inode} is gone: pid {ref.pid} now "
+                                    f"names another process (inode {ident.inode})", ref.pid)
+        if start_time is not None:
+            if ident.start_time is None:
+                raise NoSuchProcess(f"process {ref.pid} exited before its start time could be "
+                                    f"checked against {start_time}", ref.pid)
+            if ident.start_time != start_time:
+                raise NoSuchProcess(f"process {ref.pid} with start time {start_time} is gone: "
+                                    f"the pid now names another process (start time "
+                                    f"{ident.start_time})", ref.pid)
+
+    @classmethod
+    def from_pidfd(cls, pidfd: int, *, backend: Optional[str] = None) -> ExitHandle:
+        """Adopt a pidfd (from ``CLONE_PIDFD``, ``SCM_RIGHTS``, ...).  The handle owns it now."""
+        b = get_backend(backend or "pidfd")
+        try:
+            ref = b.adopt_pidfd(pidfd)
+        except OSError as e:
+            raise translate_oserror(e, None, f"adopt pidfd {pidfd}") from None
+        return cls(ref)
+
+    @classmethod
+    def from_popen(cls, popen: Any, *, backend: Optional[str] = None) -> ExitHandle:
+        """A handle on a :class:`subprocess.Popen`'s process.
+
+        Race-free while the child is unreaped (its number cannot be reused before we reap it).
+        If ``Popen.wait()`` reaps it later, ``status()`` uses the Popen's ``returncode``.
+        """
+        if popen.returncode is not None:
+            raise NoSuchProcess(f"process {popen.pid} was already reaped by Popen "
+                                f"(returncode {popen.returncode})", popen.pid)
+        b = _pick_backend(backend)
+        try:
+            ref = b.open(popen.pid)
+        except OSError as e:
+            raise _open_error(e, popen.pid) from None
+        return cls(ref, popen)
+
+    # ----- identity -------------------------------------------------------------------------
+
+    def _live_ref(self) -> ProcessRef:
+        ref = self._ref
+        if ref is None:
+            raise ValueError("operation on a closed ExitHandle")
+        return ref
+
+    @property
+    def pid(self) -> int:
+        """The process id (as seen when opened; the process may be gone now)."""
+        if self._ref is None:
+            raise ValueError("operation on a closed ExitHandle")
+        return self._ref.pid
+
+    @property
+    def identity(self) -> ProcessIdentity:
+        """pid, pidfs inode, start time, boot id; ``str()`` gives ``PID:INODE``."""
+        return self._live_ref().identity
+
+    @property
+    def backend(self) -> str:
+        """Name of the backend watching this process."""
+        return self._live_ref().backend
+
+    @property
+    def closed(self) -> bool:
+        return self._ref is None
+
+    def fileno(self) -> int:
+        """An fd that is readable exactly when the process is dead."""
+        return self._live_ref().fileno()
+
+    # ----- waiting --------------------------------------------------------------------------
+
+    def poll(self) -> bool:
+        """Is the process dead (zombie or reaped)?  Never blocks."""
+        return self._live_ref().is_dead()
+
+    def wait(self, timeout: Optional[float] = None) -> ExitStatus:
+        """Block until the process is dead; return its :class:`ExitStatus`.
+
+        ``timeout`` in seconds (fractions allowed); raises :class:`TimeoutExpired` when it runs
+        out.  Does not reap anything.
+        """
+        timeout = check_timeout(timeout)
+        ref = self._live_ref()
+        if not ref.is_dead():
+            p = select.poll()
+            p.register(ref.fileno(), select.POLLIN)
+            # PEP 475: poll() retries on EINTR with the remaining timeout.
+            if not p.poll(poll_ms(timeout)):
+                raise TimeoutExpired(f"process {ref.pid} still running after {timeout} seconds",
+                                     ref.pid, timeout)
+        status = self.status()
+        assert status is not None
+        return status
+
+    def status(self) -> Optional[ExitStatus]:
+        """The exit status if dead (maybe ``known=False`` with a reason), ``None`` if alive.
+
+        A known status is cached.  An unknown one is asked again next time (e.g. it becomes
+        known once the parent reaps the zombie, through PIDFD_INFO_EXIT).
+        """
+        if self._status is not None:
+            return self._status
+        with self._lock:
+            if self._status is not None:
+                return self._status
+            ref = self._live_ref()
+            if not ref.is_dead():
+                return None
+            try:
+                st = _sources.resolve(ref, self._popen)
+            except OSError as e:
+                raise translate_oserror(e, ref.pid, "read exit status") from None
+            if st.known:
+                self._status = st
+            return st
+
+    # ----- signals and memory -----------------------------------------------------------------
+
+    def send_signal(self, sig: int) -> None:
+        """Signal exactly this process (``pidfd_send_signal``: a reused number is never hit).
+
+        Raises :class:`NoSuchProcess` once it has been reaped, :class:`AccessDenied` without
+        kill(2) permission.  Signalling a zombie succeeds and does nothing, as kill(2) does.
+        """
+        ref = self._live_ref()
+        try:
+            ref.send_signal(int(sig))
+        except OSError as e:
+            raise translate_oserror(e, ref.pid, f"send signal {int(sig)}") from None
+
+    def terminate(self) -> None:
+        """Send SIGTERM."""
+        self.send_signal(_signal.SIGTERM)
+
+    def kill(self) -> None:
+        """Send SIGKILL."""
+        self.send_signal(_signal.SIGKILL)
+
+    def release_memory(self) -> None:
+        """``process_mrelease``: free a dying (SIGKILLed) process's memory on this CPU.
+
+        Linux 5.15+.  Raises :class:`Error` with EINVAL if the process is not dying yet,
+        :class:`NoSuchProcess` if its memory is already gone, :class:`AccessDenied` without
+        permission (CAP_SYS_NICE is not needed, but kill permission is).
+        """
+        ref = self._live_ref()
+        fd = ref.pidfd
+        if fd is None:
+            raise Error(f"process {ref.pid}: the {ref.backend} backend holds no pidfd, "
+                        "process_mrelease needs one", ref.pid)
+        try:
+            _sys.process_mrelease(fd)
+        except OSError as e:
+            raise translate_oserror(e, ref.pid, "process_mrelease") from None
+
+    # ----- lifetime ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release the pidfd.  Idempotent.  Does not affect the process."""
+        ref, self._ref = self._ref, None
+        if ref is not None:
+            ref.close()
+
+    def __enter__(self) -> ExitHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        ref = getattr(self, "_ref", None)
+        if ref is not None:
+            warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=2, source=self)
+            ref.close()
+
+    def __repr__(self) -> str:
+        ref = self._ref
+        if ref is None:
+            return "<ExitHandle closed>"
+        return f"<ExitHandle {ref.identity} backend={ref.backend}>"
+
+
+def open(pid: int, *, inode: Optional[int] = None, start_time: Optional[int] = None,
+         backend: Optional[str] = None) -> ExitHandle:
+    """Open an :class:`ExitHandle` on process ``pid``.  See :meth:`ExitHandle.open`."""
+    return ExitHandle.open(pid, inode=inode, start_time=start_time, backend=backend)
+

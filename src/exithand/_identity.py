@@ -1,0 +1,162 @@
+"""Process identity, and parsing of ``/proc/<pid>/stat``.
+
+A PID number is not a process: once a process is reaped its number can be handed to a new one.
+A pidfd pins the process itself, so the only race left is in turning a number into a pidfd.  We
+close it by *verifying after open*: the caller says which process it meant (pidfs inode, or start
+time) and we compare with what the pidfd (or ``/proc``) says.
+
+* pidfs inode (``fstat(pidfd).st_ino``, Linux 6.9+): 64-bit, never reused within a boot.
+* start time (``/proc/<pid>/stat`` field 22, clock ticks since boot) plus the boot id: the
+  classic identity on older kernels (what psutil uses).  Two processes can share a start time only
+  if the number wraps around within one clock tick, which pid_max makes impossible in practice.
+
+``/proc/<pid>/stat`` must be parsed from the *last* ``)``: field 2, the command name, may
+contain spaces and parentheses (``prctl(PR_SET_NAME)`` lets a process choose it).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+
+@dataclass(frozen=True)
+class ProcStat:
+    """The fields of ``/proc/<pid>/stat`` we use.
+
+    ``exit_code`` (field 52, Linux 3.5) is the raw wait status of a zombie; the kernel shows it
+    only to callers with ptrace read access and prints 0 to everyone else, so 0 alone means
+    nothing: see :func:`exithand._status_sources.zombie_status`.
+    """
+
+    pid: int
+    comm: str
+    state: str
+    ppid: int
+    num_threads: int
+    start_time: int
+    exit_code: Optional[int]
+
+
+def parse_stat(pid: int, text: str) -> ProcStat:
+    """Parse the text of ``/proc/<pid>/stat`` (split at the last ``)``)."""
+    lpar = text.index("(")
+    rpar = text.rindex(")")
+    comm = text[lpar + 1 : rpar]
+    rest = text[rpar + 2 :].split()
+    # rest[0] is field 3 (state); field N is rest[N - 3]
+    exit_code = int(rest[52 - 3]) if len(rest) > 52 - 3 else None
+    return ProcStat(
+        pid=pid,
+        comm=comm,
+        state=rest[0],
+        ppid=int(rest[4 - 3]),
+        num_threads=int(rest[20 - 3]),
+        start_time=int(rest[22 - 3]),
+        exit_code=exit_code,
+    )
+
+
+def read_stat(pid: int) -> Optional[ProcStat]:
+    """Read and parse ``/proc/<pid>/stat``; ``None`` when the entry is gone (ENOENT/ESRCH)."""
+    try:
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    try:
+        data = os.read(fd, 4096)
+    except ProcessLookupError:
+        return None
+    finally:
+        os.close(fd)
+    try:
+        return parse_stat(pid, data.decode("utf-8", "surrogateescape"))
+    except (ValueError, IndexError):
+        return None  # a stat line we cannot parse is treated like a vanished process
+
+
+def read_tgid(pid: int) -> Optional[int]:
+    """The ``Tgid:`` of ``/proc/<pid>/status`` (a thread's process), ``None`` when unreadable."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Tgid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+@functools.cache
+def boot_id() -> str:
+    """``/proc/sys/kernel/random/boot_id``: start times are only comparable within one boot."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def pid_max() -> int:
+    """The kernel's current ``pid_max`` (per pid namespace from 6.14), or the hard limit 2**22."""
+    try:
+        with open("/proc/sys/kernel/pid_max") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 4194304  # PID_MAX_LIMIT on 64-bit
+
+
+@dataclass(frozen=True)
+class ProcessIdentity:
+    """Who a handle is about: not a number, a process.
+
+    ``inode`` is the pidfs inode (``None`` before Linux 6.9); ``start_time`` is field 22 of
+    ``/proc/<pid>/stat`` (``None`` if the process died before it could be read); ``boot_id``
+    scopes both to one boot.  ``str()`` gives ``PID:INODE`` (util-linux ``waitpid`` syntax), or
+    just ``PID`` when there is no inode.
+    """
+
+    pid: int
+    inode: Optional[int]
+    start_time: Optional[int]
+    boot_id: str
+
+    def __str__(self) -> str:
+        return f"{self.pid}:{self.inode}" if self.inode is not None else str(self.pid)
+
+
+def parse_target(text: str) -> tuple[int, Optional[int]]:
+    """Parse a ``PID`` or ``PID:INODE`` target (pid checked against pid_max).
+
+    Raises ``ValueError`` with a message naming the target.
+    """
+    pid_s, sep, ino_s = text.strip().partition(":")
+    pid = _parse_int(pid_s, "pid", text)
+    inode = _parse_int(ino_s, "inode", text) if sep else None
+    if inode is not None and inode <= 0:
+        raise ValueError(f"invalid target {text!r}: inode must be a positive integer")
+    try:
+        check_pid(pid)
+    except ValueError as e:
+        raise ValueError(f"invalid target {text!r}: {e}") from None
+    return pid, inode
+
+
+def _parse_int(s: str, what: str, whole: str) -> int:
+    if not s.isdigit() and not (s.startswith("-") and s[1:].isdigit()):
+        raise ValueError(f"invalid target {whole!r}: {what} must be an integer")
+    return int(s)
+
+
+def check_pid(pid: object) -> int:
+    """Validate a pid argument: a real ``int`` (not bool), 1 <= pid <= pid_max."""
+    if isinstance(pid, bool) or not isinstance(pid, int):
+        raise ValueError(f"invalid pid {pid!r}: must be an int, not {type(pid).__name__}")
+    if pid <= 0:
+        raise ValueError(f"invalid pid {pid}: must be a positive integer")
+    limit = pid_max()
+    if pid > limit:
+        raise ValueError(f"invalid pid {pid}: larger than the kernel's pid_max ({limit})")
+    return pid

@@ -1,0 +1,158 @@
+"""Where a dead process's exit status comes from, best source first.
+
+:func:`resolve` asks each source in turn and returns the first answer; if none answers it
+returns :meth:`ExitStatus.unknown` with every reason it met.  It is only called once the process
+is dead.
+
+1. **child** -- ``waitid(P_PIDFD, fd, WEXITED | WNOWAIT | WNOHANG)`` (Linux 5.4).  Works only for
+   our own children.  ``WNOWAIT`` leaves the zombie in place: the library never reaps a caller's
+   child behind its back (``Popen.wait()`` still works afterwards).
+2. **popen** -- a :class:`subprocess.Popen` we were built from already reaped it.
+3. **connector** -- an exit event from the netlink proc connector, captured at death time (an
+   optional provider registers itself with :func:`register_provider`).
+4. **zombie** -- ``/proc/<pid>/stat`` field 52 of a zombie.  The kernel prints the real value only
+   to callers with ptrace read access (``PTRACE_MODE_READ_FSCREDS``) and ``0`` to everyone else,
+   so 0 alone proves nothing.  We ask the same access question of the kernel by reading the
+   ``/proc/<pid>/exe`` link, which is guarded by the same check: EACCES means no access; on a
+   zombie an allowed caller gets ENOENT (its mm is gone).  Limitation: if the leader called
+   ``pthread_exit`` and a later thread ``exit_group``-ed, waitpid reports the group code while
+   field 52 holds the leader's; source 5 is exact after the reap.
+5. **pidfd_info** -- ``PIDFD_GET_INFO`` with ``PIDFD_INFO_EXIT`` (Linux 6.15), after the reap.
+
+Each read of ``/proc/<pid>`` is followed by a check that our pidfd's process was not reaped in
+between: until the reap the number cannot be reused, so what we read was about our process.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import platform
+from typing import Any, Callable, Optional
+
+from . import _identity, _sys
+from ._backends import ProcessRef
+from ._status import (
+    SOURCE_CHILD,
+    SOURCE_PIDFD_INFO,
+    SOURCE_POPEN,
+    SOURCE_ZOMBIE,
+    ExitStatus,
+)
+
+#: Extra providers (e.g. the proc connector) consulted after child/popen and before /proc.
+#: Each takes the ref and returns a status or None.
+Provider = Callable[[ProcessRef], Optional[ExitStatus]]
+_providers: list[Provider] = []
+
+
+def register_provider(fn: Provider) -> None:
+    """Add a status provider (idempotent)."""
+    if fn not in _providers:
+        _providers.append(fn)
+
+
+def unregister_provider(fn: Provider) -> None:
+    if fn in _providers:
+        _providers.remove(fn)
+
+
+def child_status(ref: ProcessRef) -> Optional[ExitStatus]:
+    """Our own child, read with WNOWAIT (never reaps).  None if not our child / not exited."""
+    fd = ref.pidfd
+    try:
+        if fd is not None and hasattr(os, "P_PIDFD"):
+            res = os.waitid(os.P_PIDFD, fd, os.WEXITED | os.WNOWAIT | os.WNOHANG)
+        else:
+            res = os.waitid(os.P_PID, ref.pid, os.WEXITED | os.WNOWAIT | os.WNOHANG)
+    except ChildProcessError:
+        return None
+    except OSError as e:
+        if e.errno in (errno.EINVAL, errno.ECHILD):
+            return None
+        raise
+    if res is None:
+        return None
+    return ExitStatus.from_siginfo(ref.pid, res.si_code, res.si_status, SOURCE_CHILD)
+
+
+def popen_status(ref: ProcessRef, popen: Any) -> Optional[ExitStatus]:
+    rc = getattr(popen, "returncode", None) if popen is not None else None
+    if rc is None:
+        return None
+    if rc < 0:
+        return ExitStatus(ref.pid, None, -rc, False, True, SOURCE_POPEN)
+    return ExitStatus(ref.pid, rc, None, False, True, SOURCE_POPEN)
+
+
+def has_ptrace_read_access(pid: int) -> bool:
+    """Would the kernel show us ptrace-guarded fields of ``pid`` (``PTRACE_MODE_READ_FSCREDS``)?
+
+    ``readlink(/proc/<pid>/exe)`` runs that exact check first: EACCES means no.
+    """
+    try:
+        os.readlink(f"/proc/{pid}/exe")
+    except PermissionError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def zombie_status(ref: ProcessRef) -> tuple[Optional[ExitStatus], Optional[str]]:
+    """Field 52 of our zombie, or (None, reason)."""
+    st = _identity.read_stat(ref.pid)
+    if st is None or st.state != "Z" or st.exit_code is None:
+        return None, None
+    if ref.identity.start_time is not None and st.start_time != ref.identity.start_time:
+        return None, None  # not ours: ours was reaped and the number reused
+    allowed = has_ptrace_read_access(ref.pid)
+    if ref.is_reaped():
+        return None, None  # reaped while we read: what we read may belong to a newcomer
+    if not allowed:
+        return None, ("zombie not yet reaped by its parent, and its exit code "
+                      f"(/proc/{ref.pid}/stat field 52) is shown only to callers with "
+                      "ptrace access; it becomes readable after the reap on Linux 6.15+")
+    return ExitStatus.from_wait_status(ref.pid, st.exit_code, SOURCE_ZOMBIE), None
+
+
+def pidfd_info_status(ref: ProcessRef) -> tuple[Optional[ExitStatus], Optional[str]]:
+    fd = ref.pidfd
+    if fd is None:
+        return None, "no pidfd held (PIDFD_INFO_EXIT needs one)"
+    try:
+        info = _sys.pidfd_get_info(fd, _sys.PIDFD_INFO_EXIT)
+    except OSError as e:
+        if e.errno in (errno.ENOTTY, errno.EINVAL, errno.EOPNOTSUPP):
+            return None, (f"kernel {platform.release()} has no PIDFD_GET_INFO exit info "
+                          "(needs Linux 6.15)")
+        if e.errno == errno.ESRCH:
+            return None, "reaped without exit info kept for this pidfd"
+        raise
+    if info.exit_status is None:
+        if info.mask & _sys.PIDFD_INFO_PID:  # still a zombie: exit info appears at reap
+            return None, None
+        return None, (f"kernel {platform.release()} keeps no exit info for this pidfd "
+                      "(PIDFD_INFO_EXIT needs Linux 6.15)")
+    return ExitStatus.from_wait_status(ref.pid, info.exit_status, SOURCE_PIDFD_INFO), None
+
+
+def resolve(ref: ProcessRef, popen: Any = None) -> ExitStatus:
+    """Best available status for a dead process; never invented."""
+    st = child_status(ref) or popen_status(ref, popen)
+    if st is not None:
+        return st
+    for provider in list(_providers):
+        st = provider(ref)
+        if st is not None:
+            return st
+    reasons = []
+    for source in (zombie_status, pidfd_info_status):
+        st, why = source(ref)
+        if st is not None:
+            return st
+        if why:
+            reasons.append(why)
+    if not reasons:
+        reasons.append("not our child and no source reported it")
+    return ExitStatus.unknown(ref.pid, "; ".join(reasons))

@@ -1,0 +1,115 @@
+"""ExitStatus: how a process ended, or an honest "unknown" with the reason.
+
+One converter from the kernel's wait status (:meth:`ExitStatus.from_wait_status`), one from
+``waitid`` ``si_code``/``si_status`` (:meth:`ExitStatus.from_siginfo`), one rule for unknown
+(:meth:`ExitStatus.unknown`).  A status is never invented: if no source answered, ``known`` is
+False and ``reason`` says why.
+
+Wait status encoding (``<sys/wait.h>``): low 7 bits = terminating signal (0 = normal exit),
+bit 7 (0x80) = core dumped, bits 8..15 = exit code.
+"""
+
+from __future__ import annotations
+
+import os
+import signal as _signal
+from dataclasses import dataclass
+from typing import Any, Optional
+
+# Where a status came from, best first.  Values are stable strings (they appear in --json).
+SOURCE_CHILD = "child"  # waitid(P_PIDFD, WEXITED | WNOWAIT) on our own child
+SOURCE_POPEN = "popen"  # subprocess.Popen reaped it and kept the returncode
+SOURCE_CONNECTOR = "connector"  # netlink proc connector exit event, at death time
+SOURCE_ZOMBIE = "zombie"  # /proc/<pid>/stat field 52 of a zombie (needs ptrace read access)
+SOURCE_PIDFD_INFO = "pidfd_info"  # PIDFD_GET_INFO + PIDFD_INFO_EXIT after reap (Linux 6.15)
+
+
+def signal_name(sig: int) -> str:
+    """``SIGKILL`` for 9; ``SIG42`` for numbers without a name."""
+    try:
+        return _signal.Signals(sig).name
+    except ValueError:
+        return f"SIG{sig}"
+
+
+@dataclass(frozen=True)
+class ExitStatus:
+    """How a process ended.
+
+    Exactly one of ``exit_code`` / ``signal`` is set when ``known``; both are ``None`` otherwise.
+    ``returncode`` follows :mod:`subprocess`: the exit code, or ``-signal``.
+    """
+
+    pid: int
+    exit_code: Optional[int]
+    signal: Optional[int]
+    core_dumped: bool
+    known: bool
+    source: Optional[str]
+    reason: Optional[str] = None
+
+    @classmethod
+    def from_wait_status(cls, pid: int, status: int, source: str) -> ExitStatus:
+        """Decode a raw wait status (as ``waitpid``, field 52, PIDFD_INFO_EXIT give it)."""
+        sig = status & 0x7F
+        if sig == 0:
+            return cls(pid, (status >> 8) & 0xFF, None, False, True, source)
+        return cls(pid, None, sig, bool(status & 0x80), True, source)
+
+    @classmethod
+    def from_siginfo(cls, pid: int, si_code: int, si_status: int, source: str) -> ExitStatus:
+        """Decode ``waitid`` results: CLD_EXITED carries the code, CLD_KILLED/DUMPED a signal."""
+        if si_code == os.CLD_EXITED:
+            return cls(pid, si_status, None, False, True, source)
+        return cls(pid, None, si_status, si_code == os.CLD_DUMPED, True, source)
+
+    @classmethod
+    def unknown(cls, pid: int, reason: str) -> ExitStatus:
+        """The one way to say we do not know; ``reason`` is shown to users."""
+        return cls(pid, None, None, False, False, None, reason)
+
+    @property
+    def returncode(self) -> Optional[int]:
+        """``subprocess``-style: exit code, ``-signal`` if killed, ``None`` if unknown."""
+        if self.exit_code is not None:
+            return self.exit_code
+        if self.signal is not None:
+            return -self.signal
+        return None
+
+    @property
+    def wait_status(self) -> Optional[int]:
+        """Re-encode as a raw wait status (``None`` if unknown)."""
+        if self.exit_code is not None:
+            return self.exit_code << 8
+        if self.signal is not None:
+            return self.signal | (0x80 if self.core_dumped else 0)
+        return None
+
+    def __int__(self) -> int:
+        rc = self.returncode
+        if rc is None:
+            raise ValueError(f"exit status of {self.pid} is unknown: {self.reason}")
+        return rc
+
+    def describe(self) -> str:
+        """FreeBSD pwait's words: ``1234: exited with status 7.`` / ``1234: killed by signal 9.``"""
+        if self.exit_code is not None:
+            return f"{self.pid}: exited with status {self.exit_code}."
+        if self.signal is not None:
+            core = " (core dumped)" if self.core_dumped else ""
+            return f"{self.pid}: killed by signal {self.signal}{core}."
+        return f"{self.pid}: exited (status unknown: {self.reason})."
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (the CLI's ``--json`` shape, minus timing)."""
+        return {
+            "pid": self.pid,
+            "exit_code": self.exit_code,
+            "signal": self.signal,
+            "signal_name": signal_name(self.signal) if self.signal is not None else None,
+            "core_dumped": self.core_dumped,
+            "known": self.known,
+            "source": self.source,
+            "reason": self.reason,
+        }

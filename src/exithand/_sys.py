@@ -1,0 +1,137 @@
+"""The few raw syscalls and ioctls the standard library lacks.
+
+Everything here is a thin wrapper that raises ``OSError`` exactly like ``os`` functions do; the
+translation to exithand exceptions happens in :mod:`exithand._errors`.
+
+Kernel facts (checked on Linux 6.18):
+
+* ``PIDFD_GET_INFO`` is ``_IOWR(0xFF, 11, struct pidfd_info)`` (Linux 6.13).  The struct is
+  extensible: the size is encoded in the ioctl number and the kernel accepts 64 bytes (6.13),
+  72 (6.16) and larger, copying back only what both sides know.  We ask with 64 bytes, which is
+  enough for ``exit_code``.
+* ``PIDFD_INFO_EXIT`` (6.15) is set in the returned mask only once the process has been
+  **reaped**, and only if some pidfd for it existed before the reap.  ``exit_code`` is then the raw
+  wait status (``7 << 8`` for ``exit(7)``).  There is no ptrace check: any pidfd holder may read it.
+* Before the reap, asking for ``PIDFD_INFO_EXIT`` on a live or zombie process succeeds without
+  the bit.  After the reap, a request *without* ``PIDFD_INFO_EXIT`` fails with ESRCH.
+* ``process_mrelease(pidfd, 0)`` is syscall 448 on every architecture with the unified table
+  (Linux 5.15).  EINVAL when the target is not dying yet, ESRCH when its memory is already gone.
+* A pidfd from pidfs (6.9+) has a 64-bit inode unique for the boot, usable as process identity
+  (util-linux ``waitpid PID:INODE``).  Before 6.9 every pidfd shares the one anonymous inode, so
+  the inode means nothing; :func:`pidfd_has_unique_inode` tells which (``fstatfs`` magic).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import fcntl
+import functools
+import os
+import struct
+from dataclasses import dataclass
+from typing import Optional
+
+PIDFD_INFO_PID = 1 << 0
+PIDFD_INFO_CREDS = 1 << 1
+PIDFD_INFO_CGROUPID = 1 << 2
+PIDFD_INFO_EXIT = 1 << 3
+
+_PIDFD_INFO_SIZE = 64
+# _IOWR(0xFF, 11, 64 bytes): dir (read|write = 3) << 30 | size << 16 | type << 8 | nr
+PIDFD_GET_INFO = (3 << 30) | (_PIDFD_INFO_SIZE << 16) | (0xFF << 8) | 11
+# mask, cgroupid, pid, tgid, ppid, ruid, rgid, euid, egid, suid, sgid, fsuid, fsgid, exit_code
+_PIDFD_INFO_FMT = "=QQ11Ii"
+
+PIDFS_MAGIC = 0x50494446
+SYS_PROCESS_MRELEASE = 448
+
+
+@dataclass(frozen=True)
+class PidfdInfo:
+    """What ``PIDFD_GET_INFO`` returned; fields absent from ``mask`` are ``None``."""
+
+    mask: int
+    pid: Optional[int]
+    ppid: Optional[int]
+    ruid: Optional[int]
+    euid: Optional[int]
+    exit_status: Optional[int]
+
+
+def pidfd_get_info(pidfd: int, mask: int) -> PidfdInfo:
+    """Run ``PIDFD_GET_INFO``; raises ``OSError`` (ENOTTY/EINVAL before 6.13, ESRCH if reaped)."""
+    buf = bytearray(_PIDFD_INFO_SIZE)
+    struct.pack_into("=Q", buf, 0, mask)
+    fcntl.ioctl(pidfd, PIDFD_GET_INFO, buf)
+    (got, _cg, pid, _tgid, ppid, ruid, _rgid, euid, *_rest, exit_code) = struct.unpack_from(
+        _PIDFD_INFO_FMT, buf, 0)
+    has_pid = bool(got & PIDFD_INFO_PID)
+    has_creds = bool(got & PIDFD_INFO_CREDS)
+    return PidfdInfo(
+        mask=got,
+        pid=pid if has_pid else None,
+        ppid=ppid if has_pid else None,
+        ruid=ruid if has_creds else None,
+        euid=euid if has_creds else None,
+        exit_status=exit_code if got & PIDFD_INFO_EXIT else None,
+    )
+
+
+@functools.cache
+def _libc() -> Optional[ctypes.CDLL]:
+    name = ctypes.util.find_library("c") or "libc.so.6"
+    try:
+        return ctypes.CDLL(name, use_errno=True)
+    except OSError:
+        return None
+
+
+def process_mrelease(pidfd: int) -> None:
+    """``process_mrelease(pidfd, 0)``: reap a dying process's memory on this CPU (Linux 5.15).
+
+    Raises ``OSError`` with the kernel's errno (ENOSYS where the syscall is absent).
+    """
+    libc = _libc()
+    if libc is None:
+        raise OSError(errno.ENOSYS, "libc not found for syscall()")
+    res = libc.syscall(ctypes.c_long(SYS_PROCESS_MRELEASE), ctypes.c_int(pidfd), ctypes.c_uint(0))
+    if res != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+@functools.cache
+def pidfd_has_unique_inode() -> bool:
+    """True when pidfds live on pidfs (Linux 6.9+), so ``st_ino`` identifies a process.
+
+    Probed once by really opening a pidfd on ourselves and asking ``fstatfs`` for its magic.
+    """
+    libc = _libc()
+    if libc is None or not hasattr(os, "pidfd_open"):
+        return False
+    try:
+        fd = os.pidfd_open(os.getpid())
+    except OSError:
+        return False
+    try:
+        buf = ctypes.create_string_buffer(256)  # struct statfs is 120 bytes on 64-bit
+        if libc.fstatfs(ctypes.c_int(fd), buf) != 0:
+            return False
+        f_type = ctypes.c_long.from_buffer_copy(buf.raw[: ctypes.sizeof(ctypes.c_long)]).value
+        return bool(f_type == PIDFS_MAGIC)
+    finally:
+        os.close(fd)
+
+
+def fdinfo_pid(fd: int) -> Optional[int]:
+    """The ``Pid:`` line of ``/proc/self/fdinfo/<fd>`` for a pidfd (-1 once reaped, 5.x+)."""
+    try:
+        with open(f"/proc/self/fdinfo/{fd}") as f:
+            for line in f:
+                if line.startswith("Pid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None

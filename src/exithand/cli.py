@@ -1,0 +1,55 @@
+"""The ``exithand`` command line: argparse front end over the public library API only.
+
+Each subcommand lives in its own module under ``exithand._cmd`` and registers itself here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional
+
+from . import __version__
+from ._cmd import _common, wait
+
+_SUBCOMMANDS = [wait]
+
+DESCRIPTION = """\
+Wait for the death of any Linux process, race-free: handles pin a process (not a pid number),
+a zombie counts as dead, and exit statuses are reported when the system can honestly tell them.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="exithand", description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run 'exithand COMMAND --help' for each command's options.\n\n"
+               + _common.EXIT_CODES_HELP)
+    parser.add_argument("--version", action="version", version=f"exithand {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for mod in _SUBCOMMANDS:
+        mod.register(sub)
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return _common.EXIT_USAGE
+    try:
+        rc: int = args.func(args)
+        return rc
+    except _common.UsageError as e:
+        parser.exit(_common.EXIT_USAGE, f"exithand {args.command}: error: {e}\n")
+    except KeyboardInterrupt:
+        return _common.EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return _common.EXIT_ERROR
+    return _common.EXIT_ERROR  # not reached: parser.exit raises
+
+
+if __name__ == "__main__":
+    sys.exit(main())
