@@ -1,0 +1,217 @@
+"""Shared test helpers: real processes, real users, fd-leak checks, the CLI as a subprocess.
+
+Synchronisation is by pipes and pidfds, never by sleeping.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import pwd
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import pytest
+
+SRC = str(Path(__file__).resolve().parent.parent / "src")
+
+# Backends the per-backend behaviour suite runs against (extended as backends are added).
+BACKENDS = ["pidfd"]
+
+NOBODY = pwd.getpwnam("nobody").pw_uid  # 65534 on Debian
+OTHER_UID = 65533  # a second unprivileged uid, no passwd entry needed
+
+
+def env_with_src(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = SRC + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.update(extra)
+    return env
+
+
+def run_cli(*args: str, timeout: float = 30, input: Optional[str] = None,
+            env: Optional[dict[str, str]] = None,
+            preexec_fn: Optional[Callable[[], None]] = None) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m exithand ARGS`` with this checkout's sources."""
+    return subprocess.run([sys.executable, "-m", "exithand", *args], capture_output=True,
+                          text=True, timeout=timeout, input=input,
+                          env=env or env_with_src(), preexec_fn=preexec_fn)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def open_fds() -> set[int]:
+    return {int(x) for x in os.listdir("/proc/self/fd")}
+
+
+@pytest.fixture
+def no_fd_leak() -> Iterator[None]:
+    """Fail the test if it leaves file descriptors open.
+
+    List it *first* among a test's fixtures so it is torn down last (after the others
+    have closed what they opened).
+    """
+    before = open_fds()
+    yield
+    leaked = open_fds() - before
+    # listdir's own fd is gone by now; anything left is ours
+    assert not leaked, f"leaked fds: {sorted(leaked)}"
+
+
+@dataclass
+class Victim:
+    """A process that is *not* our child: a grandchild whose parent (the 'keeper') is ours.
+
+    The victim waits for a line on its stdin pipe, then exits with the code/signal it was told.
+    ``reap`` says whether the keeper reaps it (else it stays a zombie until the keeper dies).
+    """
+
+    pid: int
+    keeper: subprocess.Popen[bytes]
+    _ctl: int
+
+    def exit(self, code: int = 0) -> None:
+        os.write(self._ctl, f"exit {code}\n".encode())
+
+    def die_by(self, sig: int) -> None:
+        os.write(self._ctl, f"kill {sig}\n".encode())
+
+    def cleanup(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self._ctl)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        if self.keeper.poll() is None:
+            self.keeper.kill()
+        self.keeper.wait(timeout=10)
+        for f in (self.keeper.stdout, self.keeper.stdin):
+            if f is not None:
+                f.close()
+
+
+_KEEPER = textwrap.dedent("""
+    import os, signal, sys
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(w)
+        f = os.fdopen(r)
+        line = f.readline().split()
+        if not line:
+            os._exit(99)
+        if line[0] == "kill":
+            signal.signal(int(line[1]), signal.SIG_DFL)
+            os.kill(os.getpid(), int(line[1]))
+        os._exit(int(line[1]))
+    os.close(r)
+    sys.stdout.write(f"{pid}\\n"); sys.stdout.flush()
+    # forward our stdin to the victim; then reap it (or not)
+    data = sys.stdin.buffer.readline()
+    os.write(w, data)
+    os.close(w)
+    if REAP:
+        os.waitpid(pid, 0)
+        sys.stdout.write("reaped\\n"); sys.stdout.flush()
+    sys.stdin.buffer.read()   # stay alive until our stdin closes
+""")
+
+
+def _make_victim(reap: bool, preexec_fn: Optional[Callable[[], None]] = None) -> Victim:
+    keeper = subprocess.Popen([sys.executable, "-c", f"REAP = {reap!r}\n" + _KEEPER],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              preexec_fn=preexec_fn)
+    assert keeper.stdout is not None and keeper.stdin is not None
+    pid = int(keeper.stdout.readline())
+    return Victim(pid, keeper, os.dup(keeper.stdin.fileno()))
+
+
+@pytest.fixture
+def victim_factory() -> Iterator[Callable[..., Victim]]:
+    """``victim_factory(reap=True, preexec_fn=None) -> Victim`` (cleaned up after the test)."""
+    made: list[Victim] = []
+
+    def make(reap: bool = True, preexec_fn: Optional[Callable[[], None]] = None) -> Victim:
+        v = _make_victim(reap, preexec_fn)
+        made.append(v)
+        return v
+
+    yield make
+    for v in made:
+        v.cleanup()
+
+
+def drop_to(uid: int, gid: Optional[int] = None) -> Callable[[], None]:
+    """A ``preexec_fn`` that becomes ``uid`` for real (no supplementary groups)."""
+    g = uid if gid is None else gid
+
+    def fn() -> None:
+        os.setgroups([])
+        os.setresgid(g, g, g)
+        os.setresuid(uid, uid, uid)
+
+    return fn
+
+
+def run_as(uid: int, fn: Callable[[], Any], timeout: float = 30) -> Any:
+    """Run ``fn()`` in a forked child that dropped to ``uid``; return its result or re-raise.
+
+    The result (or exception) crosses back pickled over a pipe.
+    """
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        try:
+            os.close(r)
+            drop_to(uid)()
+            try:
+                out: tuple[str, Any] = ("ok", fn())
+            except BaseException as e:  # noqa: BLE001
+                out = ("err", e)
+            try:
+                data = pickle.dumps(out)
+            except Exception as e:  # noqa: BLE001
+                data = pickle.dumps(("err", RuntimeError(f"unpicklable result: {e!r}")))
+            with os.fdopen(w, "wb") as f:
+                f.write(data)
+        finally:
+            os._exit(0)
+    os.close(w)
+    pidfd = os.pidfd_open(pid)
+    try:
+        import select
+        if not select.select([pidfd], [], [], timeout)[0]:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise TimeoutError("run_as child timed out")
+    finally:
+        os.close(pidfd)
+    with os.fdopen(r, "rb") as f:
+        data = f.read()
+    os.waitpid(pid, 0)
+    kind, value = pickle.loads(data)
+    if kind == "err":
+        raise value
+    return value
+
+
+def wait_dead(pid: int, timeout: float = 10) -> None:
+    """Block (on a pidfd, no sleeping) until ``pid`` is dead or gone."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        import select
+        assert select.select([fd], [], [], timeout)[0], f"{pid} did not die in {timeout}s"
+    finally:
+        os.close(fd)
