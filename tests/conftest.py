@@ -175,11 +175,11 @@ def run_as(uid: int, fn: Callable[[], Any], timeout: float = 30) -> Any:
             drop_to(uid)()
             try:
                 out: tuple[str, Any] = ("ok", fn())
-            except BaseException as e:  # noqa: BLE001
+            except BaseException as e:
                 out = ("err", e)
             try:
                 data = pickle.dumps(out)
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 data = pickle.dumps(("err", RuntimeError(f"unpicklable result: {e!r}")))
             with os.fdopen(w, "wb") as f:
                 f.write(data)
