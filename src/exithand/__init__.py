@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from ._cgroup import CgroupError
 from ._errors import (
     AccessDenied,
     BackendUnavailable,
@@ -17,6 +18,7 @@ from ._errors import (
 )
 from ._handle import ExitHandle, open
 from ._identity import ProcessIdentity, parse_target
+from ._kill import CgroupKillResult, KillResult, kill_and_wait, kill_cgroup
 from ._status import ExitStatus
 from ._waitset import WaitSet
 
@@ -25,15 +27,20 @@ __version__ = "0.1.0"
 __all__ = [
     "AccessDenied",
     "BackendUnavailable",
+    "CgroupError",
+    "CgroupKillResult",
     "Error",
     "ExitHandle",
     "ExitStatus",
+    "KillResult",
     "NoSuchProcess",
     "NotProcessLeader",
     "ProcessIdentity",
     "TimeoutExpired",
     "WaitSet",
     "__version__",
+    "kill_and_wait",
+    "kill_cgroup",
     "open",
     "parse_target",
 ]

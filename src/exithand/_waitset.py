@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Optional
 
-from ._handle import ExitHandle, check_timeout, poll_ms
+from ._handle import ExitHandle, check_timeout
 
 
 class WaitSet:
@@ -98,7 +98,7 @@ class WaitSet:
                     return
                 self._check_open()
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            events = self._ep.poll(-1 if remaining is None else poll_ms(remaining))
+            events = self._ep.poll(-1 if remaining is None else remaining)  # seconds
             for fd, _ev in events:
                 with self._lock:
                     h = self._by_fd.pop(fd, None)
