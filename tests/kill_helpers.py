@@ -41,6 +41,9 @@ KEEPER = textwrap.dedent("""
         finally:
             os._exit(0)
     os.close(READY_FD)
+    for fd in sys.argv[3].split(","):   # fds meant for the victim only
+        if fd:
+            os.close(int(fd))
     sys.stdout.write(f"{pid}\\n"); sys.stdout.flush()
     def reaper():
         while True:
@@ -121,8 +124,11 @@ def start_keeper(code: str, env: Optional[dict[str, str]] = None,
     code = textwrap.dedent(code)
     if user is not None:  # the victim drops to ``user`` (the keeper stays ours and reaps)
         code = (f"os.setgroups([]); os.setresgid({user}, {user}, {user}); "
-                f"os.setresuid({user}, {user}, {user})\n") + code
-    proc = subprocess.Popen([sys.executable, "-c", KEEPER, str(w), code],
+                f"os.setresuid({user}, {user}, {user})\n"
+                # a process started by that user would be dumpable (ptrace-readable) too
+                "import ctypes; ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)\n") + code
+    proc = subprocess.Popen([sys.executable, "-c", KEEPER, str(w), code,
+                             ",".join(str(fd) for fd in pass_fds)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             pass_fds=(w, *pass_fds), env=env)
     os.close(w)
