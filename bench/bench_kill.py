@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import ctypes
 import json
 import os
 import platform
@@ -49,8 +48,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-import exithand  # noqa: E402
-from exithand import _cgroup  # noqa: E402
+import exithand
+from exithand import _cgroup
 
 SIZE = 1 << 30
 LIMIT = SIZE + (256 << 20)
@@ -308,7 +307,8 @@ def main() -> int:
     for busy in (False, True):
         for tool in args.tools.split(","):
             rs = [r for r in results if r["tool"] == tool and r["busy"] == busy]
-            print(f"{'busy' if busy else 'idle':10}  {tool:18} {med([r['tool_ms'] for r in rs]):>12}"
+            cpu = "busy" if busy else "idle"
+            print(f"{cpu:10}  {tool:18} {med([r['tool_ms'] for r in rs]):>12}"
                   f" {med([r['dead_ms'] for r in rs])} {med([r['freed_ms'] for r in rs]):>9}")
     if args.json:
         with open(args.json, "w") as f:
