@@ -13,7 +13,7 @@ from typing import Any, Optional
 import exithand
 
 from . import _common
-from ._common import UsageError, emit, emit_json, warn
+from ._common import UsageError, debug, emit, emit_json, warn
 
 HELP = "wait until processes (not only your children) are dead"
 
@@ -140,6 +140,7 @@ def _wait(args: argparse.Namespace, handles: list[exithand.ExitHandle],
     if done >= want:
         return _common.EXIT_OK
     with exithand.WaitSet(handles) as ws:
+        debug(f"waiting for {len(ws)} process(es)")
         for h in ws.as_exited(args.timeout):
             st = h.status()
             assert st is not None
