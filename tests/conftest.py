@@ -21,6 +21,8 @@ from typing import Any, Callable, Optional
 import pytest
 
 SRC = str(Path(__file__).resolve().parent.parent / "src")
+if SRC not in sys.path:  # test this checkout's code, whatever else is installed
+    sys.path.insert(0, SRC)
 
 # Backends the per-backend behaviour suite runs against (extended as backends are added).
 BACKENDS = ["pidfd"]
