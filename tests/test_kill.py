@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from typing import Callable
 
 import pytest
-from conftest import NOBODY, run_as
 from kill_helpers import Keeper, is_alive, start_keeper
 
 import exithand
+from conftest import NOBODY, run_as
 from exithand import _kill
 
 IGNORE_TERM = """
@@ -246,13 +246,15 @@ def test_bad_arguments(no_fd_leak):
         exithand.kill_and_wait(1, grace=1, kill_after=2)
     with pytest.raises(ValueError):
         exithand.kill_and_wait("x:y")
+    with pytest.raises(ValueError):
+        exithand.kill_and_wait([1.5])
 
 
 @pytest.mark.timeout(30)
 def test_handles_are_accepted_and_left_open(no_fd_leak, keepers):
     k = keepers(PLAIN)
     with exithand.open(k.pid) as h:
-        (r,) = exithand.kill_and_wait([h], signal=signal.SIGKILL, release_memory=True)
+        (r,) = exithand.kill_and_wait((h,), signal=signal.SIGKILL, release_memory=True)
         assert r.outcome == _kill.OUTCOME_KILLED
         assert not h.closed and h.poll()
         d = r.as_dict()

@@ -7,10 +7,10 @@ import os
 import signal
 
 import pytest
-from conftest import NOBODY, run_as, run_cli
 from kill_helpers import is_alive, start_keeper, v2_cgroup
 
 import exithand
+from conftest import NOBODY, run_as, run_cli
 from exithand import _cgroup, _kill, cli
 
 # The keeper's child forks N processes that each join the cgroup, say ready, and block.

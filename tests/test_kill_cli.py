@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from typing import Callable
 
 import pytest
-from conftest import run_cli
 from kill_helpers import Keeper, is_alive, start_keeper
 
 import exithand
+from conftest import run_cli
 
 IGNORE_TERM = "import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nready(); block()\n"
 PLAIN = "ready(); block()\n"
@@ -56,6 +56,20 @@ def test_grace_escalates_and_json(keepers):
     assert o["signals_sent"] == ["SIGTERM", "SIGKILL"]
     assert o["seconds"] >= 0.2 and o["memory_bytes"] > 0
     assert o["mrelease"] in ("released", "already_released")
+
+
+@pytest.mark.timeout(60)
+def test_mrelease_unavailable_is_reported_not_fatal(keepers):
+    """On a kernel without process_mrelease (simulated: EXITHAND_DISABLE=mrelease) the kill
+    still works and the result says why memory was not released early."""
+    from conftest import env_with_src
+    k = keepers(PLAIN)
+    r = run_cli("kill", "--json", "-s", "KILL", "--mrelease", str(k.pid),
+                env=env_with_src(EXITHAND_DISABLE="mrelease"))
+    assert r.returncode == 0, r
+    o = json.loads(r.stdout)
+    assert o["outcome"] == "killed" and o["mrelease"] == "failed"
+    assert "ENOSYS" in o["mrelease_error"] and "5.15" in o["mrelease_error"]
 
 
 @pytest.mark.timeout(60)

@@ -24,8 +24,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import env_with_src
 from kill_helpers import is_alive, memory_cgroup, start_keeper
+
+from conftest import env_with_src
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "lowmem_killer.py"
 PSI = "/proc/pressure/memory"

@@ -474,15 +474,16 @@ def kill_and_wait(targets: Union[Target, Iterable[Target]], *,
                   timeout: Optional[float] = None, tree: bool = False) -> list[KillResult]:
     """Signal processes, escalate to SIGKILL after ``grace``, wait until they are dead.
 
-    ``targets``: pids, ``"PID:INODE"`` strings, ``(pid, inode)`` pairs or open
-    :class:`ExitHandle` objects (not closed by this call), or one of those.  Targets that are
-    gone (or whose ``PID:INODE`` now names another process) are reported ``already_gone`` and
-    never signalled; so is a zombie.  ``signal`` is sent first; survivors get SIGKILL once
-    ``grace`` seconds have passed (``kill_after`` is the same thing under timeout(1)'s name;
-    ``None``: never escalate).  ``release_memory`` calls ``process_mrelease`` on this thread
-    right after each SIGKILL.  ``timeout`` bounds the whole call; survivors are reported
-    ``timed_out``.  ``tree`` includes every descendant (frozen with SIGSTOP first, see the module
-    docstring).
+    ``targets``: an iterable of pids, ``"PID:INODE"`` strings, ``(pid, inode)`` pairs or open
+    :class:`ExitHandle` objects (not closed by this call); or a single pid, string or handle.
+    Targets that are gone (or whose ``PID:INODE`` now names another process) are reported
+    ``already_gone`` and never signalled; so is a zombie.
+
+    ``signal`` is sent first; survivors get SIGKILL once ``grace`` seconds have passed
+    (``kill_after`` is the same setting under timeout(1)'s name; ``None``: never escalate).
+    ``release_memory`` calls ``process_mrelease`` on this thread right after each SIGKILL.
+    ``timeout`` bounds the whole call; survivors are reported ``timed_out``.  ``tree`` includes
+    every descendant (frozen with SIGSTOP first, see the module docstring).
 
     Returns one :class:`KillResult` per process: targets in the order given, then descendants in
     the order found.  Raises :class:`AccessDenied` (nothing signalled) if any process may not be
@@ -496,7 +497,7 @@ def kill_and_wait(targets: Union[Target, Iterable[Target]], *,
     timeout = check_timeout(timeout)
     start = time.monotonic()
     deadline = None if timeout is None else start + timeout
-    if isinstance(targets, (int, str, tuple, ExitHandle)):
+    if isinstance(targets, (int, str, ExitHandle)):  # one target; a tuple is a sequence
         targets = [targets]
 
     k = _Killer(sig, tree, release_memory)
@@ -665,7 +666,8 @@ def kill_cgroup(path: str, *, signal: int = _signal.SIGKILL, grace: Optional[flo
                     m.send(sig)
                 except AccessDenied:
                     pass  # cgroup.kill will still reach it after the grace
-        escalate_at = None if killed or grace is None else t0 + grace
+        # every process gets at least ``grace`` after its own signal
+        escalate_at = None if killed or grace is None else time.monotonic() + grace
         empty = False
         t_empty: Optional[float] = None
         while True:
