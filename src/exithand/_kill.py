@@ -42,7 +42,7 @@ import signal as _signal
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import Any, Optional, Union, cast
 
 from . import _cgroup, _identity, _sys, _tree
 from ._errors import AccessDenied, Error, NoSuchProcess, NotProcessLeader
@@ -497,14 +497,15 @@ def kill_and_wait(targets: Union[Target, Iterable[Target]], *,
     timeout = check_timeout(timeout)
     start = time.monotonic()
     deadline = None if timeout is None else start + timeout
-    if isinstance(targets, (int, str, ExitHandle)):  # one target; a tuple is a sequence
-        targets = [targets]
+    # one target, or a sequence of them (a tuple is a sequence, not a (pid, inode) pair)
+    items = cast("Iterable[Target]",
+                 [targets] if isinstance(targets, (int, str, ExitHandle)) else targets)
 
     k = _Killer(sig, tree, release_memory)
     order: list[Union[_Member, _Gone]] = []
     seen: set[tuple[int, Optional[int]]] = set()
     try:
-        for t in targets:
+        for t in items:
             h, owned, why, pid = _open_target(t)
             if h is None:
                 inode = t[1] if isinstance(t, tuple) else (
