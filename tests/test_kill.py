@@ -19,7 +19,7 @@ from kill_helpers import Keeper, is_alive, start_keeper
 
 import exithand
 from conftest import NOBODY, run_as
-from exithand import _kill
+from exithand import _kill, _sys
 
 IGNORE_TERM = """
 import signal
@@ -123,6 +123,8 @@ def _reuse_pid(pid: int, tries: int = 300) -> subprocess.Popen[bytes] | None:
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.skipif(not _sys.pidfd_has_unique_inode(), reason="PID:INODE needs pidfs inodes "
+                    "(Linux 6.9+)")
 @pytest.mark.skipif(os.geteuid() != 0, reason="reusing a pid on purpose needs root "
                     "(ns_last_pid)")
 def test_pid_inode_of_reused_pid_is_never_signalled(no_fd_leak, keepers):

@@ -20,9 +20,9 @@ This is the low-memory-killer workflow (Android lmkd, procps ``pkill --mrelease`
 5. **Wait for death**, not for a number to vanish: one epoll (:class:`WaitSet`) over the pidfds;
    escalate survivors to SIGKILL after ``grace``.
 
-Process trees (``tree=True``) are frozen first: each known process is sent SIGSTOP *before* its
-children are read (see :mod:`exithand._tree`: a process with a pending SIGSTOP or SIGKILL cannot
-complete a ``fork``, and a stopped process keeps its children), so the snapshot is complete and
+Process trees (``tree=True``) are frozen first: each known process is sent SIGSTOP, and its
+children are read only once it *is* stopped (see :mod:`exithand._tree`: a stopped process is not
+inside ``fork`` and cannot start one, and keeps its children), so the snapshot is complete and
 stays complete.  Then every member gets the signal, and the stopped ones are continued so a
 handler can run.  While a catchable signal is being handled, children of live members are
 re-read on every death and every 50 ms and new ones are frozen and signalled too; escalation
@@ -375,6 +375,9 @@ class _Killer:
             m = queue.pop(0)
             if stop and not m.stopped and m.t_dead is None and m.send(_signal.SIGSTOP, False):
                 m.stopped = True
+                # a fork in progress completes despite the SIGSTOP: read the children only
+                # once every thread has stopped
+                _tree.wait_stopped(m.pid)
             for kid in _tree.children(m.pid):
                 if kid in known:
                     continue
