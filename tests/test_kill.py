@@ -64,9 +64,10 @@ def keepers() -> Iterator[Callable[..., Keeper]]:
 
 
 @pytest.mark.timeout(30)
-def test_term_ignoring_process_is_escalated_after_grace(no_fd_leak, keepers):
+@pytest.mark.parametrize("name", ["grace", "kill_after"])
+def test_term_ignoring_process_is_escalated_after_grace(no_fd_leak, keepers, name):
     k = keepers(IGNORE_TERM)
-    (r,) = exithand.kill_and_wait(k.pid, grace=0.3, timeout=20)
+    (r,) = exithand.kill_and_wait(k.pid, timeout=20, **{name: 0.3})
     assert r.outcome == _kill.OUTCOME_ESCALATED, r
     assert r.signals == (signal.SIGTERM, signal.SIGKILL)
     assert r.status is not None and r.status.signal == signal.SIGKILL
@@ -235,6 +236,18 @@ def test_mrelease_on_a_process_that_is_not_dying_fails_with_einval(no_fd_leak, k
         _kill._mrelease(m)
         assert m.mrelease == _kill.MRELEASE_FAILED and "EINVAL" in (m.mrelease_error or "")
         assert not h.poll()  # and it is still alive: mrelease never kills
+
+
+@pytest.mark.timeout(30)
+def test_mrelease_after_the_memory_is_gone_is_already_released(no_fd_leak, keepers):
+    """ESRCH from process_mrelease (no thread holds the mm any more) means "already released"."""
+    k = keepers(PLAIN)
+    with exithand.open(k.pid) as h:
+        h.kill()
+        h.wait(timeout=10)  # dead: its exit has released the memory
+        m = _kill._Member(h, owned=False)
+        _kill._mrelease(m)
+        assert m.mrelease == _kill.MRELEASE_ALREADY and m.mrelease_error is None
 
 
 def test_bad_arguments(no_fd_leak):
