@@ -164,6 +164,6 @@ ready(); block()
         for p in (k.pid, kid):
             with open(f"/proc/{p}/stat") as f:
                 state = f.read().rsplit(")", 1)[1].split()[0]
-            assert state == "S", (p, state)  # alive and not left stopped (T)
+            assert state in ("S", "R"), (p, state)  # alive and not left stopped (T)
     finally:
         k.cleanup()
