@@ -15,6 +15,7 @@ from ._errors import (
     NotProcessLeader,
     TimeoutExpired,
 )
+from ._creds import ProcessCredentials
 from ._handle import ExitHandle, open
 from ._identity import ProcessIdentity, parse_target
 from ._status import ExitStatus
@@ -30,6 +31,7 @@ __all__ = [
     "ExitStatus",
     "NoSuchProcess",
     "NotProcessLeader",
+    "ProcessCredentials",
     "ProcessIdentity",
     "TimeoutExpired",
     "WaitSet",
