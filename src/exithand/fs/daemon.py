@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import os
 import resource
 import signal
@@ -157,6 +158,23 @@ def serve(mountpoint: str, access_policy: str, max_readers: int,
     return 0
 
 
+def _detach_stderr() -> None:
+    """A background daemon must not keep its starter's stderr: log to syslog from now on."""
+    handlers: list[logging.Handler] = []
+    if os.path.exists("/dev/log"):
+        try:
+            h = logging.handlers.SysLogHandler(address="/dev/log")
+            h.setFormatter(logging.Formatter("exithand-fs[%(process)d]: %(message)s"))
+            handlers.append(h)
+        except OSError:
+            pass
+    log.handlers[:] = handlers
+    logging.getLogger("pyfuse3").handlers[:] = handlers
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+
+
 def run(mountpoint: str, access_policy: str, max_readers: int, foreground: bool,
         debug: bool) -> int:
     """``exithand mount``: check, then serve in the foreground or as a background daemon."""
@@ -188,6 +206,7 @@ def run(mountpoint: str, access_policy: str, max_readers: int, foreground: bool,
             os.write(w, b"ok")
             os.close(w)
             w = -1
+            _detach_stderr()
 
     rc = 1
     try:
