@@ -108,7 +108,8 @@ class FsDaemon:
 
 def force_unmount(mnt: str) -> None:
     """Whatever state ``mnt`` is in, leave it unmounted."""
-    for cmd in (["fusermount3", "-u", mnt], ["fusermount3", "-u", "-z", mnt], ["umount", "-l", mnt]):
+    for cmd in (["fusermount3", "-u", mnt], ["fusermount3", "-u", "-z", mnt],
+                ["umount", "-l", mnt]):
         if mount_fstype(mnt) is None and not is_stale(mnt):
             return
         if shutil.which(cmd[0]):
@@ -217,3 +218,56 @@ def pidfs_inode(pid: int) -> int:
         return os.fstat(fd).st_ino
     finally:
         os.close(fd)
+
+
+class Forked:
+    """A forked child of the test answering one line per command line (no exec needed, so
+    it works as any uid even where the Python binary is not readable by that uid)."""
+
+    def __init__(self, setup: Any, handler: Any) -> None:
+        c_r, c_w = os.pipe()
+        a_r, a_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child
+            code = 0
+            try:
+                os.close(c_w)
+                os.close(a_r)
+                setup()
+                with os.fdopen(c_r) as cmds, os.fdopen(a_w, "w") as out:
+                    out.write("ready\n")
+                    out.flush()
+                    for line in cmds:
+                        out.write(f"{handler(line.strip())}\n")
+                        out.flush()
+            except BaseException:
+                code = 70
+            finally:
+                os._exit(code)
+        os.close(c_r)
+        os.close(a_w)
+        self.pid = pid
+        self._cmd = os.fdopen(c_w, "w")
+        self._ans = os.fdopen(a_r)
+        if self._ans.readline() != "ready\n":
+            self.close()
+            raise RuntimeError("forked helper failed in its setup")
+
+    def ask(self, line: str) -> str:
+        self._cmd.write(line + "\n")
+        self._cmd.flush()
+        return self._ans.readline().strip()
+
+    def tell(self, line: str) -> None:
+        """Send a command that ends the child (no answer expected)."""
+        self._cmd.write(line + "\n")
+        self._cmd.flush()
+
+    def close(self) -> int:
+        """Kill (if still running) and reap; returns the raw wait status."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        for f in (self._cmd, self._ans):
+            with contextlib.suppress(OSError):
+                f.close()
+        return os.waitpid(self.pid, 0)[1]

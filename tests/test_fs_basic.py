@@ -59,7 +59,7 @@ def test_pid_inode_path(fsmount, victim_factory, procs):  # noqa: F811
     with pytest.raises(FileNotFoundError):
         os.stat(fs.path(f"{v.pid}:{ino + 1}"))
     with pytest.raises(FileNotFoundError):
-        open(fs.path(f"{v.pid}:{ino + 1}", "exithand"), "rb")
+        os.open(fs.path(f"{v.pid}:{ino + 1}", "exithand"), os.O_RDONLY)
     v.die_by(signal.SIGKILL)
     out, err = p.communicate(timeout=10)
     assert (p.returncode, out) == (0, b"gone\n"), err
@@ -102,15 +102,15 @@ def test_bad_names_and_threads_are_enoent(fsmount):  # noqa: F811
         ready.wait()
         tid = t.native_id
         assert tid != os.getpid()
-        for name in ["0", "-1", "abc", "007", "1 ", "+1", "１", "99999999999999999999",
+        for name in ["0", "-1", "abc", "007", "1 ", "+1", "\uff11", "99999999999999999999",
                      str(2**22 + 1), f"{os.getpid()}:0", f"{os.getpid()}:", ":1", str(tid),
                      f"{os.getpid()}:x"]:
             with pytest.raises(FileNotFoundError):
                 os.stat(fs.path(name))
             with pytest.raises(FileNotFoundError):
-                open(fs.path(name, "exithand"), "rb")
+                os.open(fs.path(name, "exithand"), os.O_RDONLY)
         with pytest.raises(FileNotFoundError):
-            open(fs.path(os.getpid(), "nothere"), "rb")
+            os.open(fs.path(os.getpid(), "nothere"), os.O_RDONLY)
     finally:
         stop.set()
         t.join()

@@ -10,8 +10,7 @@ import time
 
 import pytest
 from conftest import run_cli
-from fshelp import exits_within, fsmount, is_stale, mount_fstype, needs_fuse, procs  # noqa: F401
-from fshelp import start_daemon
+from fshelp import exits_within, fsmount, is_stale, mount_fstype, needs_fuse, procs, start_daemon  # noqa: F401
 
 pytestmark = [needs_fuse, pytest.mark.timeout(90)]
 

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from ._creds import ProcessCredentials
 from ._errors import (
     AccessDenied,
     BackendUnavailable,
@@ -15,7 +16,6 @@ from ._errors import (
     NotProcessLeader,
     TimeoutExpired,
 )
-from ._creds import ProcessCredentials
 from ._handle import ExitHandle, open
 from ._identity import ProcessIdentity, parse_target
 from ._status import ExitStatus

@@ -21,6 +21,7 @@ from typing import Any, Optional
 
 from . import _creds, _identity, _sources, _sys
 from ._backends import Backend, ProcessRef, default_backend, get_backend
+from ._creds import ProcessCredentials
 from ._errors import (
     Error,
     NoSuchProcess,
@@ -28,7 +29,6 @@ from ._errors import (
     TimeoutExpired,
     translate_oserror,
 )
-from ._creds import ProcessCredentials
 from ._identity import ProcessIdentity
 from ._status import ExitStatus
 

@@ -26,7 +26,7 @@ import resource
 import signal
 import socket
 import sys
-from typing import Any, Callable, Optional
+from typing import Any, Callable, ClassVar, Optional
 
 import pyfuse3
 import trio
@@ -43,8 +43,9 @@ SPARE_TASKS = 64
 
 
 class _JournalFormatter(logging.Formatter):
-    _PRIO = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
-             logging.CRITICAL: 2}
+    _PRIO: ClassVar[dict[int, int]] = {
+        logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
+        logging.CRITICAL: 2}
 
     def format(self, record: logging.LogRecord) -> str:
         return f"<{self._PRIO.get(record.levelno, 6)}>{super().format(record)}"

@@ -27,6 +27,7 @@ import os
 import select
 import stat
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, TypeVar
 
@@ -81,7 +82,7 @@ class OpenFile:
     data: Optional[bytes] = None  # content once known (fixed after death)
 
 
-class ExitFS(pyfuse3.Operations):  # type: ignore[misc]
+class ExitFS(pyfuse3.Operations):
     """The filesystem.  ``nursery`` must be set before ``pyfuse3.main`` runs."""
 
     supports_dot_lookup = True
@@ -156,9 +157,9 @@ class ExitFS(pyfuse3.Operations):  # type: ignore[misc]
             parsed = names.parse_dir_name(name)
             if parsed is None or not self._probe(*parsed):
                 raise _err(errno.ENOENT)
-            node = self.table.dir_for(name.decode("ascii"), *parsed)
-            self.table.ref(node.ino)
-            return self._attr(node.ino, True)
+            d = self.table.dir_for(name.decode("ascii"), *parsed)
+            self.table.ref(d.ino)
+            return self._attr(d.ino, True)
         node, kind = self.table.resolve(parent_inode)
         if node is None or kind != 0:
             raise _err(errno.ENOENT if node is None else errno.ENOTDIR)
@@ -173,7 +174,7 @@ class ExitFS(pyfuse3.Operations):  # type: ignore[misc]
         self.table.ref(node.ino + k)
         return self._attr(node.ino + k, False)
 
-    async def forget(self, inode_list: list[tuple[int, int]]) -> None:
+    async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
         for ino, n in inode_list:
             self.table.forget(ino, n)
 
@@ -210,14 +211,14 @@ class ExitFS(pyfuse3.Operations):  # type: ignore[misc]
         dir_ino, entries = listing
         for i in range(start_id, len(entries)):
             name = entries[i]
+            node: Optional[inodes.DirNode]
             if dir_ino == inodes.ROOT:
                 node = self.table.dir_for(name.decode(), int(name), None)
                 ino, is_dir = node.ino, True
             else:
-                node_, _ = self.table.resolve(dir_ino)
-                if node_ is None:
+                node, _ = self.table.resolve(dir_ino)
+                if node is None:
                     return
-                node = node_
                 ino, is_dir = dir_ino + 1 + i, False
             if not pyfuse3.readdir_reply(token, name, self._attr(ino, is_dir), i + 1):
                 self.table.drop_if_unused(node)
