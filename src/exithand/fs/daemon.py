@@ -80,14 +80,18 @@ def sd_notify(message: str) -> None:
 
 
 def raise_fd_limit(need: int) -> None:
-    """Each open file costs up to two fds (a shared pidfd, the opener's status file)."""
+    """Raise the soft RLIMIT_NOFILE towards ``need`` (at most to the hard limit).
+
+    Each open file costs one fd (the opener's ``/proc/<tid>/status``, for the scanner) plus one
+    pidfd per distinct watched process.
+    """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = hard if hard == resource.RLIM_INFINITY else min(hard, max(soft, need))
-    if want != soft:
+    want = need if hard == resource.RLIM_INFINITY else min(hard, max(soft, need))
+    if want > soft:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-    if want != resource.RLIM_INFINITY and want < need:
-        log.warning("RLIMIT_NOFILE is %d; %d blocked readers may need up to %d fds",
-                    want, need // 2, need)
+    if want < need:
+        log.warning("the fd limit (%d) is below the %d that --max-readers may need; raise "
+                    "it (ulimit -Hn, or LimitNOFILE= in the unit)", want, need)
 
 
 def start_exit_listener() -> bool:
@@ -134,7 +138,7 @@ def serve(mountpoint: str, access_policy: str, max_readers: int,
           ready: Callable[[], None]) -> int:
     """Mount at ``mountpoint`` and serve until unmounted or signalled.  Returns an exit code."""
     ops = ExitFS(access_policy, max_readers)
-    raise_fd_limit(2 * max_readers + 1024)
+    raise_fd_limit(max_readers + 1024)
     start_exit_listener()
     options = {"fsname=exithand", "subtype=exithand", "allow_other", "ro"}
     try:
@@ -180,6 +184,8 @@ def run(mountpoint: str, access_policy: str, max_readers: int, foreground: bool,
         debug: bool) -> int:
     """``exithand mount``: check, then serve in the foreground or as a background daemon."""
     setup_logging(debug)
+    if not foreground and not debug:
+        log.setLevel(logging.WARNING)  # the starter's terminal gets problems only
     path = check_mountpoint(mountpoint)
     if foreground:
         return serve(path, access_policy, max_readers, lambda: None)
@@ -208,6 +214,8 @@ def run(mountpoint: str, access_policy: str, max_readers: int, foreground: bool,
             os.close(w)
             w = -1
             _detach_stderr()
+            log.setLevel(logging.DEBUG if debug else logging.INFO)
+            log.info("mounted %s (policy %s, pid %d)", path, access_policy, os.getpid())
 
     rc = 1
     try:

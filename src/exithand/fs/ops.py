@@ -317,7 +317,8 @@ class ExitFS(pyfuse3.Operations):
             if not st.known:
                 log.info("pid %d: exit status unknown: %s", of.watch.pid, st.reason)
                 raise _err(errno.ENODATA)
-            uid = creds.ruid if creds is not None else 0
+            # (uid_t)-1: the process was reaped before its uid could be read; not invented
+            uid = creds.ruid if creds is not None else siginfo.NO_UID
             data = siginfo.pack(st, uid)
         if st.known:
             of.data = data

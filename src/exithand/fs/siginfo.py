@@ -7,7 +7,7 @@ Layout (``<asm-generic/siginfo.h>``, 64-bit)::
     offset  8  int   si_code    CLD_EXITED (1) / CLD_KILLED (2) / CLD_DUMPED (3)
     offset 12  int   (padding: the union is 8-byte aligned)
     offset 16  pid_t si_pid
-    offset 20  uid_t si_uid     real uid of the process, as last seen
+    offset 20  uid_t si_uid     real uid of the process, as last seen ((uid_t)-1 if never seen)
     offset 24  int   si_status  exit code for CLD_EXITED, else the signal number
     offset 32  long  si_utime   0: not known to us
     offset 40  long  si_stime   0: not known to us
@@ -26,6 +26,8 @@ import struct
 import exithand
 
 SIZE = 128
+#: si_uid when the uid was never seen (the process was reaped before we could read it).
+NO_UID = 0xFFFFFFFF
 _FMT = "=iii4xiIi"
 
 
