@@ -19,6 +19,12 @@ PER_TARGET = 50  # 45 on exithand, 5 on exitstatus
 def test_1000_blocked_readers(fsmount, procs):  # noqa: F811
     fs = fsmount()
     targets = [procs.start(["sleep", "1000"]) for _ in range(TARGETS)]
+    # warm up (first use allocates a few fds for good), then count the daemon's fds
+    os.listdir(fs.mnt)
+    with open(fs.path(targets[0].pid, "exithand"), "rb"):
+        pass
+    fs.wait_log(r"file-closed ", 1)
+    daemon_fds = len(os.listdir(f"/proc/{fs.proc.pid}/fd"))
     with tempfile.TemporaryFile() as eof_out:
         readers: list[tuple[subprocess.Popen[bytes], int, str]] = []
         for t in targets:
@@ -47,3 +53,6 @@ def test_1000_blocked_readers(fsmount, procs):  # noqa: F811
         assert eof_out.read() == b""  # 950 readers saw EOF and nothing else
     assert fs.alive()
     fs.wait_log(r"read-released ", 1000, timeout=30)
+    fs.wait_log(r"file-closed ", 1002, timeout=30)
+    # every pidfd and /proc status fd the daemon opened for these readers is closed again
+    assert len(os.listdir(f"/proc/{fs.proc.pid}/fd")) == daemon_fds

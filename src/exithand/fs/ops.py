@@ -382,6 +382,7 @@ class ExitFS(pyfuse3.Operations):
         if of.status_fd >= 0:
             os.close(of.status_fd)
         self._unref(of.watch)
+        log.debug("file-closed fh=%d pid=%d", fh, of.watch.pid)
 
     async def fsync(self, fh: int, datasync: bool) -> None:
         return None
