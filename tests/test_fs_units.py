@@ -99,3 +99,11 @@ def test_siginfo_pack():
         os.CLD_DUMPED, 0, 9, 0, signal.SIGSEGV)
     with pytest.raises(ValueError):
         siginfo.pack(exithand.ExitStatus.unknown(5, "no source"), 0)
+
+
+def test_scanner_period_bounded_cost():
+    from exithand.fs.scanner import Scanner
+
+    s = Scanner(list, 0.2)
+    assert s.period(1) == 0.2 and s.period(1000) == 0.2
+    assert s.period(10_000) == 2.0
