@@ -42,17 +42,19 @@ def test_ctrl_c_reaches_a_python_reader(fsmount, procs, victim_factory):  # noqa
     assert (p.returncode, out) == (3, b"interrupted\n")
 
 
-def test_sigterm_releases_readers_and_unmounts(fsmount, procs, victim_factory):  # noqa: F811
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
+def test_sigterm_releases_readers_and_unmounts(fsmount, procs, victim_factory,  # noqa: F811
+                                               sig, code):
     fs = fsmount()
     v = victim_factory()
     cats = [procs.start(["cat", fs.path(v.pid, name)], stderr=subprocess.PIPE)
             for name in ("exithand", "exithand_full", "exitstatus")]
     fs.wait_blocked(v.pid, 3)
-    fs.proc.send_signal(signal.SIGTERM)
+    fs.proc.send_signal(sig)
     for c in cats:
         _, err = c.communicate(timeout=10)
         assert c.returncode == 1 and b"Input/output error" in err, err
-    assert fs.proc.wait(timeout=15) == 0
+    assert fs.proc.wait(timeout=15) == code
     assert mount_fstype(fs.mnt) is None and not is_stale(fs.mnt)
     assert v.keeper.poll() is None  # the watched process was left alone
 
@@ -81,5 +83,23 @@ def test_sigkill_daemon_then_umount_recovers(procs, victim_factory):  # noqa: F8
             assert str(os.getpid()) in os.listdir(fs2.mnt)
         finally:
             fs2.stop()
+    finally:
+        fs.stop()
+
+
+def test_umount_while_busy_detaches_lazily(procs, victim_factory):  # noqa: F811
+    fs = start_daemon()
+    try:
+        v = victim_factory()
+        fd = os.open(fs.path(v.pid, "exitstatus"), os.O_RDONLY)
+        try:
+            u = run_cli("umount", fs.mnt)
+            assert u.returncode == 0 and "detached lazily" in u.stderr, u.stderr
+            assert mount_fstype(fs.mnt) is None and fs.alive()
+            v.exit(4)  # the open file still works: pinned at open, served by the daemon
+            assert os.read(fd, 100) == f"{v.pid}: exited with status 4.\n".encode()
+        finally:
+            os.close(fd)
+        assert fs.proc.wait(timeout=15) == 0  # last file closed: the daemon exits by itself
     finally:
         fs.stop()

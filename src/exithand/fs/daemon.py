@@ -114,6 +114,7 @@ async def _signals(ops: ExitFS, task_status: Any = trio.TASK_STATUS_IGNORED) -> 
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as sigs:
         task_status.started()
         async for signum in sigs:
+            ops.stopped_by = signum
             log.info("%s: waking blocked readers with EIO and unmounting",
                      signal.Signals(signum).name)
             sd_notify("STOPPING=1")
@@ -160,7 +161,8 @@ def serve(mountpoint: str, access_policy: str, max_readers: int,
         ops.close_all()
         pyfuse3.close(unmount=True)
         log.info("unmounted %s", mountpoint)
-    return 0
+    # Ctrl-C in the foreground: 130 as for every exithand command; SIGTERM/HUP: a normal stop
+    return 130 if ops.stopped_by == signal.SIGINT else 0
 
 
 def _detach_stderr() -> None:

@@ -104,6 +104,7 @@ class ExitFS(pyfuse3.Operations):
         self.blocked: dict[int, Blocked] = {}  # id(Blocked) -> Blocked
         self.scanner = Scanner(lambda: list(self.blocked.values()), scan_interval)
         self.shutting_down = False
+        self.stopped_by = 0  # the signal that stopped the daemon, if any
         self._next_fh = 1
         self._start_ns = time.time_ns()
         self._uid = os.getuid()
