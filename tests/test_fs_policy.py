@@ -138,3 +138,59 @@ def test_uid_change_judged_by_last_credentials(fsmount, procs):  # noqa: F811
     out, _ = cat.communicate(timeout=10)
     assert (cat.returncode, out) == (0, f"{t.pid}: exited with status 5.\n".encode())
     assert t.close() == 5 << 8
+
+
+def start_keeper() -> Forked:
+    """Our child whose child (the target, a non-child for the test) runs as nobody with saved
+    uid 0.  "pid"; "root" makes the target root; "exit" makes it exit 6 and reaps it at once."""
+    st: dict[str, int] = {}
+
+    def setup() -> None:
+        c_r, c_w = os.pipe()
+        a_r, a_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.setresuid(NOBODY, NOBODY, 0)
+                os.write(a_w, b"!")
+                while True:
+                    cmd = os.read(c_r, 1)
+                    if cmd != b"r":
+                        os._exit(6)
+                    os.setresuid(0, 0, 0)
+                    os.write(a_w, b"!")
+            finally:
+                os._exit(6)
+        assert os.read(a_r, 1) == b"!"
+        st.update(pid=pid, c=c_w, a=a_r)
+
+    def handler(line: str) -> str:
+        if line == "pid":
+            return str(st["pid"])
+        if line == "root":
+            os.write(st["c"], b"r")
+            return os.read(st["a"], 1).decode()
+        os.write(st["c"], b"x")
+        return str(os.waitpid(st["pid"], 0)[1])  # reaped as soon as it dies
+
+    return Forked(setup, handler)
+
+
+def test_uid_change_then_reaped_at_once(fsmount, procs):  # noqa: F811
+    """The parent reaps the process at once, so the daemon may never see the zombie: the
+    periodic credential refresh still judges the reader by the uid it last had alive."""
+    fs = fsmount()
+    keeper = start_keeper()
+    try:
+        target = int(keeper.ask("pid"))
+        path = fs.path(target, "exitstatus")
+        cat = procs.start(["cat", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          preexec_fn=drop_to(NOBODY))
+        fs.wait_blocked(target)
+        assert keeper.ask("root") == "!"
+        fs.wait_log(rf"credentials-changed pid={target} ruid=0 euid=0 ")
+        assert keeper.ask("exit") == str(6 << 8)
+        out, err = cat.communicate(timeout=10)
+        assert cat.returncode == 1 and out == b"" and b"Permission denied" in err
+    finally:
+        keeper.close()

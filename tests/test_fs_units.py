@@ -104,6 +104,6 @@ def test_siginfo_pack():
 def test_scanner_period_bounded_cost():
     from exithand.fs.scanner import Scanner
 
-    s = Scanner(list, 0.2)
+    s = Scanner(list, list, 0.2)
     assert s.period(1) == 0.2 and s.period(1000) == 0.2
     assert s.period(10_000) == 2.0

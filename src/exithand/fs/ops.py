@@ -102,7 +102,9 @@ class ExitFS(pyfuse3.Operations):
         self.dirs: dict[int, tuple[int, list[bytes]]] = {}
         self.watches: dict[Any, Watch] = {}
         self.blocked: dict[int, Blocked] = {}  # id(Blocked) -> Blocked
-        self.scanner = Scanner(lambda: list(self.blocked.values()), scan_interval)
+        self.scanner = Scanner(lambda: list(self.blocked.values()),
+                               lambda: [w for w in self.watches.values() if w.needs_refresh()],
+                               scan_interval)
         self.shutting_down = False
         self.stopped_by = 0  # the signal that stopped the daemon, if any
         self._next_fh = 1
@@ -293,6 +295,9 @@ class ExitFS(pyfuse3.Operations):
         fh = self._new_fh()
         self.files[fh] = OpenFile(fh, kind, w, caller, ctx.pid, status_fd,
                                   bool(flags & os.O_NONBLOCK))
+        if kind != names.EXITHAND:
+            w.status_refs += 1
+            self.scanner.wake()
         return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False, nonseekable=False)
 
     def _content(self, of: OpenFile) -> bytes:
@@ -346,7 +351,7 @@ class ExitFS(pyfuse3.Operations):
     async def _block(self, of: OpenFile) -> None:
         b = Blocked(of.fh, of.watch.pid, of.opener_tid, of.status_fd)
         self.blocked[id(b)] = b
-        self.scanner.reader_blocked()
+        self.scanner.wake()
         log.debug("read-blocked fh=%d pid=%d opener=%d", of.fh, of.watch.pid, of.opener_tid)
         try:
             with b.scope:
@@ -380,6 +385,8 @@ class ExitFS(pyfuse3.Operations):
         if of is None:
             return
         of.watch.poll_handles.pop(fh, None)
+        if of.kind != names.EXITHAND:
+            of.watch.status_refs -= 1
         if of.status_fd >= 0:
             os.close(of.status_fd)
         self._unref(of.watch)

@@ -17,7 +17,9 @@ pidfd is.  The status files follow the policy the daemon was started with:
 The decision is taken at ``open()`` from the FUSE request (the caller's fsuid and thread id;
 FUSE passes the *thread* id, so the caller's process is the ``Tgid:`` of that thread) against
 the target's credentials read at that moment, and taken again at death against the target's
-last credentials (:meth:`exithand.ExitHandle.credentials`).  A refused caller gets EACCES.
+last credentials (:meth:`exithand.ExitHandle.credentials`): those of the zombie when the daemon
+sees it before the reap, else the last ones read alive (re-read every scanner period, 0.2 s,
+while a status file is open).  A refused caller gets EACCES.
 
 Note the kernel itself is more generous on recent versions: the proc connector (6.6+, for
 unprivileged listeners in the initial namespaces) and ``PIDFD_INFO_EXIT`` (6.15+, any pidfd

@@ -43,16 +43,38 @@ class Watch:
         self.pid = handle.pid
         self.dead = trio.Event()
         self.refs = 0
+        self.status_refs = 0  # open exithand_full/exitstatus files: keep credentials fresh
         self.poll_handles: dict[int, Any] = {}  # fh -> pyfuse3.PollHandle
         self.closed = False
+        self._seen: Optional[exithand.ProcessCredentials] = None
         self._scope = trio.CancelScope()
 
     def credentials(self) -> Optional[exithand.ProcessCredentials]:
         """Last seen credentials; None if the process was reaped before we could read any."""
         try:
-            return self.handle.credentials()
+            creds = self.handle.credentials()
+            if self._seen is None:
+                self._seen = creds
+            return creds
         except exithand.NoSuchProcess:
             return None
+        except exithand.Error as e:
+            log.warning("pid %d: cannot read credentials: %s", self.pid, e)
+            return None
+
+    def refresh(self) -> None:
+        """Re-read the credentials (the scanner calls this each period); log a change."""
+        before = self._seen
+        now = self.credentials()
+        if now is not None and before is not None and (now.ruid, now.euid, now.ppid) != (
+                before.ruid, before.euid, before.ppid):
+            log.debug("credentials-changed pid=%d ruid=%d euid=%d ppid=%d", self.pid,
+                      now.ruid, now.euid, now.ppid)
+        self._seen = now
+
+    def needs_refresh(self) -> bool:
+        """Is someone waiting to be judged by this process's last credentials?"""
+        return self.status_refs > 0 and not self.dead.is_set() and not self.closed
 
     def status(self) -> exithand.ExitStatus:
         """The exit status (possibly unknown, with a reason).  Only called once dead."""
