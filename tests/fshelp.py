@@ -24,8 +24,8 @@ from collections.abc import Iterator
 from typing import Any, Optional
 
 import pytest
-from conftest import env_with_src
 
+from conftest import env_with_src
 from exithand.fs import missing_dependency
 from exithand.fs.mounts import is_stale, mount_fstype
 

@@ -6,10 +6,10 @@ import os
 import subprocess
 
 import pytest
-from conftest import NOBODY, drop_to, wait_dead
 from fshelp import Forked
 
 import exithand
+from conftest import NOBODY, drop_to, wait_dead
 
 
 def test_live_child_and_zombie_are_final(no_fd_leak):

@@ -10,8 +10,9 @@ import sys
 import threading
 
 import pytest
-from conftest import env_with_src, run_cli, wait_dead
 from fshelp import fsmount, needs_fuse, pidfs_inode, procs, stays_blocked  # noqa: F401
+
+from conftest import env_with_src, run_cli, wait_dead
 
 pytestmark = [needs_fuse, pytest.mark.timeout(60)]
 

@@ -9,8 +9,9 @@ import sys
 import time
 
 import pytest
-from conftest import run_cli
 from fshelp import exits_within, fsmount, is_stale, mount_fstype, needs_fuse, procs, start_daemon  # noqa: F401
+
+from conftest import run_cli
 
 pytestmark = [needs_fuse, pytest.mark.timeout(90)]
 

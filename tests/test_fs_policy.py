@@ -7,8 +7,9 @@ import os
 import subprocess
 
 import pytest
-from conftest import NOBODY, OTHER_UID, drop_to, run_as
 from fshelp import Forked, fsmount, needs_fuse, procs  # noqa: F401
+
+from conftest import NOBODY, OTHER_UID, drop_to, run_as
 
 pytestmark = [needs_fuse, pytest.mark.timeout(120)]
 

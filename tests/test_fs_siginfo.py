@@ -9,8 +9,9 @@ import signal
 import subprocess
 
 import pytest
-from conftest import NOBODY
 from fshelp import fsmount, needs_fuse, procs  # noqa: F401
+
+from conftest import NOBODY
 
 pytestmark = [needs_fuse, pytest.mark.timeout(60)]
 

@@ -13,8 +13,9 @@ import os
 import types
 
 import pytest
-from conftest import NOBODY, run_as, wait_dead
 from fshelp import needs_fuse
+
+from conftest import NOBODY, run_as, wait_dead
 
 pytestmark = [needs_fuse, pytest.mark.timeout(60)]
 
