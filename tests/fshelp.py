@@ -123,7 +123,7 @@ def make_mountpoint() -> str:
 
 
 def start_daemon(policy: str = "same-user", max_readers: Optional[int] = None,
-                 mnt: Optional[str] = None) -> FsDaemon:
+                 mnt: Optional[str] = None, env: Optional[dict[str, str]] = None) -> FsDaemon:
     mnt = mnt or make_mountpoint()
     sockdir = tempfile.mkdtemp(prefix="eh4-notify-")
     sockpath = os.path.join(sockdir, "notify")
@@ -134,7 +134,8 @@ def start_daemon(policy: str = "same-user", max_readers: Optional[int] = None,
     if max_readers is not None:
         args[4:4] = ["--max-readers", str(max_readers)]
     proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, env=env_with_src(NOTIFY_SOCKET=sockpath))
+                            stderr=subprocess.PIPE,
+                            env=env_with_src(NOTIFY_SOCKET=sockpath, **(env or {})))
     d = FsDaemon(mnt, proc)
     try:
         pfd = os.pidfd_open(proc.pid)

@@ -77,3 +77,18 @@ def test_closed_handle(victim_factory):
     h.close()
     with pytest.raises(ValueError):
         h.credentials()
+
+
+def test_proc_fallback_without_pidfd_get_info(no_fd_leak, monkeypatch):
+    """Before Linux 6.13 (forced with EXITHAND_DISABLE): read from /proc/<pid>/status."""
+    monkeypatch.setenv("EXITHAND_DISABLE", "pidfd_info")
+    t = Forked(lambda: os.setresuid(NOBODY, NOBODY, NOBODY), lambda line: os._exit(0))
+    try:
+        with exithand.open(t.pid) as h:
+            c = h.credentials()
+            assert (c.ppid, c.ruid, c.euid, c.final) == (os.getpid(), NOBODY, NOBODY, False)
+            t.tell("exit")
+            wait_dead(t.pid)
+            assert h.credentials().final
+    finally:
+        assert t.close() == 0

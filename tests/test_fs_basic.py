@@ -195,3 +195,20 @@ def test_missing_pyfuse3_gives_clear_message(tmp_path):
     r = subprocess.run([sys.executable, "-c", code.replace("'mount', sys.argv[1]", "'--help'")],
                        capture_output=True, text=True, timeout=30, env=env_with_src())
     assert r.returncode == 0 and "wait" in r.stdout
+
+
+def test_older_kernel_paths(fsmount, victim_factory, procs):  # noqa: F811
+    """No pidfs inodes (< 6.9) and no PIDFD_GET_INFO (< 6.13), forced: the filesystem still
+    blocks until death, reads a zombie's status, and refuses PID:INODE names it cannot check."""
+    fs = fsmount(env={"EXITHAND_DISABLE": "pidfs,pidfd_info"})
+    v = victim_factory(reap=False)
+    p = shell_cat(procs, fs.path(v.pid, "exithand"))
+    fs.wait_blocked(v.pid)
+    assert stays_blocked(p)
+    with pytest.raises(FileNotFoundError):
+        os.stat(fs.path(f"{v.pid}:{pidfs_inode(v.pid)}"))
+    v.exit(9)
+    out, err = p.communicate(timeout=10)
+    assert (p.returncode, out) == (0, b"gone\n"), err
+    with open(fs.path(v.pid, "exitstatus")) as f:
+        assert f.read() == f"{v.pid}: exited with status 9.\n"
