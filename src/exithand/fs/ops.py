@@ -326,8 +326,7 @@ class ExitFS(pyfuse3.Operations):
             # (uid_t)-1: the process was reaped before its uid could be read; not invented
             uid = creds.ruid if creds is not None else siginfo.NO_UID
             data = siginfo.pack(st, uid)
-        if st.known:
-            of.data = data
+        of.data = data  # fixed for this open file, so reads at any offset agree
         return data
 
     @_guard
