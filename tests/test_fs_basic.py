@@ -212,3 +212,15 @@ def test_older_kernel_paths(fsmount, victim_factory, procs):  # noqa: F811
     assert (p.returncode, out) == (0, b"gone\n"), err
     with open(fs.path(v.pid, "exitstatus")) as f:
         assert f.read() == f"{v.pid}: exited with status 9.\n"
+
+
+def test_journald_log_format(fsmount, victim_factory, procs):  # noqa: F811
+    """Under systemd (JOURNAL_STREAM set) every log line carries a <N> syslog priority."""
+    fs = fsmount(env={"JOURNAL_STREAM": "8:12345"})
+    v = victim_factory()
+    procs.start(["cat", fs.path(v.pid, "exithand")])
+    fs.wait_blocked(v.pid)
+    lines = fs.log_text().splitlines()
+    assert any(line.startswith("<6>mounted ") for line in lines), lines
+    assert any(line.startswith("<7>read-blocked ") for line in lines), lines
+    assert all(line[:1] == "<" and line[2:3] == ">" for line in lines), lines
