@@ -22,6 +22,7 @@ FUSE facts this relies on (pyfuse3 3.5, Linux 6.x):
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import select
@@ -32,7 +33,6 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional, TypeVar
 
 import pyfuse3
-import trio
 
 import exithand
 
@@ -48,19 +48,16 @@ F = TypeVar("F", bound=Callable[..., Any])
 def _guard(fn: F) -> F:
     """Turn any unexpected exception of a handler into EIO (logged), keeping FUSEErrors."""
 
+    @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return await fn(*args, **kwargs)
         except pyfuse3.FUSEError:
             raise
-        except trio.Cancelled:
-            raise
-        except Exception:
+        except Exception:  # (trio.Cancelled is a BaseException and passes through)
             log.exception("unexpected error in %s", fn.__name__)
             raise pyfuse3.FUSEError(errno.EIO) from None
 
-    wrapper.__name__ = fn.__name__
-    wrapper.__doc__ = fn.__doc__
     return wrapper  # type: ignore[return-value]
 
 
