@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from ._cgroup import CgroupError
+from ._creds import ProcessCredentials
 from ._errors import (
     AccessDenied,
     BackendUnavailable,
@@ -35,6 +36,7 @@ __all__ = [
     "KillResult",
     "NoSuchProcess",
     "NotProcessLeader",
+    "ProcessCredentials",
     "ProcessIdentity",
     "TimeoutExpired",
     "WaitSet",

@@ -10,9 +10,9 @@ import sys
 from typing import Optional
 
 from . import __version__
-from ._cmd import _common, kill, wait
+from ._cmd import _common, kill, mount, umount, wait
 
-_SUBCOMMANDS = [wait, kill]
+_SUBCOMMANDS = [wait, kill, mount, umount]
 
 DESCRIPTION = """\
 Wait for the death of any Linux process, race-free: handles pin a process (not a pid number),
