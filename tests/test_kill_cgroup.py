@@ -61,6 +61,31 @@ def test_cgroup_with_50_processes_returns_when_empty(no_fd_leak):
 
 
 @pytest.mark.timeout(60)
+def test_cgroup_with_a_process_forking_during_the_kill(no_fd_leak):
+    """cgroup.kill also gets children forked while it runs: the cgroup ends up empty."""
+    with v2_cgroup("forker") as cg:
+        k = start_keeper(f"""
+with open({cg!r} + "/cgroup.procs", "w") as f:
+    f.write(str(os.getpid()))
+ready()
+for i in range(300):
+    if os.fork() == 0:
+        block()
+block()
+""")
+        try:
+            k.wait_ready()
+            res = exithand.kill_cgroup(cg, timeout=30)
+            assert res.empty and _procs(cg) == [] and not _cgroup.is_populated(cg)
+            assert res.processes and all(r.outcome == _kill.OUTCOME_KILLED
+                                         for r in res.processes)
+            # nothing below the keeper survived (zombies may wait for the keeper to reap them)
+            assert not any(is_alive(p) for p in k.descendants())
+        finally:
+            k.cleanup()
+
+
+@pytest.mark.timeout(60)
 def test_cgroup_subtree_and_term_then_grace(no_fd_leak):
     """TERM to each process, cgroup.kill after the grace; a child cgroup is included."""
     with v2_cgroup("grace") as cg:

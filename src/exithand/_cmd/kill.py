@@ -64,7 +64,8 @@ On timeout (exit 124) the processes still alive are always listed: one line
 """ + _common.EXIT_CODES_HELP.replace(
     "0    done: the processes waited for are dead",
     "0    done: every target (and descendant) is dead").replace(
-    "(listed with -p)", "(always listed)")
+    "(listed with -p)", "(always listed)").replace(
+    "or access was denied", "access was denied,\n       or --cgroup PATH is not a usable cgroup v2")
 
 
 def signal_arg(text: str) -> int:
