@@ -219,3 +219,18 @@ def test_mountinfo_parsing_handles_both_layouts():
     ms = _cgroup.parse_mountinfo(pure)
     assert [(m.mount_point, m.version) for m in ms] == [("/sys/fs/cgroup", 2),
                                                        ("/mnt/with space", 2)]
+
+
+@pytest.mark.timeout(60)
+def test_caller_inside_the_cgroup_is_refused(no_fd_leak):
+    with v2_cgroup("self") as cg:
+        def attempt() -> str:
+            with open(os.path.join(cg, "cgroup.procs"), "w") as f:
+                f.write(str(os.getpid()))
+            try:
+                exithand.kill_cgroup(cg, timeout=5)
+            except exithand.CgroupError as e:
+                return str(e)
+            return "killed"
+
+        assert "is in the cgroup itself" in run_as(0, attempt)

@@ -167,3 +167,34 @@ ready(); block()
             assert state in ("S", "R"), (p, state)  # alive and not left stopped (T)
     finally:
         k.cleanup()
+
+
+@pytest.mark.timeout(60)
+def test_the_caller_is_never_part_of_its_own_tree_kill(no_fd_leak):
+    """A process that kills the tree it belongs to (its keeper's) survives, the rest dies."""
+    from conftest import env_with_src
+    code = """
+import signal, exithand
+sib = os.fork()
+if sib == 0:
+    block()
+res = exithand.kill_and_wait(os.getppid(), signal=signal.SIGKILL, tree=True, timeout=20)
+os.write(READY_FD, repr(sorted((r.pid, r.outcome) for r in res)).encode() + b"\\n")
+block()
+"""
+    k = start_keeper(code, env=env_with_src())
+    try:
+        line = b""
+        while not line.endswith(b"\n"):
+            chunk = os.read(k.ready_r, 4096)
+            assert chunk, "the killer died"
+            line += chunk
+        res = eval(line.decode())  # a list of (pid, outcome) tuples
+        pids = {p for p, _ in res}
+        assert k.proc.pid in pids and k.pid not in pids  # keeper killed, caller skipped
+        assert all(o == "killed" for _, o in res) and len(res) == 2  # keeper + sibling
+        k.proc.wait(timeout=10)
+        with open(f"/proc/{k.pid}/stat") as f:
+            assert f.read().rsplit(")", 1)[1].split()[0] in ("S", "R")  # alive, not stopped
+    finally:
+        k.cleanup()

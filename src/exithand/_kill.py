@@ -344,6 +344,7 @@ class _Killer:
         self.by_handle: dict[int, _Member] = {}  # id(handle) -> member
         self.ws = WaitSet()
         self.last_rescan = 0.0
+        self.me = os.getpid()
 
     def add(self, m: _Member) -> None:
         self.members.append(m)
@@ -370,16 +371,25 @@ class _Killer:
         """
         known = self.known()
         new: list[_Member] = []
-        queue = list(roots)
+        queue: list[Union[_Member, int]] = list(roots)
         while queue:
-            m = queue.pop(0)
-            if stop and not m.stopped and m.t_dead is None and m.send(_signal.SIGSTOP, False):
-                m.stopped = True
-                # a fork in progress completes despite the SIGSTOP: read the children only
-                # once every thread has stopped
-                _tree.wait_stopped(m.pid)
-            for kid in _tree.children(m.pid):
+            item = queue.pop(0)
+            if isinstance(item, int):  # the caller itself: not a member, but its children are
+                parent, m = item, None
+            else:
+                m, parent = item, item.pid
+                if stop and not m.stopped and m.t_dead is None and m.send(_signal.SIGSTOP,
+                                                                          False):
+                    m.stopped = True
+                    # a fork in progress completes despite the SIGSTOP: read the children only
+                    # once every thread has stopped
+                    _tree.wait_stopped(m.pid)
+            for kid in _tree.children(parent):
                 if kid in known:
+                    continue
+                if kid == self.me:  # never stop or signal the caller (pkill skips itself too)
+                    if stop:
+                        queue.append(kid)
                     continue
                 try:
                     h = _open(kid)
@@ -387,10 +397,10 @@ class _Killer:
                     continue
                 # Verify after open: while ``m`` is alive its children cannot be reaped by anyone
                 # but ``m``, so a pidfd whose process has ``m`` as parent is the child we listed.
-                if _tree.parent_of(kid) != m.pid or m.handle.poll():
+                if _tree.parent_of(kid) != parent or (m is not None and m.handle.poll()):
                     h.close()
                     continue
-                km = _Member(h, owned=True, parent=m.pid)
+                km = _Member(h, owned=True, parent=parent)
                 self.add(km)
                 known[kid] = km
                 new.append(km)
@@ -618,8 +628,9 @@ def kill_cgroup(path: str, *, signal: int = _signal.SIGKILL, grace: Optional[flo
 
     ``path`` may be a directory on the v2 mount or a path relative to it (as
     ``/proc/<pid>/cgroup`` prints it).  Raises :class:`CgroupError` for a missing path, a
-    non-cgroup path, a v1 cgroup or the root cgroup, and :class:`AccessDenied` (before anything
-    is signalled) if the caller may not write ``cgroup.kill``.
+    non-cgroup path, a v1 cgroup, the root cgroup or a cgroup holding the caller itself, and
+    :class:`AccessDenied` (before anything is signalled) if the caller may not write
+    ``cgroup.kill``.
     """
     sig = check_signal(signal)
     grace = check_timeout(grace)
@@ -632,11 +643,15 @@ def kill_cgroup(path: str, *, signal: int = _signal.SIGKILL, grace: Optional[flo
     start = time.monotonic()
     deadline = None if timeout is None else start + timeout
 
+    pids = _cgroup.cgroup_procs(real)
+    if os.getpid() in pids:
+        raise _cgroup.CgroupError(f"{path}: this process ({os.getpid()}) is in the cgroup "
+                                  "itself; cgroup.kill would kill it too", path)
     members: list[_Member] = []
     epoll = select.epoll()
     events_fd = -1
     try:
-        for pid in _cgroup.cgroup_procs(real):
+        for pid in pids:
             try:
                 h = _open(pid)
             except NoSuchProcess:
