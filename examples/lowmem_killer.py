@@ -123,8 +123,8 @@ def emit(args: argparse.Namespace, obj: dict[str, Any], text: str) -> None:
     sys.stdout.flush()
 
 
-def kill_one(args: argparse.Namespace, pressure: str) -> Optional[bool]:
-    """Kill the best candidate.  True: killed; False: nothing to kill; None: lost a race."""
+def kill_one(args: argparse.Namespace, pressure: str) -> bool:
+    """Kill the best candidate that is still there; False if there is nothing to kill."""
     for score, pid, st in candidates(args.cgroup):
         try:
             h = exithand.open(pid, start_time=st)  # pinned: a reused pid is refused
@@ -205,7 +205,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 kills += 1
                 if args.max_kills and kills >= args.max_kills:
                     break
-            elif done is False:
+            else:
                 emit(args, {"event": "no_candidate"}, "pressure, but nothing left to kill")
     except KeyboardInterrupt:
         return 130
