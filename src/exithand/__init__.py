@@ -11,6 +11,7 @@ from ._errors import (
     AccessDenied,
     BackendUnavailable,
     Error,
+    FdLimitError,
     NoSuchProcess,
     NotProcessLeader,
     TimeoutExpired,
@@ -18,6 +19,7 @@ from ._errors import (
 from ._handle import ExitHandle, open
 from ._identity import ProcessIdentity, parse_target
 from ._status import ExitStatus
+from ._wait import wait_all, wait_any, wait_procs
 from ._waitset import WaitSet
 
 __version__ = "0.1.0"
@@ -28,6 +30,7 @@ __all__ = [
     "Error",
     "ExitHandle",
     "ExitStatus",
+    "FdLimitError",
     "NoSuchProcess",
     "NotProcessLeader",
     "ProcessIdentity",
@@ -36,4 +39,7 @@ __all__ = [
     "__version__",
     "open",
     "parse_target",
+    "wait_all",
+    "wait_any",
+    "wait_procs",
 ]

@@ -96,39 +96,42 @@ def run(args: argparse.Namespace) -> int:
     handles: list[exithand.ExitHandle] = []
     gone: list[exithand.ExitStatus] = []  # targets already gone, with -e
     seen: dict[tuple[int, Optional[int]], str] = {}
-    try:
-        for text, pid, inode in targets:
-            try:
-                h = exithand.open(pid, inode=inode)
-            except exithand.NotProcessLeader as e:
-                warn(str(e))
-                return _common.EXIT_ERROR
-            except exithand.NoSuchProcess as e:
-                if not args.exited:
+    # Opening through the WaitSet raises the soft open-file limit to the hard one when many
+    # targets need it (one fd each), and names the limit if even that is not enough.
+    with exithand.WaitSet() as ws:
+        try:
+            for text, pid, inode in targets:
+                try:
+                    h = ws.open(pid, inode=inode)
+                except exithand.NotProcessLeader as e:
+                    warn(str(e))
+                    return _common.EXIT_ERROR
+                except exithand.NoSuchProcess as e:
+                    if not args.exited:
+                        warn(f"{text}: {e}")
+                        return _common.EXIT_ERROR
+                    gone.append(exithand.ExitStatus.unknown(
+                        pid, "not running when the wait started"))
+                    continue
+                except exithand.Error as e:
                     warn(f"{text}: {e}")
                     return _common.EXIT_ERROR
-                gone.append(exithand.ExitStatus.unknown(
-                    pid, "not running when the wait started"))
-                continue
-            except exithand.Error as e:
-                warn(f"{text}: {e}")
-                return _common.EXIT_ERROR
-            key = (h.pid, h.identity.inode)
-            if key in seen:
-                warn(f"{text}: same process as {seen[key]}; waiting for it once")
+                handles.append(h)
+                key = (h.pid, h.identity.inode)
+                if key in seen:
+                    warn(f"{text}: same process as {seen[key]}; waiting for it once")
+                    ws.remove(h)
+                    continue
+                seen[key] = text
+            return _wait(args, ws, gone, count)
+        finally:
+            for h in handles:
                 h.close()
-                continue
-            seen[key] = text
-            handles.append(h)
-        return _wait(args, handles, gone, count)
-    finally:
-        for h in handles:
-            h.close()
 
 
-def _wait(args: argparse.Namespace, handles: list[exithand.ExitHandle],
+def _wait(args: argparse.Namespace, ws: exithand.WaitSet,
           gone: list[exithand.ExitStatus], count: Optional[int]) -> int:
-    total = len(handles) + len(gone)
+    total = len(ws) + len(gone)
     want = total if count is None else min(count, total)
     start = time.monotonic()
     done = 0
@@ -139,15 +142,14 @@ def _wait(args: argparse.Namespace, handles: list[exithand.ExitHandle],
         done += 1
     if done >= want:
         return _common.EXIT_OK
-    with exithand.WaitSet(handles) as ws:
-        for h in ws.as_exited(args.timeout):
-            st = h.status()
-            assert st is not None
-            _report(args, st, h.identity.inode, time.monotonic() - start)
-            done += 1
-            if done >= want:
-                return _common.EXIT_OK
-        remaining = ws.handles()
+    for h in ws.as_exited(args.timeout):
+        st = h.status()
+        assert st is not None
+        _report(args, st, h.identity.inode, time.monotonic() - start)
+        done += 1
+        if done >= want:
+            return _common.EXIT_OK
+    remaining = ws.handles()
     if args.print_remaining:
         for h in remaining:
             if args.json:
