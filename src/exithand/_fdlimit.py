@@ -83,9 +83,9 @@ def describe(exc: OSError, what: str) -> str:
                 f"sysctl fs.file-max): close some files or raise fs.file-max")
     soft, hard = nofile()
     if soft == hard:
-        return (f"{what}: out of file descriptors: RLIMIT_NOFILE is {_fmt(soft)} and that is "
-                "also the hard limit, so it cannot be raised further without "
-                "CAP_SYS_RESOURCE; each handle holds one fd: close handles you no longer need, "
+        return (f"{what}: out of file descriptors: RLIMIT_NOFILE is {_fmt(soft)}, which is "
+                "also the hard limit (exithand never raises a hard limit: that needs "
+                "CAP_SYS_RESOURCE); each handle holds one fd: close handles you no longer need, "
                 "or start the program with a higher hard limit (ulimit -Hn, systemd "
                 "LimitNOFILE=)")
     return (f"{what}: out of file descriptors: the soft RLIMIT_NOFILE is {_fmt(soft)} "
