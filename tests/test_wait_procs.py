@@ -33,7 +33,8 @@ def _scenario(wait_procs, timeout: float):
             dead, dying, living = procs[:2], procs[2:4], procs[4:]
             for h in handles[:2]:
                 h.kill()
-                h.wait(timeout=10)
+                while not h._ref.is_reaped():  # test-only: until the keeper reaped it
+                    h.wait(timeout=10)
             calls = []
 
             def callback(proc):
@@ -89,23 +90,22 @@ def test_bad_arguments_raise_like_psutil(fn):
 
 
 def test_pids_handles_gone_pids_and_timeout_zero(no_fd_leak):
-    with herd(3) as hd:
-        with exithand.open(hd.pids[0]) as h0, exithand.open(hd.pids[2]) as h2:
-            h0.kill()
-            h0.wait(timeout=10)
-            missing = 4_000_000 if exithand._identity.pid_max() > 4_000_000 else None
-            items = [h0, hd.pids[1], h2]
-            gone, alive = exithand.wait_procs(items, timeout=0)
-            assert gone == [h0] and alive == [hd.pids[1], h2]
-            assert h0.status().signal == 9  # handles keep their status
-            # a pid that names no process counts as gone at once, as in psutil
-            with exithand.open(hd.pids[1]) as h1:
-                h1.kill()
-                while not h1._ref.is_reaped():  # test-only: until the keeper reaped it
-                    h1.wait(timeout=10)
-            gone, alive = exithand.wait_procs([hd.pids[1], h2], timeout=0.05)
-            assert gone == [hd.pids[1]] and alive == [h2]
-            assert missing is None or exithand.wait_procs([missing]) == ([missing], [])
+    with herd(3) as hd, exithand.open(hd.pids[0]) as h0, exithand.open(hd.pids[2]) as h2:
+        h0.kill()
+        h0.wait(timeout=10)
+        missing = 4_000_000 if exithand._identity.pid_max() > 4_000_000 else None
+        items = [h0, hd.pids[1], h2]
+        gone, alive = exithand.wait_procs(items, timeout=0)
+        assert gone == [h0] and alive == [hd.pids[1], h2]
+        assert h0.status().signal == 9  # handles keep their status
+        # a pid that names no process counts as gone at once, as in psutil
+        with exithand.open(hd.pids[1]) as h1:
+            h1.kill()
+            while not h1._ref.is_reaped():  # test-only: until the keeper reaped it
+                h1.wait(timeout=10)
+        gone, alive = exithand.wait_procs([hd.pids[1], h2], timeout=0.05)
+        assert gone == [hd.pids[1]] and alive == [h2]
+        assert missing is None or exithand.wait_procs([missing]) == ([missing], [])
 
 
 def test_own_child_is_not_reaped(no_fd_leak):

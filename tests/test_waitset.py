@@ -240,7 +240,7 @@ def test_closed_handle_in_set_is_a_clear_error(no_fd_leak):
 
 def test_close_handle_while_another_thread_waits(no_fd_leak):
     with herd(2) as hd, exithand.WaitSet() as ws:
-        a, b = hs = _open_all(ws, hd.pids)
+        a, _b = hs = _open_all(ws, hd.pids)
         try:
             w = _Waiter(lambda: ws.wait())
             w.start()
