@@ -88,6 +88,7 @@ class WaitSet:
         self._close_handles = close_handles
         self._owned: list[ExitHandle] = []  # with close_handles: every handle ever added
         self._raise_fd_limit = raise_fd_limit
+        self._fd_check_at = _fdlimit.check_threshold()
         self._close_hooks: Optional[list[Callable[[WaitSet, int], None]]] = None
         for h in handles:
             self.add(h)
@@ -124,8 +125,11 @@ class WaitSet:
             with self._lock:
                 self._forget(h, fd)
             raise
-        if self._raise_fd_limit and _fdlimit.near_soft_limit(fd):
-            _fdlimit.raise_soft_to_hard()
+        if self._raise_fd_limit and fd >= self._fd_check_at:
+            # only fds this high need a getrlimit (a syscall) to see how near the limit we are
+            if _fdlimit.near_soft_limit(fd):
+                _fdlimit.raise_soft_to_hard()
+            self._fd_check_at = _fdlimit.check_threshold()
 
     def open(self, pid: int, *, inode: Optional[int] = None, start_time: Optional[int] = None,
              backend: Optional[str] = None) -> ExitHandle:
