@@ -21,7 +21,7 @@ import exithand
 def _has_pidfd_info_exit() -> bool:
     """Linux 6.15+: a non-child's status is readable after its reap (else: only by a race)."""
     major, minor = (int(x) for x in platform.release().split(".")[:2])
-    return (major, minor) >= (6, 15)
+    return (major, minor) >= (6, 15) and not exithand._sys.feature_disabled("pidfd_info")
 
 
 def _scenario(wait_procs, timeout: float):
