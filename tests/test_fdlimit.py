@@ -15,6 +15,7 @@ import textwrap
 
 import pytest
 from _herd import herd
+
 from conftest import env_with_src, run_cli
 
 _SCRIPT = textwrap.dedent("""
