@@ -365,3 +365,18 @@ def test_wait_all_unknown_pid_is_an_error(no_fd_leak):
                 os.sched_yield()
         with pytest.raises(exithand.NoSuchProcess):
             exithand.wait_all([pid], timeout=1)
+
+
+def test_unclosed_waitset_is_collected_without_leaking(no_fd_leak):
+    import gc
+    import warnings
+
+    with herd(1) as hd, exithand.open(hd.pids[0]) as h:
+        ws = exithand.WaitSet([h])
+        # members hold the set only weakly: dropping it frees its epoll and eventfd
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            del ws
+            gc.collect()
+        assert any(issubclass(x.category, ResourceWarning) for x in w)
+        assert h._close_hooks is None  # the dead set's hook was removed from the handle

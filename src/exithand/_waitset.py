@@ -30,6 +30,8 @@ import os
 import select
 import threading
 import time
+import warnings
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Optional
 
@@ -48,6 +50,21 @@ def _make_wakeup() -> tuple[int, int]:
         return fd, fd
     r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
     return r, w
+
+
+class _MemberHook:
+    """The close hook a WaitSet puts on its members: one object per set, shared by all of them
+    (no per-handle allocation), holding the set weakly so members do not keep it alive."""
+
+    __slots__ = ("_ws",)
+
+    def __init__(self, ws: WaitSet) -> None:
+        self._ws = weakref.ref(ws)
+
+    def __call__(self, h: ExitHandle, fd: int) -> None:
+        ws = self._ws()
+        if ws is not None:
+            ws._handle_closing(h, fd)
 
 
 class WaitSet:
@@ -89,6 +106,7 @@ class WaitSet:
         self._owned: list[ExitHandle] = []  # with close_handles: every handle ever added
         self._raise_fd_limit = raise_fd_limit
         self._fd_check_at = _fdlimit.check_threshold()
+        self._hook = _MemberHook(self)
         self._close_hooks: Optional[list[Callable[[WaitSet, int], None]]] = None
         for h in handles:
             self.add(h)
@@ -120,7 +138,7 @@ class WaitSet:
             if self._close_handles:
                 self._owned.append(h)
         try:
-            h._add_close_hook(self._handle_closing)
+            h._add_close_hook(self._hook)
         except ValueError:  # closed by another thread meanwhile: epoll already forgot it
             with self._lock:
                 self._forget(h, fd)
@@ -164,7 +182,7 @@ class WaitSet:
                     self._ep.unregister(fd)
                 except OSError:
                     pass
-        h._remove_close_hook(self._handle_closing)
+        h._remove_close_hook(self._hook)
         self._wake()
 
     def discard(self, h: ExitHandle) -> None:
@@ -283,7 +301,7 @@ class WaitSet:
                 self._ep.unregister(fd)
             except OSError:
                 pass
-        h._remove_close_hook(self._handle_closing)
+        h._remove_close_hook(self._hook)
         return h
 
     def _iter(self, timeout: Optional[float], limit: Optional[int]) -> Iterator[ExitHandle]:
@@ -381,7 +399,7 @@ class WaitSet:
             hooks, self._close_hooks = self._close_hooks, None
             release = self._waiters == 0
         for h in hs:
-            h._remove_close_hook(self._handle_closing)
+            h._remove_close_hook(self._hook)
         for fn in hooks or ():
             fn(self, self._ep.fileno())
         if release:
@@ -402,6 +420,11 @@ class WaitSet:
         os.close(self._wake_r)
         if self._wake_w != self._wake_r:
             os.close(self._wake_w)
+
+    def __del__(self) -> None:
+        if getattr(self, "_closed", True) is False:
+            warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=2, source=self)
+            self.close()
 
     def __enter__(self) -> WaitSet:
         return self
