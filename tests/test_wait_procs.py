@@ -7,6 +7,7 @@ timeout -- as ``psutil.Process`` objects, and must sort them the same way.
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
@@ -118,3 +119,28 @@ def test_own_child_is_not_reaped(no_fd_leak):
         assert psutil.Process(p.pid).status() == psutil.STATUS_ZOMBIE
     finally:
         assert p.wait(timeout=10) == 7
+
+
+def test_popen_items_are_watched_safely_and_left_reapable(no_fd_leak):
+    r, w = os.pipe()
+    a = subprocess.Popen([sys.executable, "-c", "import os,sys; os.read(0, 1); sys.exit(3)"],
+                         stdin=r)
+    b = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(4)"])
+    os.close(r)
+    try:
+        assert b.wait(timeout=30) == 4  # reaped by Popen: its pid may be reused, never used
+        calls = []
+        gone, alive = exithand.wait_procs([a, b], timeout=0.05, callback=calls.append)
+        assert gone == [b] and alive == [a] and calls == [b]
+        assert exithand.wait_any([a, b]) is b
+        os.write(w, b"x")
+        gone, alive = exithand.wait_procs([a], timeout=30)
+        assert gone == [a] and alive == []
+        assert a.returncode is None  # untouched: Popen still has to reap it
+        assert a.wait(timeout=10) == 3
+    finally:
+        os.close(w)
+        for p in (a, b):
+            if p.poll() is None:
+                p.kill()
+                p.wait()

@@ -5,6 +5,11 @@ attribute (``psutil.Process``, ``subprocess.Popen``), and returns the *same obje
 Handles it opens itself (for pids and objects) are closed before it returns; handles you pass
 stay yours and stay open.  Nothing here ever reaps a process.
 
+A ``subprocess.Popen`` is watched through :meth:`ExitHandle.from_popen` while unreaped (its pid
+cannot be reused before the reap); one that ``Popen`` already reaped counts as dead at once, and
+is never looked up by its pid, which may name another process by now.  Its ``returncode``
+attribute is never set here: for ``Popen`` it means "reaped", so call ``p.wait()`` as usual.
+
 Why not psutil's loop: ``psutil.wait_procs`` visits the processes round-robin, giving each a
 slice of ``1/len(alive)`` seconds, so a death is noticed up to a second late (and at 1,000+
 processes the slice rounds down to a 0 ms poll: a busy loop).  Here all of them sit in one epoll:
@@ -13,6 +18,7 @@ a death is noticed when it happens, and waiting costs no CPU.
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterable
 from typing import Any, Callable, Optional
 
@@ -31,6 +37,19 @@ def _pid_of(item: Any) -> int:
                     f"not {type(item).__name__}")
 
 
+def _still_same(item: Any) -> bool:
+    """For objects that can tell (``psutil.Process.is_running`` compares the start time it saw
+    with the pid's current one), checked *after* our pidfd is open: True means our pidfd pins
+    the very process the object describes."""
+    is_running = getattr(item, "is_running", None)
+    if not callable(is_running):
+        return True
+    try:
+        return bool(is_running())
+    except Exception:  # e.g. psutil.AccessDenied: cannot tell, trust the pid
+        return True
+
+
 def _key(item: Any) -> object:
     # psutil dedups its argument through a set; we dedup by identity (ints by value)
     return ("pid", item) if isinstance(item, int) else ("obj", id(item))
@@ -44,7 +63,8 @@ class _Group:
         self.items: list[Any] = []
         self.item_of: dict[ExitHandle, Any] = {}
         self.owned: list[ExitHandle] = []
-        self.gone: list[Any] = []  # already gone when opened (only with gone_ok)
+        # already gone when opened: a reaped Popen, or (with gone_ok) a pid naming no process
+        self.gone: list[Any] = []
         seen: set[object] = set()
         try:
             for item in items:
@@ -56,6 +76,13 @@ class _Group:
                 if isinstance(item, ExitHandle):
                     h = item
                     self.ws.add(h)
+                elif isinstance(item, subprocess.Popen):
+                    if item.returncode is not None:  # reaped: its pid may name another now
+                        self.gone.append(item)
+                        continue
+                    h = ExitHandle.from_popen(item)  # unreaped child: the pid is still ours
+                    self.owned.append(h)
+                    self.ws.add(h)
                 else:
                     pid = _pid_of(item)
                     try:
@@ -66,6 +93,15 @@ class _Group:
                         self.gone.append(item)
                         continue
                     self.owned.append(h)
+                    if not _still_same(item):  # the number names another process now
+                        self.ws.remove(h)
+                        self.owned.remove(h)
+                        h.close()
+                        if not gone_ok:
+                            raise NoSuchProcess(f"process {pid} is gone (its pid now names "
+                                                "another process)", pid)
+                        self.gone.append(item)
+                        continue
                 self.item_of.setdefault(h, item)
         except BaseException:
             self.close()
@@ -109,6 +145,8 @@ def wait_any(items: Iterable[Any], timeout: Optional[float] = None) -> Any:
     with _Group(items, gone_ok=False) as g:
         if not g.items:
             raise ValueError("wait_any() needs at least one process")
+        if g.gone:
+            return g.gone[0]
         got = g.ws.wait(timeout, count=1)
         if not got:
             raise TimeoutExpired(f"none of the {len(g.items)} process(es) exited within "
@@ -124,7 +162,7 @@ def wait_all(items: Iterable[Any], timeout: Optional[float] = None) -> list[Any]
     """
     timeout = check_timeout(timeout)
     with _Group(items, gone_ok=False) as g:
-        died = [g.item_of[h] for h in g.ws.wait(timeout)]
+        died = g.gone + [g.item_of[h] for h in g.ws.wait(timeout)]
         if len(g.ws):
             alive = g.alive()
             raise TimeoutExpired(f"{len(alive)} of {len(g.items)} process(es) still running "
@@ -161,7 +199,9 @@ def wait_procs(procs: Iterable[Any], timeout: Optional[float] = None,
       (``proc.wait()``/``os.waitpid``), where psutil's ``wait`` reaps it;
     * ``gone`` is in order of death (psutil's comes from a set: any order), ``alive`` in the
       order given; ``ExitHandle`` and ``int`` items are accepted too (they cannot carry a
-      ``returncode``: use ``h.status()``, or pass handles to keep statuses).
+      ``returncode``: use ``h.status()``, or pass handles to keep statuses);
+    * ``subprocess.Popen`` items are accepted, but their ``returncode`` is left alone (to Popen
+      it means "reaped"): call ``p.wait()`` as usual, which also gives the code.
     """
     if timeout is not None and not timeout >= 0:
         raise ValueError(f"timeout must be a positive integer, got {timeout}")
@@ -172,16 +212,17 @@ def wait_procs(procs: Iterable[Any], timeout: Optional[float] = None,
         gone: list[Any] = []
 
         def report(item: Any, rc: Optional[int]) -> None:
-            try:
-                item.returncode = rc
-            except (AttributeError, TypeError):
-                pass  # ints, ExitHandles, objects with __slots__
+            if not isinstance(item, subprocess.Popen):  # Popen's own returncode means "reaped"
+                try:
+                    item.returncode = rc
+                except (AttributeError, TypeError):
+                    pass  # ints, ExitHandles, objects with __slots__
             gone.append(item)
             if callback is not None:
                 callback(item)
 
         for item in g.gone:
-            report(item, None)
+            report(item, item.returncode if isinstance(item, subprocess.Popen) else None)
         for h in g.ws.as_exited(timeout):
             report(g.item_of[h], _returncode(h))
         return gone, g.alive()
