@@ -331,3 +331,57 @@ def test_no_loop_is_a_clear_error():
         with pytest.raises(RuntimeError, match="event loop"):
             coro.send(None)
         coro.close()
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("lib", ["asyncio", "uvloop", "trio"])
+def test_as_exited_async_closed_member_and_closed_set(lib, no_fd_leak):
+    """A member closed (or the set closed) while a task iterates: ValueError, not a hang."""
+    with herd(2) as hd:
+        ws = exithand.WaitSet()
+        a, _b = hs = [ws.open(p) for p in hd.pids]
+
+        async def iterate(out):
+            try:
+                async for h in ws.as_exited_async():
+                    out.append(h)
+            except ValueError as e:
+                out.append(e)
+
+        async def main_asyncio():
+            out1, out2 = [], []
+            t = asyncio.create_task(iterate(out1))
+            await asyncio.sleep(0)
+            a.close()
+            await asyncio.wait_for(t, 10)
+            assert len(out1) == 1 and "closed while in the WaitSet" in str(out1[0])
+            t = asyncio.create_task(iterate(out2))
+            await asyncio.sleep(0)
+            ws.close()
+            await asyncio.wait_for(t, 10)
+            assert len(out2) == 1 and isinstance(out2[0], ValueError)
+
+        async def main_trio():
+            out1, out2 = [], []
+            with trio.fail_after(10):
+                async with trio.open_nursery() as n:
+                    n.start_soon(iterate, out1)
+                    await trio.testing.wait_all_tasks_blocked()
+                    a.close()
+            assert len(out1) == 1 and "closed while in the WaitSet" in str(out1[0])
+            with trio.fail_after(10):
+                async with trio.open_nursery() as n:
+                    n.start_soon(iterate, out2)
+                    await trio.testing.wait_all_tasks_blocked()
+                    ws.close()  # trio is told (notify_closing) before the epoll fd closes
+            assert len(out2) == 1 and isinstance(out2[0], ValueError)
+
+        try:
+            if lib == "trio":
+                trio.run(main_trio)
+            else:
+                _run_asyncio(lib, main_asyncio)
+        finally:
+            ws.close()
+            for h in hs:
+                h.close()
