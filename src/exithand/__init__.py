@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from ._creds import ProcessCredentials
 from ._errors import (
     AccessDenied,
     BackendUnavailable,
@@ -33,6 +34,7 @@ __all__ = [
     "FdLimitError",
     "NoSuchProcess",
     "NotProcessLeader",
+    "ProcessCredentials",
     "ProcessIdentity",
     "TimeoutExpired",
     "WaitSet",

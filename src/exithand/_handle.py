@@ -20,8 +20,9 @@ import warnings
 from collections.abc import Callable
 from typing import Any, Optional
 
-from . import _identity, _sources, _sys
+from . import _creds, _identity, _sources, _sys
 from ._backends import Backend, ProcessRef, default_backend, get_backend
+from ._creds import ProcessCredentials
 from ._errors import (
     BackendUnavailable,
     Error,
@@ -81,13 +82,14 @@ class ExitHandle:
     thread waits makes that wait fail with ``ValueError`` (use a WaitSet to wait on many).
     """
 
-    __slots__ = ("__weakref__", "_close_hooks", "_lock", "_popen", "_ref", "_status")
+    __slots__ = ("__weakref__", "_close_hooks", "_creds", "_lock", "_popen", "_ref", "_status")
 
     def __init__(self, ref: ProcessRef, popen: Any = None) -> None:
         """Private: wrap a backend ref.  Use :func:`exithand.open` and friends."""
         self._ref: Optional[ProcessRef] = ref
         self._popen = popen
         self._status: Optional[ExitStatus] = None
+        self._creds: Optional[ProcessCredentials] = None
         self._lock = threading.Lock()
         # Called with (handle, fd) just before the fd is closed, in the closing thread, so that
         # whoever watches the fd (a WaitSet's epoll, an event loop, trio) can let go of it and
@@ -244,6 +246,32 @@ class ExitHandle:
             if st.known:
                 self._status = st
             return st
+
+    def credentials(self) -> ProcessCredentials:
+        """Real/effective uid and parent pid of the process, as last seen.
+
+        Read now while the process is not yet reaped (alive, or a zombie: then
+        ``final`` is True and these are the credentials it died with).  Once it has been
+        reaped nothing more can be read, and the last credentials this handle read are
+        returned (``final`` False: it may have changed them after that read).  Raises
+        :class:`NoSuchProcess` if it was reaped before this handle ever read them.
+        Race-free: read through the pidfd (``PIDFD_GET_INFO``, Linux 6.13) or from ``/proc``
+        followed by a was-it-reaped check, so a process reusing the number is never described.
+        """
+        ref = self._live_ref()
+        if self._creds is not None and self._creds.final:
+            return self._creds
+        try:
+            creds = _creds.read_credentials(ref)
+        except OSError as e:
+            if e.errno != errno.ESRCH:
+                raise translate_oserror(e, ref.pid, "read credentials") from None
+            if self._creds is None:
+                raise NoSuchProcess(f"process {ref.pid} was reaped before its credentials "
+                                    "could be read", ref.pid) from None
+            return self._creds
+        self._creds = creds
+        return creds
 
     # ----- signals and memory -----------------------------------------------------------------
 

@@ -10,9 +10,9 @@ import sys
 from typing import Optional
 
 from . import __version__
-from ._cmd import _common, wait
+from ._cmd import _common, mount, umount, wait
 
-_SUBCOMMANDS = [wait]
+_SUBCOMMANDS = [wait, mount, umount]
 
 DESCRIPTION = """\
 Wait for the death of any Linux process, race-free: handles pin a process (not a pid number),
