@@ -40,6 +40,10 @@ examples:
 The status is known for your own children (read without reaping them), for zombies you may
 ptrace, and on Linux 6.15+ for any process once its parent has reaped it.
 
+Each target holds one file descriptor while waiting; with more targets than the soft open-file
+limit (ulimit -n) allows, it is raised to the hard limit (ulimit -Hn); beyond that the wait
+fails with exit 1 and a message naming the limit.
+
 """ + _common.EXIT_CODES_HELP
 
 
