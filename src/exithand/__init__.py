@@ -13,6 +13,7 @@ from ._errors import (
     AccessDenied,
     BackendUnavailable,
     Error,
+    FdLimitError,
     NoSuchProcess,
     NotProcessLeader,
     TimeoutExpired,
@@ -21,6 +22,7 @@ from ._handle import ExitHandle, open
 from ._identity import ProcessIdentity, parse_target
 from ._kill import CgroupKillResult, KillResult, kill_and_wait, kill_cgroup
 from ._status import ExitStatus
+from ._wait import wait_all, wait_any, wait_procs
 from ._waitset import WaitSet
 
 __version__ = "0.1.0"
@@ -33,6 +35,7 @@ __all__ = [
     "Error",
     "ExitHandle",
     "ExitStatus",
+    "FdLimitError",
     "KillResult",
     "NoSuchProcess",
     "NotProcessLeader",
@@ -45,4 +48,7 @@ __all__ = [
     "kill_cgroup",
     "open",
     "parse_target",
+    "wait_all",
+    "wait_any",
+    "wait_procs",
 ]

@@ -17,6 +17,7 @@ import select
 import signal as _signal
 import threading
 import warnings
+from collections.abc import Callable
 from typing import Any, Optional
 
 from . import _creds, _identity, _sources, _sys
@@ -81,7 +82,7 @@ class ExitHandle:
     thread waits makes that wait fail with ``ValueError`` (use a WaitSet to wait on many).
     """
 
-    __slots__ = ("__weakref__", "_creds", "_lock", "_popen", "_ref", "_status")
+    __slots__ = ("__weakref__", "_close_hooks", "_creds", "_lock", "_popen", "_ref", "_status")
 
     def __init__(self, ref: ProcessRef, popen: Any = None) -> None:
         """Private: wrap a backend ref.  Use :func:`exithand.open` and friends."""
@@ -90,6 +91,10 @@ class ExitHandle:
         self._status: Optional[ExitStatus] = None
         self._creds: Optional[ProcessCredentials] = None
         self._lock = threading.Lock()
+        # Called with (handle, fd) just before the fd is closed, in the closing thread, so that
+        # whoever watches the fd (a WaitSet's epoll, an event loop, trio) can let go of it and
+        # wake its waiter: epoll silently forgets a closed file, so a waiter would hang forever.
+        self._close_hooks: Optional[list[Callable[[ExitHandle, int], None]]] = None
 
     # ----- construction -------------------------------------------------------------------
 
@@ -307,12 +312,59 @@ class ExitHandle:
         except OSError as e:
             raise translate_oserror(e, ref.pid, "process_mrelease") from None
 
+    # ----- async ------------------------------------------------------------------------------
+
+    async def wait_async(self) -> ExitStatus:
+        """``await h.wait_async()``: :meth:`wait` for asyncio (uvloop too), trio and anyio.
+
+        The fd is registered with the running loop only while awaiting (asyncio ``add_reader``,
+        ``trio.lowlevel.wait_readable``).  Cancelling (a timeout, a cancel scope) unregisters it
+        and leaves the handle usable; many tasks may wait on one handle at once.  Closing the
+        handle wakes its waiters with ``ValueError``.  See :mod:`exithand._aio`.
+        """
+        from ._aio import wait_handle
+
+        return await wait_handle(self)
+
     # ----- lifetime ---------------------------------------------------------------------------
 
+    def _add_close_hook(self, fn: Callable[[ExitHandle, int], None]) -> None:
+        """Private: call ``fn(handle, fd)`` just before the fd is closed (for watchers)."""
+        with self._lock:
+            self._live_ref()
+            if self._close_hooks is None:
+                self._close_hooks = [fn]
+            else:
+                self._close_hooks.append(fn)
+
+    def _remove_close_hook(self, fn: Callable[[ExitHandle, int], None]) -> None:
+        with self._lock:
+            hooks = self._close_hooks
+            if hooks is not None:
+                try:
+                    hooks.remove(fn)
+                except ValueError:
+                    pass
+                if not hooks:
+                    self._close_hooks = None
+
     def close(self) -> None:
-        """Release the pidfd.  Idempotent.  Does not affect the process."""
-        ref, self._ref = self._ref, None
-        if ref is not None:
+        """Release the pidfd.  Idempotent.  Does not affect the process.
+
+        A WaitSet holding the handle, and any task awaiting :meth:`wait_async`, are told first:
+        their waits fail with ``ValueError`` instead of hanging.
+        """
+        with self._lock:
+            ref, self._ref = self._ref, None
+            hooks, self._close_hooks = self._close_hooks, None
+        if ref is None:
+            return
+        try:
+            if hooks:
+                fd = ref.fileno()
+                for fn in hooks:
+                    fn(self, fd)
+        finally:
             ref.close()
 
     def __enter__(self) -> ExitHandle:
