@@ -20,7 +20,8 @@ from ._errors import (
 )
 from ._handle import ExitHandle, open
 from ._identity import ProcessIdentity, parse_target
-from ._kill import CgroupKillResult, KillResult, kill_and_wait, kill_cgroup
+from ._kill import KillResult, kill_and_wait
+from ._kill_cgroup import CgroupKillResult, kill_cgroup
 from ._status import ExitStatus
 from ._wait import wait_all, wait_any, wait_procs
 from ._waitset import WaitSet
