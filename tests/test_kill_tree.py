@@ -171,15 +171,22 @@ ready(); block()
 
 @pytest.mark.timeout(60)
 def test_the_caller_is_never_part_of_its_own_tree_kill(no_fd_leak):
-    """A process that kills the tree it belongs to (its keeper's) survives, the rest dies."""
+    """B kills the tree of its parent A (A, B, and B's sibling C): A and C die, B survives.
+
+    All of it runs below the keeper (a subreaper), which adopts and later reaps B.
+    """
     from conftest import env_with_src
     code = """
-import signal, exithand
-sib = os.fork()
-if sib == 0:
+import signal
+a = os.getpid()
+if os.fork() == 0:            # C, the sibling
     block()
-res = exithand.kill_and_wait(os.getppid(), signal=signal.SIGKILL, tree=True, timeout=20)
-os.write(READY_FD, repr(sorted((r.pid, r.outcome) for r in res)).encode() + b"\\n")
+if os.fork() == 0:            # B, the caller
+    import exithand
+    res = exithand.kill_and_wait(a, signal=signal.SIGKILL, tree=True, timeout=20)
+    out = sorted((r.pid, r.parent, r.outcome) for r in res)
+    os.write(READY_FD, repr((os.getpid(), out)).encode() + b"\\n")
+    block()
 block()
 """
     k = start_keeper(code, env=env_with_src())
@@ -189,12 +196,12 @@ block()
             chunk = os.read(k.ready_r, 4096)
             assert chunk, "the killer died"
             line += chunk
-        res = eval(line.decode())  # a list of (pid, outcome) tuples
-        pids = {p for p, _ in res}
-        assert k.proc.pid in pids and k.pid not in pids  # keeper killed, caller skipped
-        assert all(o == "killed" for _, o in res) and len(res) == 2  # keeper + sibling
-        k.proc.wait(timeout=10)
-        with open(f"/proc/{k.pid}/stat") as f:
+        b, res = eval(line.decode())  # (pid of B, [(pid, parent, outcome), ...])
+        assert [(p, o) for p, _par, o in res if p == k.pid] == [(k.pid, "killed")]  # A
+        others = [(par, o) for p, par, o in res if p != k.pid]
+        assert others == [(k.pid, "killed")]  # C, a child of A; B itself is not listed
+        assert b not in {p for p, _par, _o in res}
+        with open(f"/proc/{b}/stat") as f:
             assert f.read().rsplit(")", 1)[1].split()[0] in ("S", "R")  # alive, not stopped
     finally:
-        k.cleanup()
+        k.cleanup()  # B now hangs below the keeper (a subreaper) and is killed and reaped here
