@@ -323,6 +323,7 @@ class _Killer:
         self.ws = WaitSet()
         self.last_rescan = 0.0
         self.me = os.getpid()
+        self.timeout: Optional[float] = None
 
     def add(self, m: _Member) -> None:
         self.members.append(m)
@@ -493,6 +494,7 @@ def kill_and_wait(targets: Union[Target, Iterable[Target]], *,
                  [targets] if isinstance(targets, (int, str, ExitHandle)) else targets)
 
     k = _Killer(sig, tree, release_memory)
+    k.timeout = timeout
     order: list[Union[_Member, _Gone]] = []
     seen: set[tuple[int, Optional[int]]] = set()
     try:
@@ -564,7 +566,7 @@ def _wait_loop(k: _Killer, sig: int, grace: Optional[float], t_sig: float,
         if deadline is not None and now >= deadline:
             for h in k.ws.handles():
                 m = k.by_handle[id(h)]
-                m.timeout_reason = f"alive after the {deadline - t_sig:.3g} s timeout"
+                m.timeout_reason = f"alive at the timeout ({k.timeout:g} s)"
             break
         if escalate_at is not None and now >= escalate_at:
             escalate_at = None
