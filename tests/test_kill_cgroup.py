@@ -179,9 +179,10 @@ def test_no_permission_is_access_denied_and_nothing_killed(no_fd_leak, capfd):
 
 
 @pytest.mark.timeout(60)
-def test_cli_cgroup_json_and_relative_path(no_fd_leak):
+def test_cli_cgroup_50_json_and_relative_path(no_fd_leak):
+    """``exithand kill --cgroup`` on 50 processes: exit 0 once empty, each one reported."""
     with v2_cgroup("cli") as cg:
-        k = _fill(cg, 5)
+        k = _fill(cg, 50)
         try:
             m = _cgroup.cgroup2_mount()
             assert m is not None
@@ -190,9 +191,9 @@ def test_cli_cgroup_json_and_relative_path(no_fd_leak):
             assert r.returncode == 0, r
             objs = [json.loads(line) for line in r.stdout.splitlines()]
             assert objs[-1]["cgroup"] == cg and objs[-1]["empty"] is True
-            assert objs[-1]["processes"] == 5
+            assert objs[-1]["processes"] == 50
             procs = objs[:-1]
-            assert len(procs) == 5
+            assert len(procs) == 50 and not _procs(cg)
             assert all(o["outcome"] == "killed" and o["signal_name"] == "SIGKILL"
                        for o in procs)
             assert all(o["mrelease"] in ("released", "already_released") for o in procs)
