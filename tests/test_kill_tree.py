@@ -8,14 +8,17 @@ nothing escaped, independent of what the library reports.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import signal
 from collections import Counter
+from types import SimpleNamespace
 
 import pytest
 from kill_helpers import start_keeper
 
 import exithand
+from conftest import run_cli
 from exithand import _kill
 
 # root -> 4 children -> 25 grandchildren (7, 6, 6, 6) = 30 processes.  The first grandchild is
@@ -86,6 +89,20 @@ def _logged(read_fd: int) -> list[tuple[str, int]]:
     return [(t, int(p)) for t, p in (line.split() for line in data.decode().splitlines())]
 
 
+def _via_cli(root: int, sig: int) -> list[SimpleNamespace]:
+    """``exithand kill --tree --json``, read back into KillResult-like records."""
+    r = run_cli("kill", "--tree", "--json", "-s", str(int(sig)), "--grace", "0.5",
+                "-t", "60", str(root), timeout=90)
+    assert r.returncode == 0, r
+    out = []
+    for line in r.stdout.splitlines():
+        o = json.loads(line)
+        out.append(SimpleNamespace(
+            pid=o["pid"], parent=o["parent"], outcome=o["outcome"],
+            signals=tuple(int(getattr(signal, n)) for n in o["signals_sent"])))
+    return out
+
+
 def _assert_all_dead(life_r: int) -> None:
     fl = fcntl.fcntl(life_r, fcntl.F_GETFL)
     fcntl.fcntl(life_r, fcntl.F_SETFL, fl | os.O_NONBLOCK)
@@ -96,13 +113,18 @@ def _assert_all_dead(life_r: int) -> None:
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["term+grace", "kill"])
-def test_tree_of_30_with_a_forker_all_dead_each_reported(no_fd_leak, sig):
+@pytest.mark.parametrize(("sig", "how"), [(signal.SIGTERM, "lib"), (signal.SIGKILL, "lib"),
+                                          (signal.SIGTERM, "cli")],
+                         ids=["term+grace", "kill", "cli-term+grace"])
+def test_tree_of_30_with_a_forker_all_dead_each_reported(no_fd_leak, sig, how):
     k, read_fd, life_r = _tree_keeper(forks=60)
     try:
         k.wait_ready(30)
         root = k.pid
-        res = exithand.kill_and_wait(root, signal=sig, grace=0.5, timeout=60, tree=True)
+        if how == "lib":
+            res = exithand.kill_and_wait(root, signal=sig, grace=0.5, timeout=60, tree=True)
+        else:
+            res = _via_cli(root, sig)
         _assert_all_dead(life_r)
         outcomes = Counter(r.outcome for r in res)
         assert _kill.OUTCOME_TIMED_OUT not in outcomes, outcomes
