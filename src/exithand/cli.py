@@ -42,6 +42,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         rc: int = args.func(args)
         return rc
+    except _common.CommandError as e:
+        _common.warn(str(e))
+        return _common.EXIT_ERROR
     except _common.UsageError as e:
         parser.exit(_common.EXIT_USAGE, f"exithand {args.command}: error: {e}\n")
     except KeyboardInterrupt:

@@ -6,7 +6,9 @@ import argparse
 import json
 import os
 import sys
-from typing import Any
+from typing import Any, Callable, NamedTuple, Optional
+
+import exithand
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -26,6 +28,62 @@ exit status:
 
 class UsageError(Exception):
     """Bad command-line input: message printed, exit 2."""
+
+
+class CommandError(Exception):
+    """The command cannot go on (a target is missing, a thread, not ours): message, exit 1."""
+
+
+class Target(NamedTuple):
+    """A command-line target as given (``text``) and parsed."""
+
+    text: str
+    pid: int
+    inode: Optional[int]
+
+
+def parse_targets(texts: list[str]) -> list[Target]:
+    """Parse ``PID`` / ``PID:INODE`` arguments; a malformed one is a usage error."""
+    out = []
+    for t in texts:
+        try:
+            pid, inode = exithand.parse_target(t)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        out.append(Target(t, pid, inode))
+    return out
+
+
+def open_targets(targets: list[Target],
+                 opener: Callable[[int, Optional[int]], exithand.ExitHandle],
+                 exited: bool, consequence: str = "",
+                 ) -> tuple[list[tuple[Target, exithand.ExitHandle]], list[tuple[Target, str]]]:
+    """Open every target before anything else happens (identity pinned up front).
+
+    Returns (target, handle) pairs and, with ``exited`` (``-e``), the targets already gone
+    with the reason.  Without ``-e`` a missing target, and always a thread id or another
+    error, raises :class:`CommandError` after closing what was opened; ``consequence`` is
+    appended to the message (e.g. "; nothing was signalled").
+    """
+    opened: list[tuple[Target, exithand.ExitHandle]] = []
+    gone: list[tuple[Target, str]] = []
+    try:
+        for t in targets:
+            try:
+                opened.append((t, opener(t.pid, t.inode)))
+            except exithand.NotProcessLeader as e:
+                raise CommandError(f"{e}{consequence}") from None
+            except exithand.NoSuchProcess as e:
+                if not exited:
+                    raise CommandError(f"{t.text}: {e}{consequence}") from None
+                gone.append((t, str(e)))
+            except exithand.Error as e:
+                raise CommandError(f"{t.text}: {e}{consequence}") from None
+    except BaseException:
+        for _t, h in opened:
+            h.close()
+        raise
+    return opened, gone
 
 
 def timeout_arg(text: str) -> float:

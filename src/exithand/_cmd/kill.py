@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import signal as _signal
-from typing import Any, Optional
+from typing import Any
 
 import exithand
 
@@ -135,41 +135,23 @@ def run(args: argparse.Namespace) -> int:
         return _run_cgroup(args)
     if not args.targets:
         raise UsageError("give at least one TARGET (or --cgroup PATH)")
-    parsed: list[tuple[str, int, Optional[int]]] = []
-    for t in args.targets:
-        try:
-            pid, inode = exithand.parse_target(t)
-        except ValueError as e:
-            raise UsageError(str(e)) from None
-        parsed.append((t, pid, inode))
-
-    handles: list[exithand.ExitHandle] = []
-    gone: list[exithand.KillResult] = []
+    opened, gone_targets = _common.open_targets(
+        _common.parse_targets(args.targets),
+        lambda pid, inode: exithand.open(pid, inode=inode), args.exited,
+        "; nothing was signalled")
+    handles = [h for _t, h in opened]
+    gone = [exithand.KillResult(t.pid, t.inode, "already_gone", reason=why)
+            for t, why in gone_targets]
     try:
-        for text, pid, inode in parsed:
-            try:
-                handles.append(exithand.open(pid, inode=inode))
-            except exithand.NotProcessLeader as e:
-                warn(str(e))
-                return _common.EXIT_ERROR
-            except exithand.NoSuchProcess as e:
-                if not args.exited:
-                    warn(f"{text}: {e}; nothing was signalled")
-                    return _common.EXIT_ERROR
-                gone.append(exithand.KillResult(pid, inode, "already_gone", reason=str(e)))
-            except exithand.Error as e:
-                warn(f"{text}: {e}")
-                return _common.EXIT_ERROR
-        try:
-            results = exithand.kill_and_wait(
-                handles, signal=_signal.SIGTERM if args.signal is None else args.signal,
-                grace=args.grace, release_memory=args.mrelease,
-                timeout=args.timeout, tree=args.tree) if handles else []
-        except exithand.AccessDenied as e:
-            warn(f"{e}; nothing was signalled")
-            return _common.EXIT_ERROR
-        except ValueError as e:
-            raise UsageError(str(e)) from None
+        results = exithand.kill_and_wait(
+            handles, signal=_signal.SIGTERM if args.signal is None else args.signal,
+            grace=args.grace, release_memory=args.mrelease,
+            timeout=args.timeout, tree=args.tree) if handles else []
+    except exithand.AccessDenied as e:
+        warn(f"{e}; nothing was signalled")
+        return _common.EXIT_ERROR
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     finally:
         for h in handles:
             h.close()

@@ -67,17 +67,6 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _parse_targets(texts: list[str]) -> list[tuple[str, int, Optional[int]]]:
-    out = []
-    for t in texts:
-        try:
-            pid, inode = exithand.parse_target(t)
-        except ValueError as e:
-            raise UsageError(str(e)) from None
-        out.append((t, pid, inode))
-    return out
-
-
 def _report(args: argparse.Namespace, st: exithand.ExitStatus, inode: Optional[int],
             waited: float) -> None:
     if args.json:
@@ -90,46 +79,32 @@ def _report(args: argparse.Namespace, st: exithand.ExitStatus, inode: Optional[i
 
 
 def run(args: argparse.Namespace) -> int:
-    targets = _parse_targets(args.targets)
+    targets = _common.parse_targets(args.targets)
     count: Optional[int] = 1 if args.any else args.count
     if args.any and args.count not in (None, 1):
         raise UsageError("--any and --count N disagree; give one of them")
     if count is not None and count > len(targets):
         raise UsageError(f"--count {count} is more than the {len(targets)} target(s) given")
 
-    handles: list[exithand.ExitHandle] = []
-    gone: list[tuple[exithand.ExitStatus, Optional[int]]] = []  # already gone, with -e
-    seen: dict[tuple[int, Optional[int]], str] = {}
     # Opening through the WaitSet raises the soft open-file limit to the hard one when many
     # targets need it (one fd each), and names the limit if even that is not enough.
     with exithand.WaitSet() as ws:
+        opened, gone_targets = _common.open_targets(
+            targets, lambda pid, inode: ws.open(pid, inode=inode), args.exited)
         try:
-            for text, pid, inode in targets:
-                try:
-                    h = ws.open(pid, inode=inode)
-                except exithand.NotProcessLeader as e:
-                    warn(str(e))
-                    return _common.EXIT_ERROR
-                except exithand.NoSuchProcess as e:
-                    if not args.exited:
-                        warn(f"{text}: {e}")
-                        return _common.EXIT_ERROR
-                    gone.append((exithand.ExitStatus.unknown(
-                        pid, "not running when the wait started"), inode))
-                    continue
-                except exithand.Error as e:
-                    warn(f"{text}: {e}")
-                    return _common.EXIT_ERROR
-                handles.append(h)
+            gone = [(exithand.ExitStatus.unknown(t.pid, "not running when the wait started"),
+                     t.inode) for t, _why in gone_targets]
+            seen: dict[tuple[int, Optional[int]], str] = {}
+            for t, h in opened:
                 key = (h.pid, h.identity.inode)
                 if key in seen:
-                    warn(f"{text}: same process as {seen[key]}; waiting for it once")
+                    warn(f"{t.text}: same process as {seen[key]}; waiting for it once")
                     ws.remove(h)
-                    continue
-                seen[key] = text
+                else:
+                    seen[key] = t.text
             return _wait(args, ws, gone, count)
         finally:
-            for h in handles:
+            for _t, h in opened:
                 h.close()
 
 
