@@ -81,6 +81,7 @@ class ExitHandle:
         self._popen = popen
         self._status: Optional[ExitStatus] = None
         self._lock = threading.Lock()
+        _sources.notify_open(ref)
 
     # ----- construction -------------------------------------------------------------------
 

@@ -57,6 +57,24 @@ def unregister_provider(fn: Provider) -> None:
         _providers.remove(fn)
 
 
+#: Hooks told about every ref an ExitHandle is made from (the proc connector registers one, to
+#: keep the exit event of every process someone holds a handle on).
+OpenHook = Callable[[ProcessRef], None]
+_open_hooks: list[OpenHook] = []
+
+
+def register_open_hook(fn: OpenHook) -> None:
+    """Call ``fn(ref)`` for every handle opened from now on (idempotent)."""
+    if fn not in _open_hooks:
+        _open_hooks.append(fn)
+
+
+def notify_open(ref: ProcessRef) -> None:
+    """Called by ExitHandle once per new ref."""
+    for fn in list(_open_hooks):
+        fn(ref)
+
+
 def child_status(ref: ProcessRef) -> Optional[ExitStatus]:
     """Our own child, read with WNOWAIT (never reaps).  None if not our child / not exited."""
     fd = ref.pidfd
