@@ -15,25 +15,36 @@ from ._errors import (
     NotProcessLeader,
     TimeoutExpired,
 )
+from ._backends._connector import start_exit_listener
 from ._handle import ExitHandle, open
+from ._info import BackendInfo, backends, kernel_release
 from ._identity import ProcessIdentity, parse_target
 from ._status import ExitStatus
 from ._waitset import WaitSet
+from ._watch import ExitGap, ExitWatcher, ProcessExit, watch
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AccessDenied",
+    "BackendInfo",
     "BackendUnavailable",
     "Error",
+    "ExitGap",
     "ExitHandle",
     "ExitStatus",
+    "ExitWatcher",
     "NoSuchProcess",
     "NotProcessLeader",
+    "ProcessExit",
     "ProcessIdentity",
     "TimeoutExpired",
     "WaitSet",
     "__version__",
+    "backends",
+    "kernel_release",
     "open",
     "parse_target",
+    "start_exit_listener",
+    "watch",
 ]
