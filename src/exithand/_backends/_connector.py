@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import errno
 import os
-import select
 import socket
 import threading
 import weakref
@@ -62,7 +61,6 @@ from .. import _identity
 from .._status import SOURCE_CONNECTOR, ExitStatus
 from . import _netlink
 from ._base import Backend, ProcessRef
-from ._pidfd import _pidfd_reaped
 from ._procpoll import Driver, PollMonitor, ProcRef, pin, probe
 
 #: longest wait for the exit event of an armed watch whose process is already dead (seconds)
@@ -85,25 +83,30 @@ class ListenerStatistics:
 
 
 class _Watch:
-    """One registered handle's process: how to probe it, and its exit event once seen."""
+    """One registered handle's process: its ref (weakly) and its exit event once seen."""
 
-    __slots__ = ("armed", "dupfd", "event", "gap", "ident")
+    __slots__ = ("armed", "event", "gap", "ref")
 
-    def __init__(self, ident: _identity.ProcessIdentity, dupfd: Optional[int]) -> None:
-        self.ident = ident
-        self.dupfd = dupfd
+    def __init__(self, ref: ProcessRef) -> None:
+        self.ref = weakref.ref(ref)
         self.armed = False
         self.gap = False
         self.event: Optional[_netlink.ProcEvent] = None
 
-    def probe(self) -> tuple[bool, bool]:
-        if self.dupfd is None:
-            return probe(self.ident)
-        p = select.poll()
-        p.register(self.dupfd, select.POLLIN)
-        ready = p.poll(0)
-        dead = bool(ready and ready[0][1] & select.POLLIN)
-        return dead, dead and _pidfd_reaped(self.dupfd)
+    def probe(self) -> Optional[tuple[bool, bool]]:
+        """``(dead, reaped)`` through the ref's own pidfd or identity; None once it is closed.
+
+        A ``close()`` racing with this may let the fd number be reused before we poll it; the
+        answer then only concerns the closed handle's own watch, which nobody can ask again.
+        """
+        ref = self.ref()
+        if ref is None:
+            return None
+        try:
+            dead = ref.is_dead()
+            return dead, dead and ref.is_reaped()
+        except (ValueError, OSError):
+            return None
 
 
 class _Listener(Driver):
@@ -170,7 +173,10 @@ class _Listener(Driver):
             for w in self._watches.get(ev.tgid, ()):
                 if w.event is not None:
                     continue
-                dead, reaped = w.probe()
+                pr = w.probe()
+                if pr is None:
+                    continue
+                dead, reaped = pr
                 if dead and (not reaped or (w.armed and not w.gap)):
                     w.event = ev
                     self._cond.notify_all()
@@ -231,18 +237,14 @@ class _Listener(Driver):
         """Open hook: remember ``ref``'s process so its exit event is kept."""
         if not self._alive:
             return
-        fd = ref.pidfd
-        try:
-            dupfd = os.dup(fd) if fd is not None else None
-        except OSError:
-            return  # out of fds: no watch; the status comes from the other sources
-        w = _Watch(ref.identity, dupfd)
+        w = _Watch(ref)
         key = id(ref)
         with self._lock:
             self._watches.setdefault(ref.pid, []).append(w)
             self._by_ref[key] = w
         # Registered first, checked second: alive now means its exit event is still to come.
-        w.armed = not w.probe()[0]
+        pr = w.probe()
+        w.armed = pr is not None and not pr[0]
         weakref.finalize(ref, self._unregister, key, ref.pid, w)
 
     def _unregister(self, key: int, pid: int, w: _Watch) -> None:
@@ -254,9 +256,29 @@ class _Listener(Driver):
                 ws.remove(w)
                 if not ws:
                     del self._watches[pid]
-            fd, w.dupfd = w.dupfd, None
-        if fd is not None:
-            os.close(fd)
+
+    def after_fork_in_child(self) -> None:
+        """The listener thread does not exist in a forked child: start afresh there.
+
+        The inherited socket is closed (it is the parent's subscription: reading it would steal
+        the parent's events); connector-driven refs move to a polling monitor.
+        """
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
+        refs = [r for rs in self._driven.values() for r in rs]
+        self._state = None
+        self._alive = False
+        self._watches.clear()
+        self._by_ref.clear()
+        self._driven.clear()
+        if refs:
+            self._fallback = PollMonitor()
+            for r in refs:
+                r._driver = self._fallback
+                self._fallback.add(r)
 
     def event_for(self, ref: ProcessRef) -> Optional[_netlink.ProcEvent]:
         with self._cond:
@@ -278,6 +300,8 @@ class _Listener(Driver):
 
 
 LISTENER = _Listener()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=LISTENER.after_fork_in_child)
 
 
 def _provider(ref: ProcessRef) -> Optional[ExitStatus]:

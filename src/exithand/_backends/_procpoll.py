@@ -41,6 +41,7 @@ from __future__ import annotations
 import errno
 import os
 import threading
+import weakref
 from typing import Callable, Optional
 
 from .. import _identity
@@ -129,7 +130,7 @@ class ProcRef(ProcessRef):
 
     def __init__(self, ident: ProcessIdentity, driver: Driver) -> None:
         self.identity = ident
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the notifier against a concurrent close()
         self._note: Optional[_Notifier] = _Notifier()
         self._dead = False
         self._driver = driver
@@ -195,6 +196,15 @@ class PollMonitor(Driver):
         self._thread: Optional[threading.Thread] = None
         self._interval = POLL_MIN
         self.rounds = 0  # statistics, for tests and benchmarks
+        _monitors.add(self)
+
+    def _after_fork_in_child(self) -> None:
+        # Only the forking thread survives a fork: restart ours if refs were inherited.
+        self._cond = threading.Condition()
+        self._thread = None
+        refs, self._refs = self._refs, set()
+        for r in refs:
+            self.add(r)
 
     def add(self, ref: ProcRef) -> None:
         with self._cond:
@@ -228,6 +238,18 @@ class PollMonitor(Driver):
                     self._interval = POLL_MIN
                 else:
                     self._interval = min(POLL_MAX, self._interval * POLL_BACKOFF)
+
+
+_monitors: weakref.WeakSet[PollMonitor] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for m in list(_monitors):
+        m._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class ProcpollBackend(Backend):
