@@ -56,7 +56,7 @@ def backend_availability() -> dict[str, tuple[bool, str]]:
 
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
-            backend_availability: dict[str, tuple[bool, str]]) -> str:
+            backend_availability: dict[str, tuple[bool, str]]) -> Iterator[str]:
     """Each backend in turn; also forced with ``EXITHAND_BACKEND`` for CLI subprocesses.
 
     A backend the kernel cannot offer here (e.g. the proc connector inside a container) is
@@ -67,7 +67,11 @@ def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
     if not ok:
         pytest.skip(f"backend {name} unavailable: {why}")
     monkeypatch.setenv("EXITHAND_BACKEND", name)
-    return name
+    yield name
+    if name == "connector":  # it turned on statuses at death for every handle: turn them off
+        from exithand._backends import _connector
+
+        _connector.stop_exit_listener()
 
 
 def open_fds() -> set[int]:
@@ -235,3 +239,32 @@ def wait_dead(pid: int, timeout: float = 10) -> None:
         assert select.select([fd], [], [], timeout)[0], f"{pid} did not die in {timeout}s"
     finally:
         os.close(fd)
+
+
+@pytest.fixture(scope="session")
+def eh5_bin() -> Iterator[dict[str, str]]:
+    """Issue 5's C helpers from tests/helpers/eh5_*.c, compiled once (needs gcc), in a
+    world-readable directory so that other uids can run them too."""
+    import shutil
+    import tempfile
+
+    out = Path(tempfile.mkdtemp(prefix="exithand-eh5-"))
+    os.chmod(out, 0o755)
+    paths = {}
+    for name in ("eh5_burst", "eh5_deny_pidfd", "eh5_leader_zombie"):
+        src = Path(__file__).parent / "helpers" / f"{name}.c"
+        subprocess.run(["gcc", "-O1", "-pthread", "-o", str(out / name), str(src)],
+                       check=True, timeout=60)
+        paths[name] = str(out / name)
+    yield paths
+    shutil.rmtree(out, ignore_errors=True)
+
+
+@pytest.fixture
+def exit_listener() -> Iterator[bool]:
+    """Start the proc connector status listener for one test; stop using it afterwards."""
+    import exithand
+    from exithand._backends import _connector
+
+    yield exithand.start_exit_listener()
+    _connector.stop_exit_listener()

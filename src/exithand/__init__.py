@@ -17,7 +17,7 @@ from ._errors import (
 )
 from ._backends._connector import start_exit_listener
 from ._handle import ExitHandle, open
-from ._info import BackendInfo, backends, kernel_release
+from ._info import BackendInfo, backends, kernel_release, selected_backend
 from ._identity import ProcessIdentity, parse_target
 from ._status import ExitStatus
 from ._waitset import WaitSet
@@ -45,6 +45,7 @@ __all__ = [
     "kernel_release",
     "open",
     "parse_target",
+    "selected_backend",
     "start_exit_listener",
     "watch",
 ]

@@ -31,6 +31,12 @@ def backends() -> list[BackendInfo]:
     return [BackendInfo(name, ok, why, name == chosen) for name, ok, why in availability()]
 
 
+def selected_backend() -> str:
+    """Name of the backend :func:`exithand.open` uses (``$EXITHAND_BACKEND`` or the best
+    available); raises :class:`exithand.BackendUnavailable` saying why there is none."""
+    return default_backend().name
+
+
 def kernel_release() -> str:
     """``uname -r``."""
     return os.uname().release

@@ -108,7 +108,7 @@ class _Info:
     comm: Optional[str]
     uid: Optional[int]
     start_ns: Optional[int]  # CLOCK_MONOTONIC ns
-    cgroup: Optional[str]
+    cgroup: Optional[dict[frozenset[str], str]]
 
 
 def _read(path: str) -> Optional[str]:
@@ -129,29 +129,56 @@ def _read_uid(pid: int) -> Optional[int]:
     return None
 
 
-def _read_cgroup(pid: int) -> Optional[str]:
+_CgroupKey = frozenset[str]  # controllers of a hierarchy; empty for cgroup v2
+
+
+def _read_cgroup(pid: int) -> Optional[dict[_CgroupKey, str]]:
+    """``/proc/<pid>/cgroup`` as {controllers: path} (v2 is the empty set)."""
     text = _read(f"/proc/{pid}/cgroup")
     if text is None:
         return None
+    out: dict[_CgroupKey, str] = {}
     for line in text.splitlines():
-        if line.startswith("0::"):
-            return line[3:]
-    return None
+        parts = line.split(":", 2)
+        if len(parts) == 3:
+            out[frozenset(c for c in parts[1].split(",") if c)] = parts[2]
+    return out
+
+
+_MOUNT_OPTS = {"rw", "ro", "relatime", "noatime", "nosuid", "nodev", "noexec", "nsdelegate",
+               "memory_recursiveprot", "memory_localevents", "favordynmods", "clone_children"}
+
+
+def _cgroup_target(path: str) -> tuple[_CgroupKey, str]:
+    """Which hierarchy and which cgroup in it ``path`` names.
+
+    A path under a mounted cgroup filesystem (v2, or a v1 controller hierarchy) is resolved
+    through ``/proc/self/mountinfo``; anything else is taken as a cgroup v2 path.
+    """
+    p = os.path.normpath(path)
+    best: Optional[tuple[str, _CgroupKey]] = None
+    text = _read("/proc/self/mountinfo") or ""
+    for line in text.splitlines():
+        left, _, right = line.partition(" - ")
+        fields, rfields = left.split(), right.split()
+        if len(fields) < 5 or len(rfields) < 3 or rfields[0] not in ("cgroup", "cgroup2"):
+            continue
+        mnt = fields[4]
+        if p == mnt or p.startswith(mnt.rstrip("/") + "/"):
+            key: _CgroupKey = frozenset() if rfields[0] == "cgroup2" else frozenset(
+                o for o in rfields[2].split(",") if o not in _MOUNT_OPTS and "=" not in o
+                or o.startswith("name="))
+            if best is None or len(mnt) > len(best[0]):
+                best = (mnt, key)
+    if best is None:
+        return frozenset(), "/" + p.strip("/")
+    rel = p[len(best[0]):] or "/"
+    return best[1], "/" + rel.strip("/")
 
 
 def _boot_to_mono_ns() -> int:
     """CLOCK_BOOTTIME - CLOCK_MONOTONIC now (suspended time), to place /proc start times."""
     return time.clock_gettime_ns(time.CLOCK_BOOTTIME) - time.monotonic_ns()
-
-
-def _normalise_cgroup(path: str) -> str:
-    p = path.rstrip("/") or "/"
-    for prefix in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup"):
-        if p == prefix:
-            return "/"
-        if p.startswith(prefix + "/"):
-            return p[len(prefix):]
-    return p
 
 
 class ExitWatcher:
@@ -171,7 +198,7 @@ class ExitWatcher:
         self._pids = set(pids) if pids else None
         self._uid = uid
         self._comm = re.compile(comm) if isinstance(comm, str) else comm
-        self._cgroup = _normalise_cgroup(cgroup) if cgroup else None
+        self._cgroup = _cgroup_target(cgroup) if cgroup else None
         self._nonzero = nonzero
         self._timeout = timeout
         self._count = count
@@ -281,8 +308,11 @@ class ExitWatcher:
             cg = _read_cgroup(pid) or cg  # still our zombie: its cgroup now
         if cg is None or self._cgroup is None:
             return False
-        want = self._cgroup
-        return want == "/" or cg == want or cg.startswith(want + "/")
+        key, want = self._cgroup
+        have = cg.get(key)
+        if have is None:
+            return False
+        return want == "/" or have == want or have.startswith(want + "/")
 
     def _on_overflow(self) -> None:
         self.overflows += 1

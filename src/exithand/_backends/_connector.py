@@ -333,6 +333,15 @@ def start_exit_listener() -> bool:
     return True
 
 
+def stop_exit_listener() -> None:
+    """Stop using the listener for statuses (the thread keeps running; tests use this to
+    isolate themselves).  Handles opened afterwards are not watched."""
+    from .. import _sources
+
+    _sources.unregister_provider(_provider)
+    _sources.unregister_open_hook(LISTENER.register)
+
+
 def statistics() -> ListenerStatistics:
     """Counters of the shared listener (events read, overflow gaps, watched processes)."""
     return LISTENER.statistics()

@@ -28,6 +28,13 @@ Kernel facts relied upon (``drivers/connector/cn_proc.c``):
   ignored**.  So availability is decided by a self-test (:func:`self_test`): spawn a child that
   exits at once and see its exit event arrive within a bounded time.  This also rejects a
   listener in a child pid namespace, where events would carry pids of the initial namespace.
+* A socket whose subscription was ignored still *receives* every event while some other
+  process on the system is subscribed (the kernel generates events only while someone listens,
+  and its 6.6+ filter passes sockets that never subscribed).  So a self-test alone could pass by
+  riding on someone else's subscription, and silently stop when they leave.  We therefore also
+  check the conditions the kernel checks (:func:`subscription_refused`): the initial user and
+  pid namespaces (their ``/proc/self/ns/*`` inodes are the fixed ``PROC_USER_INIT_INO``
+  ``0xEFFFFFFD`` and ``PROC_PID_INIT_INO`` ``0xEFFFFFFC``), and CAP_NET_ADMIN before 6.6.
 * Events carry global pids and ``timestamp_ns`` from ``ktime_get_ns()`` (``CLOCK_MONOTONIC``).
   ``seq`` counts events per CPU, assigned and sent under a per-CPU lock, so a gap in one CPU's
   sequence is an exact count of events lost by an unfiltered listener.
@@ -201,6 +208,46 @@ def self_test(sock: socket.socket, timeout: float = SELF_TEST_TIMEOUT) -> bool:
     return found
 
 
+PROC_USER_INIT_INO = 0xEFFFFFFD
+PROC_PID_INIT_INO = 0xEFFFFFFC
+CAP_NET_ADMIN = 12
+
+
+def _kernel_version() -> tuple[int, int]:
+    try:
+        major, minor = os.uname().release.split(".")[:2]
+        return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
+    except ValueError:
+        return (0, 0)
+
+
+def _has_cap(cap: int) -> bool:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> cap & 1)
+    except (OSError, ValueError):
+        pass
+    return False
+
+
+def subscription_refused() -> Optional[str]:
+    """Why the kernel would ignore or refuse our subscription, or None if it should not."""
+    try:
+        user_ino = os.stat("/proc/self/ns/user").st_ino
+        pid_ino = os.stat("/proc/self/ns/pid").st_ino
+    except OSError as e:
+        return f"cannot read /proc/self/ns: {os.strerror(e.errno or 0)}"
+    if user_ino != PROC_USER_INIT_INO or pid_ino != PROC_PID_INIT_INO:
+        return ("not in the initial user and pid namespace (e.g. inside a container): the "
+                "kernel ignores proc connector subscriptions from there")
+    if _kernel_version() < (6, 6) and not _has_cap(CAP_NET_ADMIN):
+        return (f"kernel {os.uname().release} < 6.6 lets only CAP_NET_ADMIN (root) subscribe "
+                "to the proc connector")
+    return None
+
+
 def subscribe_checked(events: Optional[int],
                       rcvbuf: Optional[int] = None
                       ) -> tuple[Optional[socket.socket], bool, str]:
@@ -209,6 +256,9 @@ def subscribe_checked(events: Optional[int],
     With ``events`` set, first tries the 6.6+ filtered subscription, then the unfiltered one
     (older kernels drop the 8-byte request without a word).
     """
+    refused = subscription_refused()
+    if refused:
+        return None, False, refused
     attempts: list[Optional[int]] = [events, None] if events is not None else [None]
     reason = ""
     for ev in attempts:

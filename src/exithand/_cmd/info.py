@@ -9,7 +9,7 @@ from typing import Any
 import exithand
 
 from . import _common
-from ._common import emit, emit_json
+from ._common import emit, emit_json, warn
 
 HELP = "show the kernel, each backend's availability, and where exit statuses come from"
 
@@ -50,6 +50,12 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     infos = exithand.backends()
     selected = next((b.name for b in infos if b.selected), None)
+    selection_error = None
+    if selected is None:
+        try:
+            exithand.selected_backend()
+        except exithand.BackendUnavailable as e:
+            selection_error = str(e)
     connector = next((b for b in infos if b.name == "connector"), None)
     at_death = bool(connector and connector.available)
     if at_death:
@@ -68,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
                           "reason": b.reason or None} for b in infos],
             "selected": selected,
             "forced": forced or None,
+            "selection_error": selection_error,
             "exit_status_at_death": at_death,
             "exit_status": status_src,
         })
@@ -82,4 +89,6 @@ def run(args: argparse.Namespace) -> int:
         tail = f" (forced by EXITHAND_BACKEND={forced})" if forced else ""
         emit(f"selected:  {selected or 'none'}{tail}")
         emit(f"exit status of non-children: {status_src}")
+    if selection_error:
+        warn(selection_error)
     return _common.EXIT_OK if selected else _common.EXIT_ERROR
