@@ -68,7 +68,7 @@ def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
         pytest.skip(f"backend {name} unavailable: {why}")
     monkeypatch.setenv("EXITHAND_BACKEND", name)
     yield name
-    if name == "connector":  # it turned on statuses at death for every handle: turn them off
+    if name != "pidfd":  # they turned on statuses at death for every handle: turn them off
         from exithand._backends import _connector
 
         _connector.stop_exit_listener()

@@ -22,12 +22,20 @@ Which fields may be missing (``None``), and why:
   ``/proc/<pid>/comm``: the exec event does not carry the new name.  Also for processes whose
   fork event was lost in an overflow and that were gone by the ``/proc`` rescan after it.
 * ``uid`` and ``age`` for the same lost-fork processes.
-* ``cgroup`` membership (for ``cgroup=``) is inherited at fork and read from ``/proc`` when the
-  process is still a zombie at its exit; a process moved between cgroups and reaped before its
-  exit event is read is matched by the cgroup it was forked into.
+* ``cgroup`` membership (for ``cgroup=``) is inherited at fork, re-read from ``/proc`` at each
+  ``exec``, and read again at exit if the process is still a zombie then; a process moved
+  between cgroups (no event tells) and reaped before its exit event is read is matched by the
+  cgroup it had at its last fork or exec.
 
 Exit codes come from the exit event of the thread-group leader, as exitsnoop reports them by
 default: if a leader calls ``pthread_exit`` early, its exit is reported then (with status 0).
+``ppid`` is the parent at exit from the event; where the kernel leaves it 0 (seen on 6.18 when
+the parent reaps the child before the event is sent) it is the parent recorded at fork.
+
+On a busy machine the reader thread may lag behind the kernel (it shares the CPU): events are
+then queued in the socket (``DEFAULT_RCVBUF``) and nothing is lost unless that fills, but a
+``/proc`` read at ``exec`` may come too late, so ``comm`` after an exec is the field most often
+missing.  A name set with ``prctl(PR_SET_NAME)`` travels in its event and is never missing.
 
 Availability is that of the proc connector (root/CAP_NET_ADMIN before 6.6; from 6.6 any user in
 the initial user and pid namespace); otherwise :class:`exithand.BackendUnavailable` is raised.
@@ -36,11 +44,13 @@ the initial user and pid namespace); otherwise :class:`exithand.BackendUnavailab
 from __future__ import annotations
 
 import asyncio
+import collections
 import errno
 import os
 import re
 import select
 import socket
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -51,6 +61,11 @@ from ._errors import BackendUnavailable
 from ._status import signal_name
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+#: receive buffer asked for (bytes).  Each queued event costs about 1 KiB of it, so this rides
+#: out ~30,000 events of backlog on a busy machine; without CAP_NET_ADMIN the kernel caps it at
+#: ``net.core.rmem_max``.
+DEFAULT_RCVBUF = 32 << 20
 
 
 @dataclass(frozen=True)
@@ -109,6 +124,7 @@ class _Info:
     uid: Optional[int]
     start_ns: Optional[int]  # CLOCK_MONOTONIC ns
     cgroup: Optional[dict[frozenset[str], str]]
+    ppid: int = 0
 
 
 def _read(path: str) -> Optional[str]:
@@ -190,7 +206,7 @@ class ExitWatcher:
     def __init__(self, *, pids: Optional[list[int]] = None, uid: Optional[int] = None,
                  comm: Union[str, re.Pattern[str], None] = None, cgroup: Optional[str] = None,
                  nonzero: bool = False, timeout: Optional[float] = None,
-                 count: Optional[int] = None, rcvbuf: Optional[int] = 4 << 20) -> None:
+                 count: Optional[int] = None, rcvbuf: Optional[int] = DEFAULT_RCVBUF) -> None:
         if timeout is not None and not timeout >= 0:
             raise ValueError(f"timeout must be >= 0 or None, not {timeout!r}")
         if count is not None and count < 1:
@@ -212,7 +228,17 @@ class ExitWatcher:
         self.lost = 0
         self.overflows = 0
         self.matched = 0
+        self._queue: collections.deque[WatchEvent] = collections.deque()
+        self._cond = threading.Condition()
+        self._ended = False
+        self._error: Optional[OSError] = None
         self._scan()
+        self._wake_r, self._wake_w = os.pipe()
+        self._ready_r, self._ready_w = os.pipe()
+        os.set_blocking(self._ready_r, False)
+        os.set_blocking(self._ready_w, False)
+        self._thread = threading.Thread(target=self._reader, name="exithand-watch", daemon=True)
+        self._thread.start()
 
     # ----- state -----------------------------------------------------------------------------
 
@@ -233,8 +259,9 @@ class ExitWatcher:
             except (ValueError, IndexError):
                 continue
             start_ns = start_ticks * 1_000_000_000 // _CLK_TCK - off
+            ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
             cg = _read_cgroup(pid) if self._cgroup is not None else None
-            table[pid] = _Info(comm, _read_uid(pid), start_ns, cg)
+            table[pid] = _Info(comm, _read_uid(pid), start_ns, cg, ppid)
         self._table = table
 
     def _account(self, ev: _netlink.ProcEvent) -> int:
@@ -257,13 +284,15 @@ class ExitWatcher:
                 parent = self._table.get(ev.ppid)
                 if parent is not None:
                     self._table[ev.tgid] = _Info(parent.comm, parent.uid, ev.timestamp_ns,
-                                                 parent.cgroup)
+                                                 parent.cgroup, ev.ppid)
                 else:
                     self._table[ev.tgid] = _Info(_read_comm(ev.tgid), _read_uid(ev.tgid),
-                                                 ev.timestamp_ns, None)
+                                                 ev.timestamp_ns, None, ev.ppid)
             elif what == _netlink.PROC_EVENT_EXEC:
                 info = self._table.setdefault(ev.tgid, _Info(None, None, None, None))
                 info.comm = _read_comm(ev.tgid)
+                if self._cgroup is not None:  # moves between cgroups send no event
+                    info.cgroup = _read_cgroup(ev.tgid) or info.cgroup
             elif what == _netlink.PROC_EVENT_COMM:
                 if ev.pid == ev.tgid:
                     self._table.setdefault(ev.tgid, _Info(None, None, None, None)).comm = ev.comm
@@ -284,7 +313,7 @@ class ExitWatcher:
         status = ev.exit_code
         sig = status & 0x7F
         rec = ProcessExit(
-            time=wall_off + ev.timestamp_ns / 1e9, pid=ev.tgid, ppid=ev.ppid,
+            time=wall_off + ev.timestamp_ns / 1e9, pid=ev.tgid, ppid=ev.ppid or info.ppid,
             comm=info.comm, uid=info.uid,
             age=(ev.timestamp_ns - info.start_ns) / 1e9 if info.start_ns is not None else None,
             exit_code=None if sig else (status >> 8) & 0xFF,
@@ -319,27 +348,63 @@ class ExitWatcher:
         self._overflow_uncounted = True
         self._scan()  # forks were lost too: refresh what we know of the living
 
+    # ----- the reader thread ----------------------------------------------------------------
+
+    def _reader(self) -> None:
+        """Drain the socket as fast as events come, so /proc is read while processes live."""
+        sock = self._sock
+        assert sock is not None
+        while True:
+            try:
+                r = select.select([sock, self._wake_r], [], [])[0]
+            except (OSError, ValueError):
+                break
+            if self._wake_r in r:
+                break
+            try:
+                data = sock.recv(65536)
+            except OSError as e:
+                if e.errno == errno.ENOBUFS:
+                    self._on_overflow()
+                    continue
+                if e.errno in (errno.EAGAIN, errno.EINTR):
+                    continue
+                self._push([], error=e)
+                break
+            evs = self._process(data)
+            if evs:
+                self._push(evs)
+        self._push([], end=True)
+
+    def _push(self, evs: list[WatchEvent], error: Optional[OSError] = None,
+              end: bool = False) -> None:
+        with self._cond:
+            self._queue.extend(evs)
+            if error is not None:
+                self._error = error
+            if end:
+                self._ended = True
+            self._cond.notify_all()
+        try:
+            os.write(self._ready_w, b"x")  # wakes an async consumer
+        except BlockingIOError:
+            pass  # already full of wakeups
+
     # ----- iteration ---------------------------------------------------------------------------
 
-    def _recv(self) -> Optional[bytes]:
-        assert self._sock is not None
-        try:
-            return self._sock.recv(65536)
-        except OSError as e:
-            if e.errno == errno.ENOBUFS:
-                self._on_overflow()
-                return None
-            if e.errno in (errno.EAGAIN, errno.EINTR):
-                return None
-            raise
+    def _next_batch(self) -> list[WatchEvent]:
+        with self._cond:
+            out = list(self._queue)
+            self._queue.clear()
+        return out
 
     def _take(self, events: list[WatchEvent]) -> Iterator[WatchEvent]:
         for e in events:
+            if self._done():
+                return
             if isinstance(e, ProcessExit):
                 self.matched += 1
             yield e
-            if self._count is not None and self.matched >= self._count:
-                return
 
     def _done(self) -> bool:
         return self._count is not None and self.matched >= self._count
@@ -349,55 +414,61 @@ class ExitWatcher:
             self._overflow_uncounted = False
             yield ExitGap(time.time(), None)
 
+    def _check_error(self) -> None:
+        if self._error is not None:
+            raise self._error
+
     def __iter__(self) -> Iterator[WatchEvent]:
         if self._sock is None:
             raise ValueError("watch() stream is closed")
         deadline = None if self._timeout is None else time.monotonic() + self._timeout
         while not self._done():
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
+            with self._cond:
+                while not self._queue and not self._ended:
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        break
+                    self._cond.wait(left)
+                batch = list(self._queue)
+                self._queue.clear()
+                ended = self._ended
+            self._check_error()
+            yield from self._take(batch)
+            if ended or (deadline is not None and time.monotonic() >= deadline
+                         and not batch):
                 break
-            if not select.select([self._sock], [], [], left)[0]:
-                continue
-            data = self._recv()
-            if data:
-                yield from self._take(self._process(data))
         yield from self._final()
 
     async def _aiter(self) -> AsyncIterator[WatchEvent]:
         if self._sock is None:
             raise ValueError("watch() stream is closed")
         loop = asyncio.get_running_loop()
-        fd = self._sock.fileno()
         deadline = None if self._timeout is None else loop.time() + self._timeout
         while not self._done():
-            left = None if deadline is None else deadline - loop.time()
-            if left is not None and left <= 0:
-                break
-            ready: asyncio.Future[None] = loop.create_future()
-            loop.add_reader(fd, lambda f=ready: f.done() or f.set_result(None))
-            try:
-                await asyncio.wait_for(asyncio.shield(ready), left)
-            except asyncio.TimeoutError:
-                break
-            finally:
-                loop.remove_reader(fd)
-            data = self._recv_nonblocking()
-            if data:
-                for e in self._take(self._process(data)):
-                    yield e
+            batch = self._next_batch()
+            if not batch:
+                if self._ended:
+                    break
+                left = None if deadline is None else deadline - loop.time()
+                if left is not None and left <= 0:
+                    break
+                ready: asyncio.Future[None] = loop.create_future()
+                loop.add_reader(self._ready_r,
+                                lambda f=ready: f.done() or f.set_result(None))
+                try:
+                    if not self._queue and not self._ended:
+                        await asyncio.wait_for(asyncio.shield(ready), left)
+                except asyncio.TimeoutError:
+                    break
+                finally:
+                    loop.remove_reader(self._ready_r)
+                    _drain(self._ready_r)
+                continue
+            self._check_error()
+            for e in self._take(batch):
+                yield e
         for e in self._final():
             yield e
-
-    def _recv_nonblocking(self) -> Optional[bytes]:
-        assert self._sock is not None
-        self._sock.setblocking(False)
-        try:
-            return self._recv()
-        except BlockingIOError:
-            return None
-        finally:
-            self._sock.setblocking(True)
 
     def __aiter__(self) -> AsyncIterator[WatchEvent]:
         return self._aiter()
@@ -405,9 +476,15 @@ class ExitWatcher:
     # ----- lifetime ----------------------------------------------------------------------------
 
     def close(self) -> None:
+        """Stop the reader thread and close the socket.  Idempotent."""
         sock, self._sock = self._sock, None
-        if sock is not None:
-            sock.close()
+        if sock is None:
+            return
+        os.write(self._wake_w, b"x")
+        self._thread.join()
+        sock.close()
+        for fd in (self._wake_r, self._wake_w, self._ready_r, self._ready_w):
+            os.close(fd)
 
     def __enter__(self) -> ExitWatcher:
         return self
@@ -416,7 +493,16 @@ class ExitWatcher:
         self.close()
 
     def __del__(self) -> None:
-        self.close()
+        if getattr(self, "_sock", None) is not None and hasattr(self, "_thread"):
+            self.close()
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass
 
 
 def _read_comm(pid: int) -> Optional[str]:
@@ -427,7 +513,7 @@ def _read_comm(pid: int) -> Optional[str]:
 def watch(*, pids: Optional[list[int]] = None, uid: Optional[int] = None,
           comm: Union[str, re.Pattern[str], None] = None, cgroup: Optional[str] = None,
           nonzero: bool = False, timeout: Optional[float] = None, count: Optional[int] = None,
-          rcvbuf: Optional[int] = 4 << 20) -> ExitWatcher:
+          rcvbuf: Optional[int] = DEFAULT_RCVBUF) -> ExitWatcher:
     """Watch every process exit on the system (proc connector; see :mod:`exithand._watch`).
 
     Returns an :class:`ExitWatcher`: iterate it (``for ev in w``) or async-iterate it

@@ -5,11 +5,14 @@
  *   seq       fork a child that exits at once, reap it, then the next (short-lived processes)
  *   together  fork all N first (each blocks reading a pipe), print "ready", wait for a line on
  *             stdin, then close the pipe so that all N exit at the same moment; reap them all.
- * "done" is printed at the end.  The command name of the children is the binary's name.
+ * "done" is printed at the end.  The process names itself "eh5_burst" (prctl PR_SET_NAME, so
+ * the name travels in a proc connector COMM event) and its children inherit that name; with
+ * "noname" it keeps the name exec gave it.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,6 +22,9 @@ int main(int argc, char **argv) {
     int n = atoi(argv[1]);
     int together = strcmp(argv[2], "together") == 0;
     int zero = argc > 3 && strcmp(argv[3], "zero") == 0;
+    int noname = argc > 3 && strcmp(argv[argc - 1], "noname") == 0;
+    if (!noname)
+        prctl(PR_SET_NAME, "eh5_burst", 0, 0, 0);
     int fds[2];
     if (pipe(fds) != 0)
         return 1;

@@ -87,6 +87,8 @@ _DATA = _HDRS + _EVHDR.size  # 52: start of event_data
 
 #: how long the self-test waits for its child's exit event (seconds)
 SELF_TEST_TIMEOUT = 3.0
+#: receive buffer during the self-test (bytes)
+SELF_TEST_RCVBUF = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -263,7 +265,8 @@ def subscribe_checked(events: Optional[int],
     reason = ""
     for ev in attempts:
         try:
-            sock = open_socket(ev, rcvbuf)
+            # the self-test runs with a roomy buffer, so that a busy system cannot make it fail
+            sock = open_socket(ev, SELF_TEST_RCVBUF)
         except OSError as e:
             return None, False, f"cannot open a NETLINK_CONNECTOR socket: {os.strerror(e.errno or 0)}"
         try:
@@ -272,6 +275,11 @@ def subscribe_checked(events: Optional[int],
             sock.close()
             return None, False, f"proc connector self-test failed: {os.strerror(e.errno or 0)}"
         if ok:
+            if rcvbuf is not None and rcvbuf != SELF_TEST_RCVBUF:
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf)
+                except OSError:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
             return sock, ev is not None, ""
         sock.close()
         reason = ("subscription ignored by the kernel: a self-test exit was not reported "

@@ -24,6 +24,8 @@ Every :class:`ProcRef` owns a real file descriptor (an ``eventfd``, or a pipe wh
   adaptive polling: every :data:`POLL_MIN` seconds right after a handle is added or a death is
   seen, backing off by :data:`POLL_BACKOFF` per quiet round to :data:`POLL_MAX`.  Notification
   latency is therefore up to ``POLL_MAX`` for long-lived processes (see docs/benchmarks.md).
+  Exit statuses of non-children come from the proc connector's status listener when it can be
+  started (it is then used for *how*, never for *whether*), else only for own children.
 * ``connector`` (:mod:`._connector`): the same refs, checked only when the proc connector reports
   an exit of their thread group (and all of them after an overflow): no polling at all.
 
@@ -274,4 +276,9 @@ class ProcpollBackend(Backend):
             return self._monitor
 
     def open(self, pid: int) -> ProcessRef:
+        # Without a pidfd there is no PIDFD_INFO_EXIT: a non-child's status can only come from
+        # the proc connector, so use it for statuses (not for deaths) where it is available.
+        from ._connector import start_exit_listener
+
+        start_exit_listener()
         return ProcRef(pin(pid), self._driver())
