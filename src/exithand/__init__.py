@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from ._backends._connector import start_exit_listener
 from ._errors import (
     AccessDenied,
     BackendUnavailable,
@@ -15,10 +16,9 @@ from ._errors import (
     NotProcessLeader,
     TimeoutExpired,
 )
-from ._backends._connector import start_exit_listener
 from ._handle import ExitHandle, open
-from ._info import BackendInfo, backends, kernel_release, selected_backend
 from ._identity import ProcessIdentity, parse_target
+from ._info import BackendInfo, backends, kernel_release, selected_backend
 from ._status import ExitStatus
 from ._waitset import WaitSet
 from ._watch import ExitGap, ExitWatcher, ProcessExit, watch

@@ -182,7 +182,7 @@ def _cgroup_target(path: str) -> tuple[_CgroupKey, str]:
         mnt = fields[4]
         if p == mnt or p.startswith(mnt.rstrip("/") + "/"):
             key: _CgroupKey = frozenset() if rfields[0] == "cgroup2" else frozenset(
-                o for o in rfields[2].split(",") if o not in _MOUNT_OPTS and "=" not in o
+                o for o in rfields[2].split(",") if (o not in _MOUNT_OPTS and "=" not in o)
                 or o.startswith("name="))
             if best is None or len(mnt) > len(best[0]):
                 best = (mnt, key)
@@ -354,9 +354,10 @@ class ExitWatcher:
         """Drain the socket as fast as events come, so /proc is read while processes live."""
         sock = self._sock
         assert sock is not None
+        sfd = sock.fileno()
         while True:
             try:
-                r = select.select([sock, self._wake_r], [], [])[0]
+                r = select.select([sfd, self._wake_r], [], [])[0]
             except (OSError, ValueError):
                 break
             if self._wake_r in r:
@@ -453,8 +454,7 @@ class ExitWatcher:
                 if left is not None and left <= 0:
                     break
                 ready: asyncio.Future[None] = loop.create_future()
-                loop.add_reader(self._ready_r,
-                                lambda f=ready: f.done() or f.set_result(None))
+                loop.add_reader(self._ready_r, _set_done, ready)
                 try:
                     if not self._queue and not self._ended:
                         await asyncio.wait_for(asyncio.shield(ready), left)
@@ -495,6 +495,11 @@ class ExitWatcher:
     def __del__(self) -> None:
         if getattr(self, "_sock", None) is not None and hasattr(self, "_thread"):
             self.close()
+
+
+def _set_done(f: asyncio.Future[None]) -> None:
+    if not f.done():
+        f.set_result(None)
 
 
 def _drain(fd: int) -> None:

@@ -57,11 +57,10 @@ import weakref
 from dataclasses import dataclass
 from typing import Optional
 
-from .. import _identity
 from .._status import SOURCE_CONNECTOR, ExitStatus
 from . import _netlink
 from ._base import Backend, ProcessRef
-from ._procpoll import Driver, PollMonitor, ProcRef, pin, probe
+from ._procpoll import Driver, PollMonitor, ProcRef, pin
 
 #: longest wait for the exit event of an armed watch whose process is already dead (seconds)
 EVENT_GRACE = 1.0
@@ -292,7 +291,7 @@ class _Listener(Driver):
 
     def statistics(self) -> ListenerStatistics:
         with self._lock:
-            ok, why = self._state if self._state is not None else (False, "not started")
+            why = self._state[1] if self._state is not None else "not started"
             return ListenerStatistics(
                 running=self._alive, filtered=self._filtered, events=self.events,
                 gaps=self.gaps, watches=len(self._by_ref),
@@ -363,6 +362,6 @@ class ConnectorBackend(Backend):
 
     def open(self, pid: int) -> ProcessRef:
         if not start_exit_listener():
-            ok, why = LISTENER.start()
+            why = LISTENER.start()[1]
             raise OSError(errno.EOPNOTSUPP, f"proc connector unavailable: {why}")
         return ConnectorRef(pin(pid), LISTENER)

@@ -268,12 +268,14 @@ def subscribe_checked(events: Optional[int],
             # the self-test runs with a roomy buffer, so that a busy system cannot make it fail
             sock = open_socket(ev, SELF_TEST_RCVBUF)
         except OSError as e:
-            return None, False, f"cannot open a NETLINK_CONNECTOR socket: {os.strerror(e.errno or 0)}"
+            why = os.strerror(e.errno or 0)
+            return None, False, f"cannot open a NETLINK_CONNECTOR socket: {why}"
         try:
             ok = self_test(sock)
         except OSError as e:
             sock.close()
-            return None, False, f"proc connector self-test failed: {os.strerror(e.errno or 0)}"
+            why = os.strerror(e.errno or 0)
+            return None, False, f"proc connector self-test failed: {why}"
         if ok:
             if rcvbuf is not None and rcvbuf != SELF_TEST_RCVBUF:
                 try:
