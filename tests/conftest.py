@@ -21,6 +21,8 @@ from typing import Any, Callable, Optional
 import pytest
 
 SRC = str(Path(__file__).resolve().parent.parent / "src")
+if SRC not in sys.path:  # test this checkout's code, whatever else is installed
+    sys.path.insert(0, SRC)
 
 # Backends the per-backend behaviour suite runs against (extended as backends are added).
 BACKENDS = ["pidfd", "connector", "procpoll"]
@@ -110,6 +112,12 @@ class Victim:
     def die_by(self, sig: int) -> None:
         os.write(self._ctl, f"kill {sig}\n".encode())
 
+    def reap(self) -> None:
+        """Make the keeper reap its victim now (it must be dead already); waits until it has."""
+        os.write(self._ctl, b"reap\n")
+        assert self.keeper.stdout is not None
+        assert self.keeper.stdout.readline() == b"reaped\n"
+
     def cleanup(self) -> None:
         with contextlib.suppress(OSError):
             os.close(self._ctl)
@@ -134,19 +142,24 @@ _KEEPER = textwrap.dedent("""
         if not line:
             os._exit(99)
         if line[0] == "kill":
-            signal.signal(int(line[1]), signal.SIG_DFL)
+            if int(line[1]) not in (signal.SIGKILL, signal.SIGSTOP):
+                signal.signal(int(line[1]), signal.SIG_DFL)
             os.kill(os.getpid(), int(line[1]))
         os._exit(int(line[1]))
     os.close(r)
     sys.stdout.write(f"{pid}\\n"); sys.stdout.flush()
-    # forward our stdin to the victim; then reap it (or not)
-    data = sys.stdin.buffer.readline()
-    os.write(w, data)
-    os.close(w)
-    if REAP:
-        os.waitpid(pid, 0)
-        sys.stdout.write("reaped\\n"); sys.stdout.flush()
-    sys.stdin.buffer.read()   # stay alive until our stdin closes
+    # forward command lines to the victim; reap it after that (REAP) or on "reap"
+    reaped = False
+    for data in sys.stdin.buffer:
+        if data != b"reap\\n":
+            try:
+                os.write(w, data)
+            except BrokenPipeError:
+                pass  # the victim is already dead
+        if not reaped and (REAP or data == b"reap\\n"):
+            os.waitpid(pid, 0)
+            reaped = True
+            sys.stdout.write("reaped\\n"); sys.stdout.flush()
 """)
 
 
@@ -239,6 +252,15 @@ def wait_dead(pid: int, timeout: float = 10) -> None:
         assert select.select([fd], [], [], timeout)[0], f"{pid} did not die in {timeout}s"
     finally:
         os.close(fd)
+
+
+@pytest.fixture(scope="session")
+def leader_exits_first(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Path of the compiled tests/helpers/leader_exits_first.c (needs gcc)."""
+    src = Path(__file__).parent / "helpers" / "leader_exits_first.c"
+    out = tmp_path_factory.mktemp("bin") / "leader_exits_first"
+    subprocess.run(["gcc", "-O1", "-pthread", "-o", str(out), str(src)], check=True, timeout=60)
+    return str(out)
 
 
 @pytest.fixture(scope="session")

@@ -9,9 +9,9 @@ import sys
 import textwrap
 
 import pytest
-from conftest import NOBODY, env_with_src, run_as, wait_dead
 
 import exithand
+from conftest import NOBODY, env_with_src, run_as, wait_dead
 from exithand._identity import read_stat
 
 

@@ -12,9 +12,9 @@ import sys
 import textwrap
 
 import pytest
-from conftest import SRC, env_with_src, run_cli
 
 import exithand
+from conftest import SRC, env_with_src, run_cli
 from exithand._identity import read_stat
 
 FALLBACKS = ["procpoll", "connector"]

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from typing import Any, Optional
 
 import pytest
-from conftest import OTHER_UID, drop_to, env_with_src, run_cli
 
 import exithand
+from conftest import OTHER_UID, drop_to, env_with_src, run_cli
 
 
 @pytest.fixture

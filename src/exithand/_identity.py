@@ -108,6 +108,9 @@ def pid_max() -> int:
         return 4194304  # PID_MAX_LIMIT on 64-bit
 
 
+_pid_max_seen = 0
+
+
 @dataclass(frozen=True)
 class ProcessIdentity:
     """Who a handle is about: not a number, a process.
@@ -156,7 +159,12 @@ def check_pid(pid: object) -> int:
         raise ValueError(f"invalid pid {pid!r}: must be an int, not {type(pid).__name__}")
     if pid <= 0:
         raise ValueError(f"invalid pid {pid}: must be a positive integer")
-    limit = pid_max()
-    if pid > limit:
-        raise ValueError(f"invalid pid {pid}: larger than the kernel's pid_max ({limit})")
+    global _pid_max_seen
+    # pid_max can be raised at run time: re-read it only when a pid exceeds the cached value
+    # (a lowered pid_max needs no check: such a pid simply does not exist, ESRCH later)
+    if pid > _pid_max_seen:
+        _pid_max_seen = pid_max()
+        if pid > _pid_max_seen:
+            raise ValueError(f"invalid pid {pid}: larger than the kernel's pid_max "
+                             f"({_pid_max_seen})")
     return pid

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Optional
 
-from ._handle import ExitHandle, check_timeout, poll_ms
+from ._handle import ExitHandle, check_timeout
 
 
 class WaitSet:
@@ -98,7 +98,8 @@ class WaitSet:
                     return
                 self._check_open()
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            events = self._ep.poll(-1 if remaining is None else poll_ms(remaining))
+            # epoll.poll takes seconds and rounds up to whole ms (never wakes early)
+            events = self._ep.poll(-1 if remaining is None else remaining)
             for fd, _ev in events:
                 with self._lock:
                     h = self._by_fd.pop(fd, None)
@@ -110,7 +111,7 @@ class WaitSet:
                         except OSError:
                             pass
                 yield h
-            if not events and remaining is not None and time.monotonic() >= deadline:  # type: ignore[operator]
+            if not events and deadline is not None and time.monotonic() >= deadline:
                 return
 
     def wait(self, timeout: Optional[float] = None,

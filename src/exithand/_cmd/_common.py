@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -56,6 +57,13 @@ def emit(line: str) -> None:
 
 def emit_json(obj: dict[str, Any]) -> None:
     emit(json.dumps(obj, sort_keys=False))
+
+
+def debug(msg: str) -> None:
+    """A line on stderr when ``EXITHAND_DEBUG=1`` (scripts and tests use it as a sync point)."""
+    if os.environ.get("EXITHAND_DEBUG") == "1":
+        sys.stderr.write(f"exithand: debug: {msg}\n")
+        sys.stderr.flush()
 
 
 def warn(msg: str) -> None:

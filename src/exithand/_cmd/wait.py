@@ -13,7 +13,7 @@ from typing import Any, Optional
 import exithand
 
 from . import _common
-from ._common import UsageError, emit, emit_json, warn
+from ._common import UsageError, debug, emit, emit_json, warn
 
 HELP = "wait until processes (not only your children) are dead"
 
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--count {count} is more than the {len(targets)} target(s) given")
 
     handles: list[exithand.ExitHandle] = []
-    gone: list[exithand.ExitStatus] = []  # targets already gone, with -e
+    gone: list[tuple[exithand.ExitStatus, Optional[int]]] = []  # already gone, with -e
     seen: dict[tuple[int, Optional[int]], str] = {}
     try:
         for text, pid, inode in targets:
@@ -107,8 +107,8 @@ def run(args: argparse.Namespace) -> int:
                 if not args.exited:
                     warn(f"{text}: {e}")
                     return _common.EXIT_ERROR
-                gone.append(exithand.ExitStatus.unknown(
-                    pid, "not running when the wait started"))
+                gone.append((exithand.ExitStatus.unknown(
+                    pid, "not running when the wait started"), inode))
                 continue
             except exithand.Error as e:
                 warn(f"{text}: {e}")
@@ -127,19 +127,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _wait(args: argparse.Namespace, handles: list[exithand.ExitHandle],
-          gone: list[exithand.ExitStatus], count: Optional[int]) -> int:
+          gone: list[tuple[exithand.ExitStatus, Optional[int]]],
+          count: Optional[int]) -> int:
     total = len(handles) + len(gone)
     want = total if count is None else min(count, total)
     start = time.monotonic()
     done = 0
-    for g in gone:
+    for g, inode in gone:
         if done >= want:
             break
-        _report(args, g, None, 0.0)
+        _report(args, g, inode, 0.0)
         done += 1
     if done >= want:
         return _common.EXIT_OK
     with exithand.WaitSet(handles) as ws:
+        debug(f"waiting for {len(ws)} process(es)")
         for h in ws.as_exited(args.timeout):
             st = h.status()
             assert st is not None

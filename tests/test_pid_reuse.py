@@ -1,0 +1,119 @@
+"""PID reuse: a handle names a process, never a number.
+
+Reuse is forced for real inside a new pid namespace (``unshare --pid --fork --mount-proc``)
+whose ``pid_max`` is made tiny (per-namespace since Linux 6.14).  Inside, pids wrap around to
+300 (RESERVED_PIDS) once the counter has passed it, so the script first walks the counter past
+300, creates the victim, kills it, then forks until the number comes back.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import env_with_src
+
+SCRIPT = textwrap.dedent("""
+    import json, os, signal, sys, time
+    import exithand
+
+    out = {}
+    try:
+        with open("/proc/sys/kernel/pid_max", "w") as f:
+            f.write("340")
+    except OSError as e:
+        print(json.dumps({"skip": f"cannot set pid_max in a new pid namespace: {e}"}))
+        sys.exit(0)
+
+    def spawn():
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(w)
+            os.read(r, 1)
+            os._exit(0)
+        os.close(r)
+        return pid, w
+
+    # walk the pid counter past RESERVED_PIDS (300) so allocation wraps within 300..340
+    while True:
+        pid, w = spawn()
+        if pid > 305:
+            break
+        os.close(w)
+        os.waitpid(pid, 0)
+    a, a_ctl = pid, w
+    h = exithand.open(a)
+    ident = h.identity
+    out["backend"] = h.backend
+    os.kill(a, signal.SIGKILL)
+    os.waitpid(a, 0)
+    os.close(a_ctl)
+    out["old_dead"] = h.poll()
+    # start times have clock-tick resolution: make sure the reuser is born in a later tick
+    ticks = os.sysconf("SC_CLK_TCK")
+    while time.clock_gettime(time.CLOCK_BOOTTIME) * ticks < ident.start_time + 2:
+        pass
+    for _ in range(5000):
+        c, c_ctl = spawn()
+        if c == a:
+            break
+        os.close(c_ctl)
+        os.waitpid(c, 0)
+    else:
+        print(json.dumps({"fail": "pid was never reused"}))
+        sys.exit(1)
+    out["reused"] = True
+
+    def attempt(**kw):
+        try:
+            exithand.open(a, **kw).close()
+            return "opened"
+        except exithand.NoSuchProcess as e:
+            return "NoSuchProcess: " + str(e)
+
+    if ident.inode is not None:
+        out["by_inode"] = attempt(inode=ident.inode)
+    out["by_start_time"] = attempt(start_time=ident.start_time)
+    try:
+        h.send_signal(signal.SIGKILL)
+        out["old_signal"] = "sent"
+    except exithand.NoSuchProcess:
+        out["old_signal"] = "NoSuchProcess"
+    out["reuser_alive"] = os.waitpid(c, os.WNOHANG) == (0, 0)
+    with exithand.open(a) as h2:
+        out["new_identity_differs"] = (h2.identity.start_time != ident.start_time
+                                       and h2.identity.inode != ident.inode)
+    h.close()
+    os.close(c_ctl)
+    os.waitpid(c, 0)
+    print(json.dumps(out))
+""")
+
+
+@pytest.mark.timeout(60)
+def test_pid_reuse_is_detected(backend: str) -> None:
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare(1) not installed")
+    res = subprocess.run(
+        ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c", SCRIPT],
+        capture_output=True, text=True, timeout=50,
+        env=env_with_src(EXITHAND_BACKEND=backend))
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    if "skip" in out:
+        pytest.skip(out["skip"])
+    assert out["backend"] == backend
+    assert out["old_dead"] is True and out["reused"] is True
+    if "by_inode" in out:
+        assert out["by_inode"].startswith("NoSuchProcess"), out
+        assert "another process" in out["by_inode"]
+    assert out["by_start_time"].startswith("NoSuchProcess"), out
+    assert out["old_signal"] == "NoSuchProcess", "a stale handle must never signal the reuser"
+    assert out["reuser_alive"] is True
+    assert out["new_identity_differs"] is True
