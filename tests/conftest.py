@@ -58,7 +58,7 @@ def backend_availability() -> dict[str, tuple[bool, str]]:
 
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
-            backend_availability: dict[str, tuple[bool, str]]) -> Iterator[str]:
+            backend_availability: dict[str, tuple[bool, str]]) -> str:
     """Each backend in turn; also forced with ``EXITHAND_BACKEND`` for CLI subprocesses.
 
     A backend the kernel cannot offer here (e.g. the proc connector inside a container) is
@@ -69,11 +69,7 @@ def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
     if not ok:
         pytest.skip(f"backend {name} unavailable: {why}")
     monkeypatch.setenv("EXITHAND_BACKEND", name)
-    yield name
-    if name != "pidfd":  # they turned on statuses at death for every handle: turn them off
-        from exithand._backends import _connector
-
-        _connector.stop_exit_listener()
+    return name
 
 
 def open_fds() -> set[int]:
@@ -289,4 +285,14 @@ def exit_listener() -> Iterator[bool]:
     from exithand._backends import _connector
 
     yield exithand.start_exit_listener()
+    _connector.stop_exit_listener()
+
+
+@pytest.fixture(autouse=True)
+def _no_exit_listener_leak() -> Iterator[None]:
+    """The connector and procpoll backends turn on statuses at death (proc connector) for
+    every handle; turn that off after each test so that other tests see the plain sources."""
+    yield
+    from exithand._backends import _connector
+
     _connector.stop_exit_listener()
