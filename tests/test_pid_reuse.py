@@ -101,6 +101,9 @@ SCRIPT = textwrap.dedent("""
 def test_pid_reuse_is_detected(backend: str) -> None:
     if shutil.which("unshare") is None:
         pytest.skip("unshare(1) not installed")
+    if backend == "connector":
+        pytest.skip("the kernel ignores proc connector subscriptions from a child pid "
+                    "namespace (tests/test_connector.py checks that it is refused there)")
     res = subprocess.run(
         ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c", SCRIPT],
         capture_output=True, text=True, timeout=50,
