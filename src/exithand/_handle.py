@@ -22,6 +22,7 @@ from typing import Any, Optional
 from . import _identity, _sources, _sys
 from ._backends import Backend, ProcessRef, default_backend, get_backend
 from ._errors import (
+    BackendUnavailable,
     Error,
     NoSuchProcess,
     NotProcessLeader,
@@ -33,7 +34,13 @@ from ._status import ExitStatus
 
 
 def _pick_backend(backend: Optional[str]) -> Backend:
-    return get_backend(backend) if backend else default_backend()
+    if not backend:
+        return default_backend()
+    b = get_backend(backend)
+    ok, why = b.available()
+    if not ok:
+        raise BackendUnavailable(f"backend {backend!r} unavailable: {why}")
+    return b
 
 
 def _open_error(exc: OSError, pid: int) -> Exception:
@@ -130,7 +137,7 @@ class ExitHandle:
     @classmethod
     def from_pidfd(cls, pidfd: int, *, backend: Optional[str] = None) -> ExitHandle:
         """Adopt a pidfd (from ``CLONE_PIDFD``, ``SCM_RIGHTS``, ...).  The handle owns it now."""
-        b = get_backend(backend or "pidfd")
+        b = _pick_backend(backend or "pidfd")
         try:
             ref = b.adopt_pidfd(pidfd)
         except OSError as e:

@@ -48,6 +48,16 @@ PIDFS_MAGIC = 0x50494446
 SYS_PROCESS_MRELEASE = 448
 
 
+def feature_disabled(name: str) -> bool:
+    """Is kernel feature ``name`` switched off by ``EXITHAND_DISABLE=name[,name...]``?
+
+    Lets tests (and users on a broken kernel) force the code paths of older kernels:
+    ``pidfd`` (no pidfd_open, < 5.3 or seccomp), ``pidfs`` (no unique pidfd inodes, < 6.9),
+    ``pidfd_info`` (no PIDFD_GET_INFO exit info, < 6.15), ``mrelease`` (no process_mrelease).
+    """
+    return name in os.environ.get("EXITHAND_DISABLE", "").replace(" ", "").split(",")
+
+
 @dataclass(frozen=True)
 class PidfdInfo:
     """What ``PIDFD_GET_INFO`` returned; fields absent from ``mask`` are ``None``."""
@@ -62,6 +72,8 @@ class PidfdInfo:
 
 def pidfd_get_info(pidfd: int, mask: int) -> PidfdInfo:
     """Run ``PIDFD_GET_INFO``; raises ``OSError`` (ENOTTY/EINVAL before 6.13, ESRCH if reaped)."""
+    if feature_disabled("pidfd_info"):
+        raise OSError(errno.ENOTTY, "PIDFD_GET_INFO disabled by EXITHAND_DISABLE")
     buf = bytearray(_PIDFD_INFO_SIZE)
     struct.pack_into("=Q", buf, 0, mask)
     fcntl.ioctl(pidfd, PIDFD_GET_INFO, buf)
@@ -94,8 +106,8 @@ def process_mrelease(pidfd: int) -> None:
     Raises ``OSError`` with the kernel's errno (ENOSYS where the syscall is absent).
     """
     libc = _libc()
-    if libc is None:
-        raise OSError(errno.ENOSYS, "libc not found for syscall()")
+    if libc is None or feature_disabled("mrelease"):
+        raise OSError(errno.ENOSYS, "process_mrelease unavailable (libc missing or disabled)")
     res = libc.syscall(ctypes.c_long(SYS_PROCESS_MRELEASE), ctypes.c_int(pidfd), ctypes.c_uint(0))
     if res != 0:
         err = ctypes.get_errno()
@@ -109,7 +121,7 @@ def pidfd_has_unique_inode() -> bool:
     Probed once by really opening a pidfd on ourselves and asking ``fstatfs`` for its magic.
     """
     libc = _libc()
-    if libc is None or not hasattr(os, "pidfd_open"):
+    if libc is None or not hasattr(os, "pidfd_open") or feature_disabled("pidfs"):
         return False
     try:
         fd = os.pidfd_open(os.getpid())

@@ -33,10 +33,10 @@ def can_use_pidfd_open() -> tuple[bool, str]:
 
     EMFILE/ENFILE mean the syscall exists (we are just out of fds): usable.  ENOSYS (old kernel)
     and EPERM (a seccomp filter, as some container runtimes install) mean not usable.
-    Setting ``EXITHAND_NO_PIDFD=1`` makes the probe fail, to test fallbacks.
+    ``EXITHAND_NO_PIDFD=1`` or ``EXITHAND_DISABLE=pidfd`` make the probe fail, to test fallbacks.
     """
-    if os.environ.get("EXITHAND_NO_PIDFD"):
-        return False, "disabled by EXITHAND_NO_PIDFD"
+    if os.environ.get("EXITHAND_NO_PIDFD") or _sys.feature_disabled("pidfd"):
+        return False, "disabled by EXITHAND_NO_PIDFD / EXITHAND_DISABLE=pidfd"
     if not hasattr(os, "pidfd_open"):
         return False, "this Python has no os.pidfd_open (needs 3.9 built on Linux 5.3+)"
     try:
