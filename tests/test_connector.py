@@ -69,9 +69,13 @@ def test_status_at_death_of_nonchild_zombie_unprivileged(no_fd_leak, backend_ava
 
 
 @pytest.mark.timeout(30)
-def test_start_exit_listener_refused_outside_initial_namespaces_without_side_effects() -> None:
+@pytest.mark.parametrize("prefix", [["unshare", "--user"],
+                                    ["unshare", "--pid", "--fork", "--mount-proc"]],
+                         ids=["user-ns", "pid-ns"])
+def test_start_exit_listener_refused_outside_initial_namespaces_without_side_effects(
+        prefix: list[str]) -> None:
     if os.geteuid() != 0:
-        pytest.skip("unshare --user as root")
+        pytest.skip("unshare as root")
     script = textwrap.dedent("""
         import os, threading, exithand
         fds = sorted(os.listdir("/proc/self/fd"))
@@ -81,6 +85,7 @@ def test_start_exit_listener_refused_outside_initial_namespaces_without_side_eff
         assert sorted(os.listdir("/proc/self/fd")) == fds
         info = {b.name: b for b in exithand.backends()}
         assert not info["connector"].available and "namespace" in info["connector"].reason
+        assert info["procpoll"].available
         try:
             exithand.watch(timeout=0)
         except exithand.BackendUnavailable as e:
@@ -89,7 +94,7 @@ def test_start_exit_listener_refused_outside_initial_namespaces_without_side_eff
             raise AssertionError("watch() worked in a user namespace")
         print("ok")
     """)
-    res = subprocess.run(["unshare", "--user", sys.executable, "-c", script],
+    res = subprocess.run([*prefix, sys.executable, "-c", script],
                          capture_output=True, text=True, env=env_with_src(), timeout=20)
     assert res.returncode == 0 and res.stdout == "ok\n", res.stderr
 

@@ -59,6 +59,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Optional
 
+from .. import _sys
+
 NETLINK_CONNECTOR = 11
 CN_IDX_PROC = 1
 CN_VAL_PROC = 1
@@ -235,7 +237,12 @@ def _has_cap(cap: int) -> bool:
 
 
 def subscription_refused() -> Optional[str]:
-    """Why the kernel would ignore or refuse our subscription, or None if it should not."""
+    """Why the kernel would ignore or refuse our subscription, or None if it should not.
+
+    ``EXITHAND_DISABLE=connector`` refuses it too (to test what other systems get).
+    """
+    if _sys.feature_disabled("connector"):
+        return "disabled by EXITHAND_DISABLE=connector"
     try:
         user_ino = os.stat("/proc/self/ns/user").st_ino
         pid_ino = os.stat("/proc/self/ns/pid").st_ino
