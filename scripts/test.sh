@@ -4,8 +4,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-apt-get install -y -qq util-linux procps gcc >/dev/null
-python3 -m pip install -q -e '.[test]'
+# fuse3 + libfuse3-dev + pkg-config: build pyfuse3 (exithand[fs]) and mount it in the tests
+apt-get install -y -qq util-linux procps gcc fuse3 libfuse3-dev pkg-config >/dev/null
+modprobe fuse 2>/dev/null || true
+python3 -m pip install -q -e '.[test,fs]'
 ruff check src tests
 mypy
 python3 -m pytest -q

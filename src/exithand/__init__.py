@@ -8,10 +8,12 @@
 from __future__ import annotations
 
 from ._backends._connector import start_exit_listener
+from ._creds import ProcessCredentials
 from ._errors import (
     AccessDenied,
     BackendUnavailable,
     Error,
+    FdLimitError,
     NoSuchProcess,
     NotProcessLeader,
     TimeoutExpired,
@@ -20,6 +22,7 @@ from ._handle import ExitHandle, open
 from ._identity import ProcessIdentity, parse_target
 from ._info import BackendInfo, backends, kernel_release, selected_backend
 from ._status import ExitStatus
+from ._wait import wait_all, wait_any, wait_procs
 from ._waitset import WaitSet
 from ._watch import ExitGap, ExitWatcher, ProcessExit, watch
 
@@ -34,8 +37,10 @@ __all__ = [
     "ExitHandle",
     "ExitStatus",
     "ExitWatcher",
+    "FdLimitError",
     "NoSuchProcess",
     "NotProcessLeader",
+    "ProcessCredentials",
     "ProcessExit",
     "ProcessIdentity",
     "TimeoutExpired",
@@ -47,5 +52,8 @@ __all__ = [
     "parse_target",
     "selected_backend",
     "start_exit_listener",
+    "wait_all",
+    "wait_any",
+    "wait_procs",
     "watch",
 ]

@@ -57,6 +57,15 @@ class TimeoutExpired(Error, TimeoutError):
         self.timeout = timeout
 
 
+class FdLimitError(Error):
+    """Out of file descriptors (EMFILE/ENFILE): each handle holds one fd.
+
+    The message names the limit that was hit (soft/hard ``RLIMIT_NOFILE`` or ``fs.file-max``)
+    and the way out.  A :class:`exithand.WaitSet` raises the soft limit to the hard one before
+    giving up, so from a WaitSet this means the hard limit itself was reached.
+    """
+
+
 class BackendUnavailable(Error):
     """No usable kernel mechanism to watch processes (e.g. pidfd_open refused by seccomp)."""
 
@@ -74,7 +83,8 @@ def translate_oserror(exc: OSError, pid: Optional[int], what: str) -> Exception:
     if err in (errno.EPERM, errno.EACCES):
         return AccessDenied(f"{label}: permission denied ({what})", pid)
     if err in (errno.EMFILE, errno.ENFILE):
-        return Error(f"{label}: out of file descriptors ({what}): {exc.strerror}; "
-                     "raise RLIMIT_NOFILE (ulimit -n)", pid)
+        from ._fdlimit import describe  # names the soft/hard limit that was hit
+
+        return FdLimitError(describe(exc, f"{label}: {what}"), pid)
     return Error(f"{label}: {what} failed: [{errno.errorcode.get(err or 0, err)}] "
                  f"{exc.strerror}", pid)

@@ -17,10 +17,12 @@ import select
 import signal as _signal
 import threading
 import warnings
+from collections.abc import Callable
 from typing import Any, Optional
 
-from . import _identity, _sources, _sys
+from . import _creds, _identity, _sources, _sys
 from ._backends import Backend, ProcessRef, default_backend, get_backend
+from ._creds import ProcessCredentials
 from ._errors import (
     BackendUnavailable,
     Error,
@@ -80,14 +82,19 @@ class ExitHandle:
     thread waits makes that wait fail with ``ValueError`` (use a WaitSet to wait on many).
     """
 
-    __slots__ = ("__weakref__", "_lock", "_popen", "_ref", "_status")
+    __slots__ = ("__weakref__", "_close_hooks", "_creds", "_lock", "_popen", "_ref", "_status")
 
     def __init__(self, ref: ProcessRef, popen: Any = None) -> None:
         """Private: wrap a backend ref.  Use :func:`exithand.open` and friends."""
         self._ref: Optional[ProcessRef] = ref
         self._popen = popen
         self._status: Optional[ExitStatus] = None
+        self._creds: Optional[ProcessCredentials] = None
         self._lock = threading.Lock()
+        # Called with (handle, fd) just before the fd is closed, in the closing thread, so that
+        # whoever watches the fd (a WaitSet's epoll, an event loop, trio) can let go of it and
+        # wake its waiter: epoll silently forgets a closed file, so a waiter would hang forever.
+        self._close_hooks: Optional[list[Callable[[ExitHandle, int], None]]] = None
         _sources.notify_open(ref)
 
     # ----- construction -------------------------------------------------------------------
@@ -241,6 +248,32 @@ class ExitHandle:
                 self._status = st
             return st
 
+    def credentials(self) -> ProcessCredentials:
+        """Real/effective uid and parent pid of the process, as last seen.
+
+        Read now while the process is not yet reaped (alive, or a zombie: then
+        ``final`` is True and these are the credentials it died with).  Once it has been
+        reaped nothing more can be read, and the last credentials this handle read are
+        returned (``final`` False: it may have changed them after that read).  Raises
+        :class:`NoSuchProcess` if it was reaped before this handle ever read them.
+        Race-free: read through the pidfd (``PIDFD_GET_INFO``, Linux 6.13) or from ``/proc``
+        followed by a was-it-reaped check, so a process reusing the number is never described.
+        """
+        ref = self._live_ref()
+        if self._creds is not None and self._creds.final:
+            return self._creds
+        try:
+            creds = _creds.read_credentials(ref)
+        except OSError as e:
+            if e.errno != errno.ESRCH:
+                raise translate_oserror(e, ref.pid, "read credentials") from None
+            if self._creds is None:
+                raise NoSuchProcess(f"process {ref.pid} was reaped before its credentials "
+                                    "could be read", ref.pid) from None
+            return self._creds
+        self._creds = creds
+        return creds
+
     # ----- signals and memory -----------------------------------------------------------------
 
     def send_signal(self, sig: int) -> None:
@@ -280,12 +313,59 @@ class ExitHandle:
         except OSError as e:
             raise translate_oserror(e, ref.pid, "process_mrelease") from None
 
+    # ----- async ------------------------------------------------------------------------------
+
+    async def wait_async(self) -> ExitStatus:
+        """``await h.wait_async()``: :meth:`wait` for asyncio (uvloop too), trio and anyio.
+
+        The fd is registered with the running loop only while awaiting (asyncio ``add_reader``,
+        ``trio.lowlevel.wait_readable``).  Cancelling (a timeout, a cancel scope) unregisters it
+        and leaves the handle usable; many tasks may wait on one handle at once.  Closing the
+        handle wakes its waiters with ``ValueError``.  See :mod:`exithand._aio`.
+        """
+        from ._aio import wait_handle
+
+        return await wait_handle(self)
+
     # ----- lifetime ---------------------------------------------------------------------------
 
+    def _add_close_hook(self, fn: Callable[[ExitHandle, int], None]) -> None:
+        """Private: call ``fn(handle, fd)`` just before the fd is closed (for watchers)."""
+        with self._lock:
+            self._live_ref()
+            if self._close_hooks is None:
+                self._close_hooks = [fn]
+            else:
+                self._close_hooks.append(fn)
+
+    def _remove_close_hook(self, fn: Callable[[ExitHandle, int], None]) -> None:
+        with self._lock:
+            hooks = self._close_hooks
+            if hooks is not None:
+                try:
+                    hooks.remove(fn)
+                except ValueError:
+                    pass
+                if not hooks:
+                    self._close_hooks = None
+
     def close(self) -> None:
-        """Release the pidfd.  Idempotent.  Does not affect the process."""
-        ref, self._ref = self._ref, None
-        if ref is not None:
+        """Release the pidfd.  Idempotent.  Does not affect the process.
+
+        A WaitSet holding the handle, and any task awaiting :meth:`wait_async`, are told first:
+        their waits fail with ``ValueError`` instead of hanging.
+        """
+        with self._lock:
+            ref, self._ref = self._ref, None
+            hooks, self._close_hooks = self._close_hooks, None
+        if ref is None:
+            return
+        try:
+            if hooks:
+                fd = ref.fileno()
+                for fn in hooks:
+                    fn(self, fd)
+        finally:
             ref.close()
 
     def __enter__(self) -> ExitHandle:

@@ -100,10 +100,17 @@ def boot_id() -> str:
 
 
 def pid_max() -> int:
-    """The kernel's current ``pid_max`` (per pid namespace from 6.14), or the hard limit 2**22."""
+    """The kernel's current ``pid_max`` (per pid namespace from 6.14), or the hard limit 2**22.
+
+    Read on every :func:`check_pid`, so with bare ``os`` calls: a buffered text ``open()`` costs
+    about 3x more (about 19 vs 6 us here), which was a fifth of ``exithand.open``'s time.
+    """
     try:
-        with open("/proc/sys/kernel/pid_max") as f:
-            return int(f.read())
+        fd = os.open("/proc/sys/kernel/pid_max", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            return int(os.read(fd, 32))
+        finally:
+            os.close(fd)
     except (OSError, ValueError):
         return 4194304  # PID_MAX_LIMIT on 64-bit
 

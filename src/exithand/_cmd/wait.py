@@ -40,6 +40,10 @@ examples:
 The status is known for your own children (read without reaping them), for zombies you may
 ptrace, and on Linux 6.15+ for any process once its parent has reaped it.
 
+Each target holds one file descriptor while waiting; with more targets than the soft open-file
+limit (ulimit -n) allows, it is raised to the hard limit (ulimit -Hn); beyond that the wait
+fails with exit 1 and a message naming the limit.
+
 """ + _common.EXIT_CODES_HELP
 
 
@@ -96,40 +100,43 @@ def run(args: argparse.Namespace) -> int:
     handles: list[exithand.ExitHandle] = []
     gone: list[tuple[exithand.ExitStatus, Optional[int]]] = []  # already gone, with -e
     seen: dict[tuple[int, Optional[int]], str] = {}
-    try:
-        for text, pid, inode in targets:
-            try:
-                h = exithand.open(pid, inode=inode)
-            except exithand.NotProcessLeader as e:
-                warn(str(e))
-                return _common.EXIT_ERROR
-            except exithand.NoSuchProcess as e:
-                if not args.exited:
+    # Opening through the WaitSet raises the soft open-file limit to the hard one when many
+    # targets need it (one fd each), and names the limit if even that is not enough.
+    with exithand.WaitSet() as ws:
+        try:
+            for text, pid, inode in targets:
+                try:
+                    h = ws.open(pid, inode=inode)
+                except exithand.NotProcessLeader as e:
+                    warn(str(e))
+                    return _common.EXIT_ERROR
+                except exithand.NoSuchProcess as e:
+                    if not args.exited:
+                        warn(f"{text}: {e}")
+                        return _common.EXIT_ERROR
+                    gone.append((exithand.ExitStatus.unknown(
+                        pid, "not running when the wait started"), inode))
+                    continue
+                except exithand.Error as e:
                     warn(f"{text}: {e}")
                     return _common.EXIT_ERROR
-                gone.append((exithand.ExitStatus.unknown(
-                    pid, "not running when the wait started"), inode))
-                continue
-            except exithand.Error as e:
-                warn(f"{text}: {e}")
-                return _common.EXIT_ERROR
-            key = (h.pid, h.identity.inode)
-            if key in seen:
-                warn(f"{text}: same process as {seen[key]}; waiting for it once")
+                handles.append(h)
+                key = (h.pid, h.identity.inode)
+                if key in seen:
+                    warn(f"{text}: same process as {seen[key]}; waiting for it once")
+                    ws.remove(h)
+                    continue
+                seen[key] = text
+            return _wait(args, ws, gone, count)
+        finally:
+            for h in handles:
                 h.close()
-                continue
-            seen[key] = text
-            handles.append(h)
-        return _wait(args, handles, gone, count)
-    finally:
-        for h in handles:
-            h.close()
 
 
-def _wait(args: argparse.Namespace, handles: list[exithand.ExitHandle],
+def _wait(args: argparse.Namespace, ws: exithand.WaitSet,
           gone: list[tuple[exithand.ExitStatus, Optional[int]]],
           count: Optional[int]) -> int:
-    total = len(handles) + len(gone)
+    total = len(ws) + len(gone)
     want = total if count is None else min(count, total)
     start = time.monotonic()
     done = 0
@@ -140,16 +147,15 @@ def _wait(args: argparse.Namespace, handles: list[exithand.ExitHandle],
         done += 1
     if done >= want:
         return _common.EXIT_OK
-    with exithand.WaitSet(handles) as ws:
-        debug(f"waiting for {len(ws)} process(es)")
-        for h in ws.as_exited(args.timeout):
-            st = h.status()
-            assert st is not None
-            _report(args, st, h.identity.inode, time.monotonic() - start)
-            done += 1
-            if done >= want:
-                return _common.EXIT_OK
-        remaining = ws.handles()
+    debug(f"waiting for {len(ws)} process(es)")
+    for h in ws.as_exited(args.timeout):
+        st = h.status()
+        assert st is not None
+        _report(args, st, h.identity.inode, time.monotonic() - start)
+        done += 1
+        if done >= want:
+            return _common.EXIT_OK
+    remaining = ws.handles()
     if args.print_remaining:
         for h in remaining:
             if args.json:

@@ -1,0 +1,97 @@
+"""``exithand mount``: serve the exithand filesystem (needs the ``exithand[fs]`` extra).
+
+pyfuse3 and trio are imported only when the command runs, so the rest of the CLI works
+without them; when they are missing the command says what to install (exit 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from . import _common
+from ._common import warn
+
+HELP = "serve MOUNTPOINT/<pid>/exithand files with FUSE (needs exithand[fs])"
+
+DESCRIPTION = """\
+Mount the exithand filesystem at MOUNTPOINT. For every process it can see, it serves:
+
+  MOUNTPOINT/<pid>/exithand       read() blocks until the process is dead, then EOF;
+                                  poll/select/epoll report it readable exactly at death
+  MOUNTPOINT/<pid>/exithand_full  read() blocks, then returns a 128-byte siginfo_t (SIGCHLD,
+                                  si_code CLD_EXITED/KILLED/DUMPED, si_pid, si_uid, si_status)
+  MOUNTPOINT/<pid>/exitstatus     read() blocks, then one line in FreeBSD pwait's words
+  MOUNTPOINT/<pid>:<inode>/...    the same, pinned to one process (pidfs inode); ENOENT when
+                                  the number now names another process
+
+Opening a file pins the process it names then, so a reader never switches to a process that
+later reuses the number. 'ls MOUNTPOINT' lists live pids. Opening on a zombie returns EOF at once.
+The daemon normally runs as root (it needs allow_other); it unmounts on SIGTERM/SIGINT, waking
+blocked readers with EIO. If it was killed hard, the mountpoint is left 'not connected': clear
+it with 'exithand umount MOUNTPOINT'.
+"""
+
+EPILOG = """\
+access policy (--policy) for exithand_full and exitstatus (plain exithand is open to all):
+  same-user  root, the process's parent, or a caller whose uid is the process's real and
+             effective uid as last seen alive (default; mirrors ptrace access)
+  public     anyone
+  parent     the process's parent, and root
+  root       root only
+A refused open fails with EACCES; the rule is checked again at death against the process's last
+credentials. If the status cannot be learned at all, reading exithand_full fails with ENODATA.
+
+examples:
+  exithand mount /run/exithand                     mount in the background (as root)
+  cat /run/exithand/1234/exithand && echo gone     block until 1234 is dead
+  cat /run/exithand/1234/exitstatus                "1234: exited with status 7."
+  exithand mount --foreground --policy public /mnt/eh
+  exithand umount /run/exithand
+
+""" + _common.EXIT_CODES_HELP
+
+
+def max_readers_arg(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid count {text!r}: not an integer") from None
+    if not 1 <= v <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"invalid count {text!r}: must be 1..1000000")
+    return v
+
+
+def register(sub: Any) -> None:
+    from ..fs.policy import DEFAULT_POLICY, POLICIES
+
+    p = sub.add_parser("mount", help=HELP, description=DESCRIPTION, epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("mountpoint", metavar="MOUNTPOINT", help="an existing empty directory")
+    p.add_argument("--policy", choices=POLICIES, default=DEFAULT_POLICY,
+                   help="who may read exit statuses (default: %(default)s)")
+    p.add_argument("-f", "--foreground", action="store_true",
+                   help="stay in the foreground (for systemd and debugging); logs on stderr")
+    p.add_argument("--max-readers", type=max_readers_arg, default=10_000, metavar="N",
+                   help="most read()s blocked at once; more fail with EAGAIN "
+                        "(default: %(default)s)")
+    p.add_argument("--debug", action="store_true", help="log every blocked/released read")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..fs import missing_dependency
+    from ..fs.mounts import MountError
+
+    problem = missing_dependency()
+    if problem:
+        warn(f"mount: {problem}")
+        return _common.EXIT_ERROR
+    from ..fs import daemon
+
+    try:
+        return daemon.run(args.mountpoint, args.policy, args.max_readers, args.foreground,
+                          args.debug)
+    except MountError as e:
+        warn(f"mount: {e}")
+        return _common.EXIT_ERROR

@@ -1,0 +1,45 @@
+"""``exithand umount``: unmount an exithand filesystem, including a stale one."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from . import _common
+from ._common import warn
+
+HELP = "unmount an exithand filesystem (also clears a stale 'not connected' mount)"
+
+DESCRIPTION = """\
+Unmount the exithand filesystem at MOUNTPOINT. This also clears a stale mount left by a daemon
+that was killed hard (every access then fails with 'Transport endpoint is not connected').
+Tries 'fusermount3 -u', then a lazy unmount if files are still open (the mount is detached at
+once and freed when they are closed). A running daemon exits once its mount is gone.
+"""
+
+EPILOG = """\
+examples:
+  exithand umount /run/exithand
+  exithand umount --lazy /run/exithand     detach at once even while readers hold files open
+
+""" + _common.EXIT_CODES_HELP
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("umount", help=HELP, description=DESCRIPTION, epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("mountpoint", metavar="MOUNTPOINT")
+    p.add_argument("-l", "--lazy", action="store_true", help="detach now (umount -l)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..fs.mounts import MountError, unmount
+
+    try:
+        for note in unmount(args.mountpoint, lazy=args.lazy):
+            warn(f"umount: {note}")
+    except MountError as e:
+        warn(f"umount: {e}")
+        return _common.EXIT_ERROR
+    return _common.EXIT_OK

@@ -1,0 +1,231 @@
+"""Mount, serve, stop: the life of the exithand filesystem daemon.
+
+* Mount options: ``allow_other`` (other users must see it; root may always set it, others need
+  ``user_allow_other`` in /etc/fuse.conf), ``ro``, and *no* ``default_permissions``: access is
+  decided by :mod:`.policy`, not by file modes.
+* ``pyfuse3.main`` runs with ``max_tasks`` above ``--max-readers``: every blocked ``read()``
+  holds a worker task, and with none free the whole mount would stall.
+* SIGTERM, SIGINT and SIGHUP are received by trio (``open_signal_receiver``, installed before
+  the mount is announced ready): every blocked reader is answered EIO, pollers are woken, the
+  main loop stops and the mount is removed (libfuse unmounts lazily as root), so no stale mount
+  is left behind.  A daemon killed with SIGKILL cannot clean up: its readers get ENOTCONN from
+  the kernel and the mountpoint stays stale until ``exithand umount`` clears it.
+* Exit statuses at death for non-children come from the library; when it offers a system-wide
+  exit listener (the netlink proc connector) the daemon starts it.
+* Logs go to stderr, with ``<N>`` syslog priority prefixes when run by systemd
+  (``JOURNAL_STREAM`` set), which journald understands.  Readiness is announced with
+  ``sd_notify("READY=1")`` when ``NOTIFY_SOCKET`` is set (``Type=notify`` units).
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+import resource
+import signal
+import socket
+import sys
+from typing import Any, Callable, ClassVar, Optional
+
+import pyfuse3
+import trio
+
+import exithand
+
+from .mounts import MountError, check_mountpoint
+from .ops import ExitFS
+
+log = logging.getLogger("exithand.fs")
+
+#: Worker tasks kept beyond --max-readers for lookups, opens, ls, polls.
+SPARE_TASKS = 64
+
+
+class _JournalFormatter(logging.Formatter):
+    _PRIO: ClassVar[dict[int, int]] = {
+        logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
+        logging.CRITICAL: 2}
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"<{self._PRIO.get(record.levelno, 6)}>{super().format(record)}"
+
+
+def setup_logging(debug: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if os.environ.get("JOURNAL_STREAM"):
+        handler.setFormatter(_JournalFormatter("%(message)s"))
+    else:
+        handler.setFormatter(logging.Formatter(
+            "%(asctime)s exithand-fs[%(process)d] %(levelname)s %(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(logging.DEBUG if debug else logging.INFO)
+    log.propagate = False
+    logging.getLogger("pyfuse3").addHandler(handler)
+    logging.getLogger("pyfuse3").setLevel(logging.WARNING)
+
+
+def sd_notify(message: str) -> None:
+    """Tell systemd (or a test) about our state, if ``NOTIFY_SOCKET`` asks for it."""
+    addr = os.environ.get("NOTIFY_SOCKET")
+    if not addr:
+        return
+    if addr.startswith("@"):
+        addr = "\0" + addr[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+            s.sendto(message.encode(), addr)
+    except OSError as e:
+        log.warning("sd_notify(%s) failed: %s", message, e)
+
+
+def raise_fd_limit(need: int) -> None:
+    """Raise the soft RLIMIT_NOFILE towards ``need`` (at most to the hard limit).
+
+    Each open file costs one fd (the opener's ``/proc/<tid>/status``, for the scanner) plus one
+    pidfd per distinct watched process.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = need if hard == resource.RLIM_INFINITY else min(hard, max(soft, need))
+    if want > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    if want < need:
+        log.warning("the fd limit (%d) is below the %d that --max-readers may need; raise "
+                    "it (ulimit -Hn, or LimitNOFILE= in the unit)", want, need)
+
+
+def start_exit_listener() -> bool:
+    """Start the library's system-wide exit listener, if this version has one."""
+    fn: Optional[Callable[[], bool]] = getattr(exithand, "start_exit_listener", None)
+    if fn is None:
+        log.info("exit statuses: from zombies and PIDFD_INFO_EXIT (this exithand has no "
+                 "proc connector listener)")
+        return False
+    try:
+        ok = bool(fn())
+    except Exception as e:  # an optional accelerator must not stop the daemon
+        log.warning("proc connector exit listener failed: %s", e)
+        return False
+    log.info("exit statuses: proc connector listener %s", "running" if ok else "unavailable")
+    return ok
+
+
+async def _signals(ops: ExitFS, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as sigs:
+        task_status.started()
+        async for signum in sigs:
+            ops.stopped_by = signum
+            log.info("%s: waking blocked readers with EIO and unmounting",
+                     signal.Signals(signum).name)
+            sd_notify("STOPPING=1")
+            ops.shutdown()
+            await trio.lowlevel.checkpoint()  # let the cancelled reads answer first
+            pyfuse3.terminate()
+            return
+
+
+async def _serve(ops: ExitFS, max_readers: int, ready: Callable[[], None]) -> None:
+    async with trio.open_nursery() as nursery:
+        ops.nursery = nursery
+        await nursery.start(_signals, ops)
+        nursery.start_soon(ops.scanner.run, name="reader-scanner")
+        ready()
+        await pyfuse3.main(min_tasks=4, max_tasks=max_readers + SPARE_TASKS)
+        nursery.cancel_scope.cancel()
+        ops.close_all()
+
+
+def serve(mountpoint: str, access_policy: str, max_readers: int,
+          ready: Callable[[], None]) -> int:
+    """Mount at ``mountpoint`` and serve until unmounted or signalled.  Returns an exit code."""
+    ops = ExitFS(access_policy, max_readers)
+    raise_fd_limit(max_readers + 1024)
+    start_exit_listener()
+    options = {"fsname=exithand", "subtype=exithand", "allow_other", "ro"}
+    try:
+        pyfuse3.init(ops, mountpoint, options)
+    except RuntimeError as e:
+        hint = "" if os.geteuid() == 0 else (
+            " (as non-root, allow_other needs 'user_allow_other' in /etc/fuse.conf)")
+        raise MountError(f"cannot mount {mountpoint}: {e}{hint}") from None
+
+    def announce() -> None:
+        log.info("mounted %s (policy %s, max %d blocked readers, pid %d)", mountpoint,
+                 access_policy, max_readers, os.getpid())
+        sd_notify("READY=1")
+        ready()
+
+    try:
+        trio.run(_serve, ops, max_readers, announce)
+    finally:
+        ops.close_all()
+        pyfuse3.close(unmount=True)
+        log.info("unmounted %s", mountpoint)
+    # Ctrl-C in the foreground: 130 as for every exithand command; SIGTERM/HUP: a normal stop
+    return 130 if ops.stopped_by == signal.SIGINT else 0
+
+
+def _detach_stderr() -> None:
+    """A background daemon must not keep its starter's stderr: log to syslog from now on."""
+    handlers: list[logging.Handler] = []
+    if os.path.exists("/dev/log"):
+        try:
+            h = logging.handlers.SysLogHandler(address="/dev/log")
+            h.setFormatter(logging.Formatter("exithand-fs[%(process)d]: %(message)s"))
+            handlers.append(h)
+        except OSError:
+            pass
+    log.handlers[:] = handlers
+    logging.getLogger("pyfuse3").handlers[:] = handlers
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+
+
+def run(mountpoint: str, access_policy: str, max_readers: int, foreground: bool,
+        debug: bool) -> int:
+    """``exithand mount``: check, then serve in the foreground or as a background daemon."""
+    setup_logging(debug)
+    if not foreground and not debug:
+        log.setLevel(logging.WARNING)  # the starter's terminal gets problems only
+    path = check_mountpoint(mountpoint)
+    if foreground:
+        return serve(path, access_policy, max_readers, lambda: None)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid:  # parent: wait until the child has mounted (or failed), report, exit
+        os.close(w)
+        with os.fdopen(r, "rb") as f:
+            msg = f.read().decode(errors="replace")
+        if msg == "ok":
+            return 0
+        os.waitpid(pid, 0)
+        raise MountError(msg or "the daemon exited before mounting (see messages above)")
+    # child
+    os.close(r)
+    os.setsid()
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+
+    def ready() -> None:
+        nonlocal w
+        if w >= 0:
+            os.write(w, b"ok")
+            os.close(w)
+            w = -1
+            _detach_stderr()
+            log.setLevel(logging.DEBUG if debug else logging.INFO)
+            log.info("mounted %s (policy %s, pid %d)", path, access_policy, os.getpid())
+
+    rc = 1
+    try:
+        rc = serve(path, access_policy, max_readers, ready)
+    except MountError as e:
+        if w >= 0:
+            os.write(w, str(e).encode())
+    except BaseException:
+        log.exception("daemon failed")
+    finally:
+        os._exit(rc)

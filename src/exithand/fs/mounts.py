@@ -1,0 +1,109 @@
+"""Mount-table helpers that need no FUSE library: checking a mountpoint, clearing a mount.
+
+A FUSE daemon killed hard leaves its mount behind: every access to the mountpoint then fails
+with ENOTCONN ("Transport endpoint is not connected") until someone unmounts it
+(``fusermount3 -u``, or ``umount -l`` as root).  ``exithand mount`` refuses such a
+mountpoint with a message saying so, and ``exithand umount`` clears it.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import subprocess
+
+
+class MountError(Exception):
+    """A mountpoint we cannot use or clear; the message tells the user what to do."""
+
+
+def _unescape(field: str) -> str:
+    # /proc/self/mountinfo escapes space, tab, newline and backslash as \ooo
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and field[i + 1:i + 4].isdigit():
+            out.append(chr(int(field[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def mount_fstype(path: str) -> str | None:
+    """Filesystem type of the mount *at* ``path`` (e.g. ``fuse.exithand``), None if none.
+
+    Read from ``/proc/self/mountinfo``, which works even when the mount is stale (``stat``
+    would fail with ENOTCONN there).
+    """
+    path = os.path.abspath(path)
+    found = None
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            fields = left.split()
+            if len(fields) >= 5 and _unescape(fields[4]) == path:
+                found = right.split()[0] if right else "?"
+    return found
+
+
+def is_stale(path: str) -> bool:
+    try:
+        os.stat(path)
+    except OSError as e:
+        return e.errno == errno.ENOTCONN
+    return False
+
+
+def check_mountpoint(path: str) -> str:
+    """The absolute path if we can mount there, else :class:`MountError` saying why."""
+    path = os.path.abspath(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise MountError(f"{path} does not exist (create it first: mkdir -p {path})") from None
+    except OSError as e:
+        if e.errno == errno.ENOTCONN:
+            raise MountError(
+                f"{path} is a stale mount left by a FUSE daemon that died (Transport endpoint "
+                f"is not connected); clear it with: exithand umount {path}") from None
+        raise MountError(f"{path}: {e.strerror}") from None
+    import stat as _stat
+    if not _stat.S_ISDIR(st.st_mode):
+        raise MountError(f"{path} is not a directory")
+    fstype = mount_fstype(path)
+    if fstype is not None:
+        raise MountError(f"{path} is already a mount point ({fstype}); unmount it first: "
+                         f"exithand umount {path}")
+    return path
+
+
+def unmount(path: str, lazy: bool = False) -> list[str]:
+    """Unmount ``path`` (stale or live); returns notes for the user.  MountError on failure.
+
+    Tries ``fusermount3 -u``, then the lazy ``fusermount3 -uz`` (if files are still open:
+    the mount is detached now and freed when they close), then ``umount -l`` (root).
+    """
+    path = os.path.abspath(path)
+    if mount_fstype(path) is None:
+        raise MountError(f"{path} is not a mount point")
+    attempts: list[list[str]] = []
+    if not lazy:
+        attempts.append(["fusermount3", "-u", path])
+    attempts.append(["fusermount3", "-u", "-z", path])
+    if os.geteuid() == 0:
+        attempts.append(["umount", "-l", path])
+    notes: list[str] = []
+    for cmd in attempts:
+        if shutil.which(cmd[0]) is None:
+            notes.append(f"{cmd[0]} not found")
+            continue
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
+        if r.returncode == 0 and mount_fstype(path) is None:
+            if "-z" in cmd or "-l" in cmd:
+                notes.append("detached lazily: files still open keep the old mount until "
+                             "they are closed")
+            return notes
+        notes.append(f"{' '.join(cmd[:-1])}: {(r.stderr or r.stdout).strip() or 'failed'}")
+    raise MountError(f"cannot unmount {path}: " + "; ".join(notes))

@@ -1,0 +1,475 @@
+"""The pyfuse3 ``Operations`` of the exithand filesystem.
+
+Read-only by construction: every mutating operation answers EROFS, unknown names ENOENT, and
+no exception escapes a handler (anything unexpected is logged and answered EIO), so hostile
+input cannot crash the daemon.
+
+FUSE facts this relies on (pyfuse3 3.5, Linux 6.x):
+
+* The files have size 0, so they are opened with ``direct_io``: otherwise the kernel answers
+  ``read()`` from the page cache and ``cat`` sees EOF at once.
+* ``entry_timeout``/``attr_timeout`` are 0: every path walk asks us again, so a pid that died,
+  or that names a thread, is never served from the kernel's dentry cache.
+* Each blocked ``read()`` holds one pyfuse3 worker task until it is answered; the daemon runs
+  ``pyfuse3.main`` with ``max_tasks`` above ``--max-readers`` and refuses (EAGAIN) the reads
+  beyond it, so ``ls`` and new opens always find a free worker.
+* ``read()`` gets no request context; ``open()`` does (uid, thread id), so the access decision
+  and the opener's identity are taken at open.
+* ``poll`` gets a fresh ``PollHandle`` when the kernel wants a wakeup; we keep the latest per
+  open file and ``notify()`` it at death.  Answering readable before death would be a lie.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import logging
+import os
+import select
+import stat
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, TypeVar
+
+import pyfuse3
+
+import exithand
+
+from . import inodes, names, policy, siginfo
+from .scanner import Blocked, Scanner
+from .watch import Watch, key_of
+
+log = logging.getLogger("exithand.fs")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _guard(fn: F) -> F:
+    """Turn any unexpected exception of a handler into EIO (logged), keeping FUSEErrors."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await fn(*args, **kwargs)
+        except pyfuse3.FUSEError:
+            raise
+        except Exception:  # (trio.Cancelled is a BaseException and passes through)
+            log.exception("unexpected error in %s", fn.__name__)
+            raise pyfuse3.FUSEError(errno.EIO) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _err(code: int) -> pyfuse3.FUSEError:
+    return pyfuse3.FUSEError(code)
+
+
+@dataclass
+class OpenFile:
+    """One ``open()`` of a process file."""
+
+    fh: int
+    kind: int
+    watch: Watch
+    caller: policy.Caller
+    opener_tid: int
+    status_fd: int  # the opener thread's /proc/<tid>/status, for the scanner; -1 if none
+    nonblock: bool
+    data: Optional[bytes] = None  # content once known (fixed after death)
+
+
+class ExitFS(pyfuse3.Operations):
+    """The filesystem.  ``nursery`` must be set before ``pyfuse3.main`` runs."""
+
+    supports_dot_lookup = True
+    enable_writeback_cache = False
+    enable_acl = False
+
+    def __init__(self, access_policy: str = policy.DEFAULT_POLICY,
+                 max_readers: int = 10_000, scan_interval: float = 0.2) -> None:
+        super().__init__()
+        if access_policy not in policy.POLICIES:
+            raise ValueError(f"unknown policy {access_policy!r}")
+        self.policy = access_policy
+        self.max_readers = max_readers
+        self.nursery: Any = None
+        self.table = inodes.InodeTable()
+        self.files: dict[int, OpenFile] = {}
+        self.dirs: dict[int, tuple[int, list[bytes]]] = {}
+        self.watches: dict[Any, Watch] = {}
+        self.blocked: dict[int, Blocked] = {}  # id(Blocked) -> Blocked
+        self.scanner = Scanner(lambda: list(self.blocked.values()),
+                               lambda: [w for w in self.watches.values() if w.needs_refresh()],
+                               scan_interval)
+        self.shutting_down = False
+        self.stopped_by = 0  # the signal that stopped the daemon, if any
+        self._next_fh = 1
+        self._start_ns = time.time_ns()
+        self._uid = os.getuid()
+        self._gid = os.getgid()
+
+    # ----- helpers ------------------------------------------------------------------------
+
+    def _new_fh(self) -> int:
+        fh = self._next_fh
+        self._next_fh += 1
+        return fh
+
+    def _attr(self, ino: int, is_dir: bool) -> pyfuse3.EntryAttributes:
+        a = pyfuse3.EntryAttributes()
+        a.st_ino = ino
+        a.generation = 0
+        a.entry_timeout = 0
+        a.attr_timeout = 0
+        a.st_mode = (stat.S_IFDIR | 0o555) if is_dir else (stat.S_IFREG | 0o444)
+        a.st_nlink = 2 if is_dir else 1
+        a.st_uid = self._uid
+        a.st_gid = self._gid
+        a.st_size = 0
+        a.st_blksize = 4096
+        a.st_blocks = 0
+        a.st_atime_ns = a.st_mtime_ns = a.st_ctime_ns = self._start_ns
+        return a
+
+    @staticmethod
+    def _probe(pid: int, pin: Optional[int]) -> bool:
+        """Does ``pid`` (with pidfs inode ``pin``) name a live or zombie process right now?"""
+        try:
+            with exithand.open(pid, inode=pin):
+                return True
+        except (exithand.Error, ValueError):
+            return False
+
+    def statistics(self) -> dict[str, int]:
+        """Counts for logs and tests."""
+        return {"open_files": len(self.files), "watches": len(self.watches),
+                "blocked_readers": len(self.blocked), "inodes": len(self.table)}
+
+    # ----- names ----------------------------------------------------------------------------
+
+    @_guard
+    async def lookup(self, parent_inode: int, name: bytes,
+                     ctx: Any = None) -> pyfuse3.EntryAttributes:
+        if parent_inode == inodes.ROOT:
+            if name in (b".", b".."):
+                return self._attr(inodes.ROOT, True)
+            parsed = names.parse_dir_name(name)
+            if parsed is None or not self._probe(*parsed):
+                raise _err(errno.ENOENT)
+            d = self.table.dir_for(name.decode("ascii"), *parsed)
+            self.table.ref(d.ino)
+            return self._attr(d.ino, True)
+        node, kind = self.table.resolve(parent_inode)
+        if node is None or kind != 0:
+            raise _err(errno.ENOENT if node is None else errno.ENOTDIR)
+        if name == b".":
+            self.table.ref(node.ino)
+            return self._attr(node.ino, True)
+        if name == b"..":
+            return self._attr(inodes.ROOT, True)
+        k = names.file_kind(name)
+        if k is None:
+            raise _err(errno.ENOENT)
+        self.table.ref(node.ino + k)
+        return self._attr(node.ino + k, False)
+
+    async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
+        for ino, n in inode_list:
+            self.table.forget(ino, n)
+
+    @_guard
+    async def getattr(self, inode: int, ctx: Any = None) -> pyfuse3.EntryAttributes:
+        if inode == inodes.ROOT:
+            return self._attr(inode, True)
+        node, kind = self.table.resolve(inode)
+        if node is None:
+            raise _err(errno.ENOENT)
+        return self._attr(inode, kind == 0)
+
+    @_guard
+    async def opendir(self, inode: int, ctx: Any) -> int:
+        if inode == inodes.ROOT:
+            pids = sorted(int(n) for n in os.listdir("/proc") if n.isdigit())
+            entries = [str(p).encode() for p in pids]
+        else:
+            node, kind = self.table.resolve(inode)
+            if node is None:
+                raise _err(errno.ENOENT)
+            if kind != 0:
+                raise _err(errno.ENOTDIR)
+            entries = [n.encode() for n in names.FILES]
+        fh = self._new_fh()
+        self.dirs[fh] = (inode, entries)
+        return fh
+
+    @_guard
+    async def readdir(self, fh: int, start_id: int, token: Any) -> None:
+        listing = self.dirs.get(fh)
+        if listing is None:
+            raise _err(errno.EBADF)
+        dir_ino, entries = listing
+        for i in range(start_id, len(entries)):
+            name = entries[i]
+            node: Optional[inodes.DirNode]
+            if dir_ino == inodes.ROOT:
+                node = self.table.dir_for(name.decode(), int(name), None)
+                ino, is_dir = node.ino, True
+            else:
+                node, _ = self.table.resolve(dir_ino)
+                if node is None:
+                    return
+                ino, is_dir = dir_ino + 1 + i, False
+            if not pyfuse3.readdir_reply(token, name, self._attr(ino, is_dir), i + 1):
+                self.table.drop_if_unused(node)
+                return
+            self.table.ref(ino)
+
+    async def releasedir(self, fh: int) -> None:
+        self.dirs.pop(fh, None)
+
+    # ----- files ----------------------------------------------------------------------------
+
+    def _watch_for(self, h: exithand.ExitHandle) -> Watch:
+        key = key_of(h)
+        w = self.watches.get(key) if key is not None else None
+        if w is not None and not w.closed:
+            h.close()
+            return w
+        w = Watch(h, key)
+        self.watches[key if key is not None else id(w)] = w
+        self.nursery.start_soon(w.run, name=f"watch-{w.pid}")
+        return w
+
+    def _unref(self, w: Watch) -> None:
+        w.refs -= 1
+        if w.refs <= 0:
+            for k, v in list(self.watches.items()):
+                if v is w:
+                    del self.watches[k]
+            w.close()
+
+    @_guard
+    async def open(self, inode: int, flags: int, ctx: Any) -> pyfuse3.FileInfo:
+        node, kind = self.table.resolve(inode)
+        if node is None:
+            raise _err(errno.ENOENT)
+        if kind == 0:
+            raise _err(errno.EISDIR)
+        if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
+            raise _err(errno.EROFS)
+        if self.shutting_down:
+            raise _err(errno.ESHUTDOWN)
+        status_fd = -1
+        if ctx.pid > 0:
+            try:
+                status_fd = os.open(f"/proc/{ctx.pid}/status", os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                status_fd = -1
+        try:
+            text = policy.read_thread_status(status_fd) if status_fd >= 0 else None
+            caller = policy.caller_from_status(ctx.uid, ctx.pid, text)
+            try:
+                h = exithand.open(node.pid, inode=node.pin)
+            except (exithand.Error, ValueError) as e:
+                log.debug("open %s: %s", node.name, e)
+                raise _err(errno.ENOENT) from None
+            w = self._watch_for(h)
+            w.refs += 1
+            try:
+                if kind != names.EXITHAND and not policy.allowed(
+                        self.policy, caller, w.credentials()):
+                    log.debug("open-refused %s/%s uid=%d pid=%d", node.name,
+                              names.FILES[kind - 1], ctx.uid, ctx.pid)
+                    raise _err(errno.EACCES)
+            except BaseException:
+                self._unref(w)
+                raise
+        except BaseException:
+            if status_fd >= 0:
+                os.close(status_fd)
+            raise
+        fh = self._new_fh()
+        self.files[fh] = OpenFile(fh, kind, w, caller, ctx.pid, status_fd,
+                                  bool(flags & os.O_NONBLOCK))
+        if kind != names.EXITHAND:
+            w.status_refs += 1
+            self.scanner.wake()
+        return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False, nonseekable=False)
+
+    def _content(self, of: OpenFile) -> bytes:
+        """What the file holds once the process is dead; FUSEError if refused or unknown."""
+        if of.data is not None:
+            return of.data
+        if of.kind == names.EXITHAND:
+            of.data = b""
+            return of.data
+        creds = of.watch.credentials()
+        if not policy.allowed(self.policy, of.caller, creds):
+            log.debug("read-refused fh=%d pid=%d: credentials at death %s", of.fh,
+                      of.watch.pid, creds)
+            raise _err(errno.EACCES)
+        try:
+            st = of.watch.status()
+        except exithand.Error as e:
+            log.warning("pid %d: %s", of.watch.pid, e)
+            raise _err(errno.EIO) from None
+        if of.kind == names.EXITSTATUS:
+            data = (st.describe() + "\n").encode()
+        else:
+            if not st.known:
+                log.info("pid %d: exit status unknown: %s", of.watch.pid, st.reason)
+                raise _err(errno.ENODATA)
+            # (uid_t)-1: the process was reaped before its uid could be read; not invented
+            uid = creds.ruid if creds is not None else siginfo.NO_UID
+            data = siginfo.pack(st, uid)
+        of.data = data  # fixed for this open file, so reads at any offset agree
+        return data
+
+    @_guard
+    async def read(self, fh: int, off: int, size: int) -> bytes:
+        of = self.files.get(fh)
+        if of is None:
+            raise _err(errno.EBADF)
+        if not of.watch.dead.is_set():
+            if self.shutting_down:
+                raise _err(errno.EIO)
+            if of.nonblock:
+                raise _err(errno.EAGAIN)
+            if len(self.blocked) >= self.max_readers:
+                log.warning("refusing read on pid %d: %d readers already blocked "
+                            "(--max-readers)", of.watch.pid, len(self.blocked))
+                raise _err(errno.EAGAIN)
+            await self._block(of)
+        data = self._content(of)
+        return data[off:off + size]
+
+    async def _block(self, of: OpenFile) -> None:
+        b = Blocked(of.fh, of.watch.pid, of.opener_tid, of.status_fd)
+        self.blocked[id(b)] = b
+        self.scanner.wake()
+        log.debug("read-blocked fh=%d pid=%d opener=%d", of.fh, of.watch.pid, of.opener_tid)
+        try:
+            with b.scope:
+                await of.watch.dead.wait()
+        finally:
+            del self.blocked[id(b)]
+        if b.scope.cancelled_caught:
+            log.debug("read-failed fh=%d pid=%d errno=%s", of.fh, of.watch.pid,
+                      errno.errorcode.get(b.errno, b.errno))
+            raise _err(b.errno or errno.EINTR)
+        log.debug("read-released fh=%d pid=%d", of.fh, of.watch.pid)
+
+    @_guard
+    async def poll(self, inode: int, fh: int, poll_handle: Any, ctx: Any) -> int:
+        of = self.files.get(fh)
+        if of is None:
+            raise _err(errno.EBADF)
+        if of.watch.dead.is_set():
+            return select.POLLIN | select.POLLRDNORM
+        if self.shutting_down:
+            return select.POLLIN | select.POLLERR
+        if poll_handle is not None:
+            of.watch.poll_handles[fh] = poll_handle
+        return 0
+
+    async def flush(self, fh: int) -> None:
+        return None
+
+    async def release(self, fh: int) -> None:
+        of = self.files.pop(fh, None)
+        if of is None:
+            return
+        of.watch.poll_handles.pop(fh, None)
+        if of.kind != names.EXITHAND:
+            of.watch.status_refs -= 1
+        if of.status_fd >= 0:
+            os.close(of.status_fd)
+        self._unref(of.watch)
+        log.debug("file-closed fh=%d pid=%d", fh, of.watch.pid)
+
+    async def fsync(self, fh: int, datasync: bool) -> None:
+        return None
+
+    # ----- shutdown -------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Refuse new opens, fail every blocked read with EIO and wake every poller."""
+        self.shutting_down = True
+        for b in list(self.blocked.values()):
+            b.release(errno.EIO)
+        for w in list(self.watches.values()):
+            w.notify_pollers()
+
+    def close_all(self) -> None:
+        """After the main loop: close every handle and fd still held."""
+        for of in list(self.files.values()):
+            if of.status_fd >= 0:
+                os.close(of.status_fd)
+        self.files.clear()
+        for w in list(self.watches.values()):
+            w.close()
+        self.watches.clear()
+
+    # ----- everything else: read-only --------------------------------------------------------
+
+    @_guard
+    async def access(self, inode: int, mode: int, ctx: Any) -> bool:
+        if mode & os.W_OK:
+            raise _err(errno.EROFS)
+        node, kind = self.table.resolve(inode)
+        if inode != inodes.ROOT and node is None:
+            raise _err(errno.ENOENT)
+        return not (mode & os.X_OK and inode != inodes.ROOT and kind != 0)
+
+    @_guard
+    async def statfs(self, ctx: Any) -> pyfuse3.StatvfsData:
+        s = pyfuse3.StatvfsData()
+        s.f_bsize = s.f_frsize = 4096
+        s.f_namemax = 255
+        return s
+
+    async def setattr(self, *args: Any) -> pyfuse3.EntryAttributes:
+        raise _err(errno.EROFS)
+
+    async def mknod(self, *args: Any) -> pyfuse3.EntryAttributes:
+        raise _err(errno.EROFS)
+
+    async def mkdir(self, *args: Any) -> pyfuse3.EntryAttributes:
+        raise _err(errno.EROFS)
+
+    async def unlink(self, *args: Any) -> None:
+        raise _err(errno.EROFS)
+
+    async def rmdir(self, *args: Any) -> None:
+        raise _err(errno.EROFS)
+
+    async def symlink(self, *args: Any) -> pyfuse3.EntryAttributes:
+        raise _err(errno.EROFS)
+
+    async def rename(self, *args: Any) -> None:
+        raise _err(errno.EROFS)
+
+    async def link(self, *args: Any) -> pyfuse3.EntryAttributes:
+        raise _err(errno.EROFS)
+
+    async def create(self, *args: Any) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
+        raise _err(errno.EROFS)
+
+    async def write(self, *args: Any) -> int:
+        raise _err(errno.EROFS)
+
+    async def readlink(self, *args: Any) -> bytes:
+        raise _err(errno.EINVAL)
+
+    async def setxattr(self, *args: Any) -> None:
+        raise _err(errno.EROFS)
+
+    async def removexattr(self, *args: Any) -> None:
+        raise _err(errno.EROFS)
+
+    async def getxattr(self, *args: Any) -> bytes:
+        raise _err(errno.ENODATA)
+
+    async def listxattr(self, *args: Any) -> list[bytes]:
+        return []
