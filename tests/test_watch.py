@@ -139,24 +139,30 @@ def test_watch_filter_cgroup(connector, eh5_bin, watch_cli) -> None:
         pytest.skip("needs root and a cgroup v2 hierarchy")
     cg = f"{root}/exithand-eh5-{os.getpid()}"
     os.mkdir(cg)
+    # three children inside the cgroup, blocked until "go" (so their membership is settled)
+    p = subprocess.Popen(["sh", "-c", f'echo $$ > {cg}/cgroup.procs && exec "$0" 3 together',
+                          eh5_bin["eh5_burst"]], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         text=True)
     try:
+        inside = {}
+        for line in p.stdout:  # type: ignore[union-attr]
+            if line == "ready\n":
+                break
+            pid, code = map(int, line.split())
+            inside[pid] = code
         w = watch_cli("--json", "--cgroup", cg, "--count", "3", "-t", "30")
         outside = burst(eh5_bin["eh5_burst"], 3)
-        inside = _burst_in_cgroup(eh5_bin["eh5_burst"], cg)
+        p.stdin.write("go\n")  # type: ignore[union-attr]
+        p.stdin.flush()  # type: ignore[union-attr]
         rc, events, err = w.finish()
         assert rc == 0, err
         assert {e["pid"]: e["exit_code"] for e in events} == inside
         assert not set(outside) & {e["pid"] for e in events}
     finally:
+        if p.poll() is None:
+            p.kill()
+        p.communicate()
         os.rmdir(cg)
-
-
-def _burst_in_cgroup(binary: str, cg: str) -> dict[int, int]:
-    res = subprocess.run(["sh", "-c", f'echo $$ > {cg}/cgroup.procs && exec "$0" 3 seq',
-                          binary], capture_output=True, text=True, timeout=60, check=True)
-    lines = res.stdout.splitlines()
-    assert lines[-1] == "done"
-    return {int(a): int(b) for a, b in (x.split() for x in lines[:-1])}
 
 
 @pytest.mark.timeout(60)
