@@ -264,3 +264,13 @@ def test_seccomp_and_user_namespace_select_procpoll(eh5_bin, victim_factory) -> 
         if p.poll() is None:
             p.kill()
         p.communicate()
+
+
+def test_info_text_marks_the_selected_backend() -> None:
+    res = run_cli("info", env=env_with_src(EXITHAND_BACKEND="procpoll"))
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0].startswith("kernel:") and platform.release() in lines[0]
+    assert any(x.startswith("  * procpoll") for x in lines)
+    assert "selected:  procpoll (forced by EXITHAND_BACKEND=procpoll)" in lines
+    assert any(x.startswith("exit status of non-children:") for x in lines)

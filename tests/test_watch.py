@@ -14,7 +14,7 @@ from typing import Any, Optional
 import pytest
 
 import exithand
-from conftest import OTHER_UID, drop_to, env_with_src, run_cli
+from conftest import NOBODY, OTHER_UID, drop_to, env_with_src, run_as, run_cli
 
 
 @pytest.fixture
@@ -243,3 +243,19 @@ def test_watch_overflow_reports_counted_gap(connector, eh5_bin) -> None:
             p.stdout.close()  # type: ignore[union-attr]
     assert gaps and (gaps[0].lost is None or gaps[0].lost > 0)
     assert w.overflows >= 1
+
+
+def _watch_burst_as_user(binary: str) -> dict[str, object]:
+    with exithand.watch(comm="^eh5_burst$", count=3, timeout=20) as w:
+        codes = burst(binary, 3)
+        got = [e for e in w if isinstance(e, exithand.ProcessExit)]
+    return {"uid": os.getuid(), "codes": codes,
+            "got": {e.pid: (e.exit_code, e.uid) for e in got}}
+
+
+@pytest.mark.timeout(60)
+def test_watch_library_as_unprivileged_user(connector, eh5_bin) -> None:
+    """Linux 6.6+: an ordinary user in the initial namespaces may watch exits."""
+    res = run_as(NOBODY, lambda: _watch_burst_as_user(eh5_bin["eh5_burst"]))
+    assert res["uid"] == NOBODY
+    assert res["got"] == {pid: (code, NOBODY) for pid, code in res["codes"].items()}
