@@ -521,13 +521,15 @@ def watch(*, pids: Optional[list[int]] = None, uid: Optional[int] = None,
           rcvbuf: Optional[int] = DEFAULT_RCVBUF) -> ExitWatcher:
     """Watch every process exit on the system (proc connector; see :mod:`exithand._watch`).
 
-    Returns an :class:`ExitWatcher`: iterate it (``for ev in w``) or async-iterate it
+    Returns an :class:`ExitWatcher`: iterate it (``for ev in w``) or async-iterate it on asyncio
     (``async for ev in w``) to get :class:`ProcessExit` records and :class:`ExitGap` records for
     events lost to overflow.  Filters: ``pids`` (exits of these pids only), ``uid`` (real uid),
     ``comm`` (regular expression searched in the command name), ``cgroup`` (a cgroup v2 path,
     ``/sys/fs/cgroup/...`` or relative to it, including sub-cgroups), ``nonzero`` (failed exits:
     code != 0 or killed).  Iteration stops after ``timeout`` seconds or ``count`` matching exits.
-    The stream is subscribed when this returns: exits from then on are seen.
+    The stream is subscribed when this returns: exits from then on are seen.  A reader thread
+    drains the kernel socket meanwhile (so fields are captured while processes live); records
+    not yet iterated are kept in memory, so iterate (or close) a watcher you no longer need.
 
     Raises :class:`exithand.BackendUnavailable` where the proc connector cannot be used, and
     ``ValueError`` for a bad argument (``re.error`` for a bad ``comm`` pattern).

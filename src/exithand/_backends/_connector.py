@@ -3,7 +3,10 @@
 One shared listener per process (:data:`LISTENER`), started lazily and thread-safely: a daemon
 thread reading a netlink socket subscribed to ``PROC_EVENT_EXIT`` only (the 6.6+ kernel-side
 filter; unfiltered on older kernels).  Byte-level details and the kernel facts behind them are in
-:mod:`._netlink`.  It serves two purposes:
+:mod:`._netlink`, hand-written with :mod:`struct` after evaluating pyroute2's
+``ProcEventSocket``: the core must stay standard-library only, and pyroute2 offers neither the
+6.6 event filter, nor detection of an ignored subscription, nor overflow accounting (details
+there).  It serves two purposes:
 
 1. **Status at death** (:func:`start_exit_listener`).  Every :class:`exithand.ExitHandle` opened
    while the listener runs is registered (a *watch*), and the exit event of its process is kept
@@ -16,15 +19,16 @@ filter; unfiltered on older kernels).  Byte-level details and the kernel facts b
 
 Matching an event to a watch (the PID reuse race).  An event names a number (``tgid``), and a
 number can be reused.  A watch takes an event only if, when the event is read, its *own* process
-is dead, checked through its own pidfd (a dup held by the watch, so a concurrent ``close()`` of
-the handle cannot make us poll a recycled fd) or its ``/proc`` identity; and then
+is dead, checked through the handle's own ref (its pidfd, or its ``/proc`` identity; the watch
+holds the ref weakly and skips it once closed); and then
 
 * if the process is not yet reaped, its zombie still holds the number, so no other process can
   have sent an exit event under it since it died: the event is ours;
 * if it is reaped, the event is accepted only if the watch was *armed* (seen alive after it was
   registered) and no overflow happened since: events arrive in the order they were sent, our
-  process's final exit event was sent before its reap, and its number cannot be reused before the
-  reap, so the first event for the number that finds our process dead is ours.
+  process's final exit event is sent at its death (but see the window below), and its number
+  cannot be reused before its reap, so the first event for the number that finds our process
+  dead is ours.
 * the first accepted event wins; later ones never overwrite it.
 
 The remaining window: the kernel sends the exit event after ``exit_notify()``, so a parent may
