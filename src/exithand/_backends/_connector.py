@@ -280,6 +280,7 @@ class _Listener(Driver):
         if refs:
             self._fallback = PollMonitor()
             for r in refs:
+                r._lock = threading.Lock()  # another thread may have held it at fork
                 r._driver = self._fallback
                 self._fallback.add(r)
 

@@ -150,24 +150,30 @@ class ProcRef(ProcessRef):
         return note.rfd
 
     def check(self) -> bool:
-        """Probe; on death make the fd readable (once).  Called by drivers from their thread."""
+        """Probe; on death make the fd readable (once).  Called by drivers from their thread.
+
+        Runs under the ref's lock, so once ``close()`` has returned no thread is still reading
+        ``/proc`` on this ref's behalf (and a closed ref is not probed at all).
+        """
         if self._dead:
             return True
-        dead, _ = probe(self.identity)
-        if dead:
-            with self._lock:
-                if not self._dead and self._note is not None:
-                    self._dead = True
-                    self._note.fire()
-        return dead
+        with self._lock:
+            if self._note is None:
+                return self._dead
+            dead, _ = probe(self.identity)
+            if dead and not self._dead:
+                self._dead = True
+                self._note.fire()
+            return dead
 
     def is_dead(self) -> bool:
         self.fileno()  # raises on a closed ref
         return self.check()
 
     def is_reaped(self) -> bool:
-        self.fileno()
-        return probe(self.identity)[1]
+        with self._lock:
+            self.fileno()
+            return probe(self.identity)[1]
 
     def send_signal(self, sig: int) -> None:
         """``kill(2)`` after re-verifying the start time (see the module doc for the race)."""
@@ -206,6 +212,7 @@ class PollMonitor(Driver):
         self._thread = None
         refs, self._refs = self._refs, set()
         for r in refs:
+            r._lock = threading.Lock()  # another thread may have held it at fork
             self.add(r)
 
     def add(self, ref: ProcRef) -> None:
