@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from ._backends._connector import start_exit_listener
+from ._cgroup import CgroupError
 from ._creds import ProcessCredentials
 from ._errors import (
     AccessDenied,
@@ -21,6 +22,8 @@ from ._errors import (
 from ._handle import ExitHandle, open
 from ._identity import ProcessIdentity, parse_target
 from ._info import BackendInfo, backends, kernel_release, selected_backend
+from ._kill import KillResult, kill_and_wait
+from ._kill_cgroup import CgroupKillResult, kill_cgroup
 from ._status import ExitStatus
 from ._wait import wait_all, wait_any, wait_procs
 from ._waitset import WaitSet
@@ -32,12 +35,15 @@ __all__ = [
     "AccessDenied",
     "BackendInfo",
     "BackendUnavailable",
+    "CgroupError",
+    "CgroupKillResult",
     "Error",
     "ExitGap",
     "ExitHandle",
     "ExitStatus",
     "ExitWatcher",
     "FdLimitError",
+    "KillResult",
     "NoSuchProcess",
     "NotProcessLeader",
     "ProcessCredentials",
@@ -48,6 +54,8 @@ __all__ = [
     "__version__",
     "backends",
     "kernel_release",
+    "kill_and_wait",
+    "kill_cgroup",
     "open",
     "parse_target",
     "selected_backend",

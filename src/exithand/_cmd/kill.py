@@ -1,0 +1,216 @@
+"""``exithand kill``: signal, escalate, release memory, and wait until the processes are dead.
+
+Built on the public library only (:func:`exithand.kill_and_wait`, :func:`exithand.kill_cgroup`).
+Every target is opened (identity pinned) before anything is signalled; a missing target (without
+``-e``) or a refused permission stops the command before the first signal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal as _signal
+from typing import Any, Optional
+
+import exithand
+
+from . import _common
+from ._common import UsageError, emit, emit_json, warn
+
+HELP = "signal processes (a tree, a cgroup), escalate, and wait until they are dead"
+
+DESCRIPTION = """\
+Send SIGNAL (default TERM) to each TARGET, send KILL to the survivors after --grace seconds, and
+wait until every one is really dead (a zombie counts as dead). TARGET is a PID, or PID:INODE to
+pin one exact process (the pidfs inode); a PID:INODE whose number now names another process is
+already gone and is never signalled. All targets are opened before the first signal, and every
+signal goes through a pidfd, so PID reuse cannot redirect it.
+
+--mrelease calls process_mrelease(2) right after each KILL, so the victim's memory is freed on
+this CPU at once instead of when the victim gets to run its exit (Linux 5.15; what Android's lmkd
+and pkill --mrelease do).
+
+--tree also kills every descendant: the tree is frozen with SIGSTOP before its children are read
+(a stopped process cannot fork), then signalled, then continued. With a catchable signal,
+children forked by handlers are re-scanned until the tree is empty; with -s KILL the kill is
+exact. --cgroup PATH kills a cgroup v2 (and its sub-cgroups) with cgroup.kill and waits until
+cgroup.events says "populated 0"; PATH is a directory of the cgroup v2 mount or a path relative
+to it, as /proc/PID/cgroup prints it.
+"""
+
+EPILOG = """\
+examples:
+  exithand kill 1234                      TERM, then wait until 1234 is dead
+  exithand kill --grace 2 -v 1234 5678    TERM, KILL whatever lives after 2 s, print each end
+  exithand kill -s KILL --mrelease 1234   KILL and free its memory on this CPU right away
+  exithand kill --tree -t 10 1234         1234 and all its descendants; give up after 10 s
+  exithand kill --cgroup /sys/fs/cgroup/job.scope --json
+  exithand kill -e 1234:81234             the process with pidfs inode 81234, if still there
+
+-v prints one line per process:
+  1234: killed by signal 15 (after 0.002 s, 12.1 MiB released).
+  1234: killed by signal 9 (escalated, after 2.001 s, 512.0 MiB released,
+        process_mrelease: released).
+  1234: exited with status 0 (after 0.013 s, 3.2 MiB released).
+  1234: already gone: REASON.
+"MiB released" is RSS + swap read just before the first signal. --json prints one object per
+process (fields: pid, inode, outcome, parent, exit_code, signal, signal_name, core_dumped, known,
+source, reason, signals_sent, seconds, memory_bytes, mrelease, mrelease_error) and, with
+--cgroup, a last object {"cgroup", "empty", "seconds", "processes", "remaining"}. outcome is one
+of killed, escalated, exited, died, already_gone, timed_out.
+
+On timeout (exit 124) the processes still alive are always listed: one line
+"PID: still running." each (or JSON objects with outcome timed_out).
+
+""" + _common.EXIT_CODES_HELP.replace(
+    "0    done: the processes waited for are dead",
+    "0    done: every target (and descendant) is dead").replace(
+    "(listed with -p)", "(always listed)").replace(
+    "or access was denied", "access was denied,\n       or --cgroup PATH is not a usable cgroup v2")
+
+
+def signal_arg(text: str) -> int:
+    """argparse type for ``-s``: ``TERM``, ``SIGTERM``, ``term``, ``15``, ``RTMIN+2``."""
+    t = text.strip().upper()
+    if t.isdigit():
+        num = int(t)
+    else:
+        if t.startswith("SIG"):
+            t = t[3:]
+        num = -1
+        for base in ("RTMIN", "RTMAX"):
+            if t.startswith(base):
+                off = t[len(base):]
+                b = int(getattr(_signal, "SIG" + base))
+                try:
+                    num = b + int(off) if off else b
+                except ValueError:
+                    num = -1
+        if num < 0:
+            sig = getattr(_signal, "SIG" + t, None)
+            if not isinstance(sig, _signal.Signals):
+                raise argparse.ArgumentTypeError(f"unknown signal {text!r}")
+            num = int(sig)
+    if not 1 <= num <= _signal.SIGRTMAX:
+        raise argparse.ArgumentTypeError(f"invalid signal {text!r}")
+    return num
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("kill", help=HELP, description=DESCRIPTION, epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("targets", nargs="*", metavar="TARGET", help="PID or PID:INODE")
+    p.add_argument("-s", "--signal", type=signal_arg, metavar="SIGNAL",
+                   help="signal to send first: name or number (default TERM; KILL with --cgroup)")
+    p.add_argument("--grace", type=_common.timeout_arg, metavar="SECONDS",
+                   help="send KILL to whatever is still alive SECONDS after SIGNAL")
+    p.add_argument("--mrelease", action="store_true",
+                   help="call process_mrelease right after each KILL (Linux 5.15)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--tree", action="store_true",
+                       help="also kill every descendant of each TARGET")
+    group.add_argument("--cgroup", metavar="PATH",
+                       help="kill every process of the cgroup v2 PATH (no TARGET); default "
+                            "signal KILL via cgroup.kill")
+    p.add_argument("-t", "--timeout", type=_common.timeout_arg, metavar="SECONDS",
+                   help="give up after SECONDS; list the survivors and exit 124")
+    p.add_argument("-e", "--exited", action="store_true",
+                   help="a target that is already gone is not an error")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("-v", "--verbose", action="store_true", help="print one line per process")
+    out.add_argument("--json", action="store_true", help="print one JSON object per process")
+    p.set_defaults(func=run)
+
+
+def _report(args: argparse.Namespace, r: exithand.KillResult) -> None:
+    if args.json:
+        emit_json(r.as_dict())
+    elif r.outcome == "timed_out":
+        emit(f"{r.pid}: still running.")
+    elif args.verbose:
+        emit(r.describe())
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.cgroup is not None:
+        return _run_cgroup(args)
+    if not args.targets:
+        raise UsageError("give at least one TARGET (or --cgroup PATH)")
+    parsed: list[tuple[str, int, Optional[int]]] = []
+    for t in args.targets:
+        try:
+            pid, inode = exithand.parse_target(t)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        parsed.append((t, pid, inode))
+
+    handles: list[exithand.ExitHandle] = []
+    gone: list[exithand.KillResult] = []
+    try:
+        for text, pid, inode in parsed:
+            try:
+                handles.append(exithand.open(pid, inode=inode))
+            except exithand.NotProcessLeader as e:
+                warn(str(e))
+                return _common.EXIT_ERROR
+            except exithand.NoSuchProcess as e:
+                if not args.exited:
+                    warn(f"{text}: {e}; nothing was signalled")
+                    return _common.EXIT_ERROR
+                gone.append(exithand.KillResult(pid, inode, "already_gone", reason=str(e)))
+            except exithand.Error as e:
+                warn(f"{text}: {e}")
+                return _common.EXIT_ERROR
+        try:
+            results = exithand.kill_and_wait(
+                handles, signal=_signal.SIGTERM if args.signal is None else args.signal,
+                grace=args.grace, release_memory=args.mrelease,
+                timeout=args.timeout, tree=args.tree) if handles else []
+        except exithand.AccessDenied as e:
+            warn(f"{e}; nothing was signalled")
+            return _common.EXIT_ERROR
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+    finally:
+        for h in handles:
+            h.close()
+    rc = _common.EXIT_OK
+    for r in gone + results:
+        _report(args, r)
+        if r.outcome == "timed_out":
+            rc = _common.EXIT_TIMEOUT
+    return rc
+
+
+def _run_cgroup(args: argparse.Namespace) -> int:
+    if args.targets:
+        raise UsageError("--cgroup takes no TARGET (it kills every process in the cgroup)")
+    if args.tree:
+        raise UsageError("--tree and --cgroup exclude each other")
+    sig = int(_signal.SIGKILL) if args.signal is None else args.signal
+    try:
+        res = exithand.kill_cgroup(args.cgroup, signal=sig, grace=args.grace,
+                                   release_memory=args.mrelease, timeout=args.timeout)
+    except exithand.AccessDenied as e:
+        warn(f"{e}; nothing was signalled")
+        return _common.EXIT_ERROR
+    except exithand.CgroupError as e:
+        warn(str(e))
+        return _common.EXIT_ERROR
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    for r in res.processes:
+        _report(args, r)
+    if args.json:
+        emit_json(res.as_dict())
+    if res.empty:
+        if args.verbose:
+            emit(f"{res.path}: empty after {res.seconds:.3f} s.")
+        return _common.EXIT_OK
+    known = {r.pid for r in res.processes if r.outcome == "timed_out"}
+    for pid in res.remaining:
+        if pid not in known and not args.json:
+            emit(f"{pid}: still running.")
+    if args.verbose:
+        emit(f"{res.path}: still populated at the timeout.")
+    return _common.EXIT_TIMEOUT
+
