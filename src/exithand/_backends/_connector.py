@@ -42,7 +42,11 @@ whether").
 Overflow.  When the socket queue overflows the kernel drops events and ``recv`` fails with
 ENOBUFS.  We then count a gap, mark every watch as having seen one (their status may be lost:
 the sources after this one still answer, e.g. PIDFD_INFO_EXIT after reap), and resynchronise
-every connector-driven ref by checking it through its own identity, so no death is lost.  Were
+every connector-driven ref by checking it through its own identity, so no death is lost.  The
+kernel reports ENOBUFS only once per congestion: further drops stay silent until a receive finds
+the queue empty (``NETLINK_S_CONGESTED``, cleared in ``netlink_rcv_wake()``).  So after ENOBUFS
+the listener reads without blocking until the queue is empty and resynchronises again *then*
+(found the hard way: a death was missed in 1 run of 6 under load before this).  Were
 the listener thread to fail, its refs move to the polling monitor of :mod:`._procpoll`.
 
 Waiting for an in-flight event.  A pidfd turns readable in ``exit_notify()``, a moment before
@@ -124,6 +128,7 @@ class _Listener(Driver):
         self._by_ref: dict[int, _Watch] = {}
         self._driven: dict[int, set[ProcRef]] = {}
         self._fallback: Optional[PollMonitor] = None
+        self._congested = False
         self.events = 0
         self.gaps = 0
 
@@ -155,9 +160,19 @@ class _Listener(Driver):
     # ----- the thread ---------------------------------------------------------------------
 
     def _run(self, sock: socket.socket) -> None:
+        # After ENOBUFS the socket stays "congested" (NETLINK_S_CONGESTED) until a receive finds
+        # the queue empty, and drops meanwhile raise no new ENOBUFS.  So the resynchronisation
+        # happens when the queue has been drained (a non-blocking receive would block): every
+        # drop before that moment is covered by it, and any drop after it reports ENOBUFS anew.
         while True:
             try:
-                data = sock.recv(65536)
+                if self._congested:
+                    data = sock.recv(65536, socket.MSG_DONTWAIT)
+                else:
+                    data = sock.recv(65536)
+            except BlockingIOError:
+                self._resync()
+                continue
             except InterruptedError:
                 continue
             except OSError as e:
@@ -189,12 +204,27 @@ class _Listener(Driver):
                 self.remove(r)
 
     def _on_gap(self) -> None:
+        """ENOBUFS: events were dropped.  Every watch may have lost its event (statuses then
+        come from the other sources); deaths are resynchronised once the queue is drained."""
         with self._cond:
             self.gaps += 1
+            self._congested = True
             for ws in self._watches.values():
                 for w in ws:
                     w.gap = True
             self._cond.notify_all()
+        self._check_driven()
+
+    def _resync(self) -> None:
+        with self._cond:
+            self._congested = False
+            for ws in self._watches.values():  # registered during the congestion
+                for w in ws:
+                    w.gap = True
+        self._check_driven()
+
+    def _check_driven(self) -> None:
+        with self._cond:
             refs = [r for rs in self._driven.values() for r in rs]
         for r in refs:  # resynchronise: every driven ref checked through its own identity
             if r.check():
@@ -243,6 +273,7 @@ class _Listener(Driver):
         w = _Watch(ref)
         key = id(ref)
         with self._lock:
+            w.gap = self._congested  # drops may be going on unreported right now
             self._watches.setdefault(ref.pid, []).append(w)
             self._by_ref[key] = w
         # Registered first, checked second: alive now means its exit event is still to come.
@@ -274,6 +305,7 @@ class _Listener(Driver):
         refs = [r for rs in self._driven.values() for r in rs]
         self._state = None
         self._alive = False
+        self._congested = False
         self._watches.clear()
         self._by_ref.clear()
         self._driven.clear()
