@@ -199,7 +199,7 @@ def main() -> int:
     rounds = 1 if a.quick else a.rounds
     modes = a.modes.split(",")
     import resource
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     d = Daemon()
     results: list[dict[str, Any]] = []

@@ -25,7 +25,7 @@ if SRC not in sys.path:  # test this checkout's code, whatever else is installed
     sys.path.insert(0, SRC)
 
 # Backends the per-backend behaviour suite runs against (extended as backends are added).
-BACKENDS = ["pidfd"]
+BACKENDS = ["pidfd", "connector", "procpoll"]
 
 NOBODY = pwd.getpwnam("nobody").pw_uid  # 65534 on Debian
 OTHER_UID = 65533  # a second unprivileged uid, no passwd entry needed
@@ -47,9 +47,29 @@ def run_cli(*args: str, timeout: float = 30, input: Optional[str] = None,
                           env=env or env_with_src(), preexec_fn=preexec_fn)
 
 
+@pytest.fixture(scope="session")
+def backend_availability() -> dict[str, tuple[bool, str]]:
+    """Probe every backend once per session (session scope: set up before any per-test fd
+    snapshot, so the connector's shared socket and thread are not counted as leaks)."""
+    from exithand._backends import availability
+
+    return {name: (ok, why) for name, ok, why in availability()}
+
+
 @pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
+            backend_availability: dict[str, tuple[bool, str]]) -> str:
+    """Each backend in turn; also forced with ``EXITHAND_BACKEND`` for CLI subprocesses.
+
+    A backend the kernel cannot offer here (e.g. the proc connector inside a container) is
+    skipped with the backend's own reason.
+    """
+    name = str(request.param)
+    ok, why = backend_availability[name]
+    if not ok:
+        pytest.skip(f"backend {name} unavailable: {why}")
+    monkeypatch.setenv("EXITHAND_BACKEND", name)
+    return name
 
 
 def open_fds() -> set[int]:
@@ -237,3 +257,42 @@ def leader_exits_first(tmp_path_factory: pytest.TempPathFactory) -> str:
     out = tmp_path_factory.mktemp("bin") / "leader_exits_first"
     subprocess.run(["gcc", "-O1", "-pthread", "-o", str(out), str(src)], check=True, timeout=60)
     return str(out)
+
+
+@pytest.fixture(scope="session")
+def eh5_bin() -> Iterator[dict[str, str]]:
+    """Issue 5's C helpers from tests/helpers/eh5_*.c, compiled once (needs gcc), in a
+    world-readable directory so that other uids can run them too."""
+    import shutil
+    import tempfile
+
+    out = Path(tempfile.mkdtemp(prefix="exithand-eh5-"))
+    os.chmod(out, 0o755)
+    paths = {}
+    for name in ("eh5_burst", "eh5_deny_pidfd", "eh5_leader_zombie"):
+        src = Path(__file__).parent / "helpers" / f"{name}.c"
+        subprocess.run(["gcc", "-O1", "-pthread", "-o", str(out / name), str(src)],
+                       check=True, timeout=60)
+        paths[name] = str(out / name)
+    yield paths
+    shutil.rmtree(out, ignore_errors=True)
+
+
+@pytest.fixture
+def exit_listener() -> Iterator[bool]:
+    """Start the proc connector status listener for one test; stop using it afterwards."""
+    import exithand
+    from exithand._backends import _connector
+
+    yield exithand.start_exit_listener()
+    _connector.stop_exit_listener()
+
+
+@pytest.fixture(autouse=True)
+def _no_exit_listener_leak() -> Iterator[None]:
+    """The connector and procpoll backends turn on statuses at death (proc connector) for
+    every handle; turn that off after each test so that other tests see the plain sources."""
+    yield
+    from exithand._backends import _connector
+
+    _connector.stop_exit_listener()

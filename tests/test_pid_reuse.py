@@ -88,7 +88,8 @@ SCRIPT = textwrap.dedent("""
     out["reuser_alive"] = os.waitpid(c, os.WNOHANG) == (0, 0)
     with exithand.open(a) as h2:
         out["new_identity_differs"] = (h2.identity.start_time != ident.start_time
-                                       and h2.identity.inode != ident.inode)
+                                       and (ident.inode is None  # no-pidfd backends
+                                            or h2.identity.inode != ident.inode))
     h.close()
     os.close(c_ctl)
     os.waitpid(c, 0)
@@ -100,6 +101,9 @@ SCRIPT = textwrap.dedent("""
 def test_pid_reuse_is_detected(backend: str) -> None:
     if shutil.which("unshare") is None:
         pytest.skip("unshare(1) not installed")
+    if backend == "connector":
+        pytest.skip("the kernel ignores proc connector subscriptions from a child pid "
+                    "namespace (tests/test_connector.py checks that it is refused there)")
     res = subprocess.run(
         ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c", SCRIPT],
         capture_output=True, text=True, timeout=50,

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from ._backends._connector import start_exit_listener
 from ._cgroup import CgroupError
 from ._creds import ProcessCredentials
 from ._errors import (
@@ -20,36 +21,47 @@ from ._errors import (
 )
 from ._handle import ExitHandle, open
 from ._identity import ProcessIdentity, parse_target
+from ._info import BackendInfo, backends, kernel_release, selected_backend
 from ._kill import KillResult, kill_and_wait
 from ._kill_cgroup import CgroupKillResult, kill_cgroup
 from ._status import ExitStatus
 from ._wait import wait_all, wait_any, wait_procs
 from ._waitset import WaitSet
+from ._watch import ExitGap, ExitWatcher, ProcessExit, watch
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AccessDenied",
+    "BackendInfo",
     "BackendUnavailable",
     "CgroupError",
     "CgroupKillResult",
     "Error",
+    "ExitGap",
     "ExitHandle",
     "ExitStatus",
+    "ExitWatcher",
     "FdLimitError",
     "KillResult",
     "NoSuchProcess",
     "NotProcessLeader",
     "ProcessCredentials",
+    "ProcessExit",
     "ProcessIdentity",
     "TimeoutExpired",
     "WaitSet",
     "__version__",
+    "backends",
+    "kernel_release",
     "kill_and_wait",
     "kill_cgroup",
     "open",
     "parse_target",
+    "selected_backend",
+    "start_exit_listener",
     "wait_all",
     "wait_any",
     "wait_procs",
+    "watch",
 ]

@@ -95,6 +95,7 @@ class ExitHandle:
         # whoever watches the fd (a WaitSet's epoll, an event loop, trio) can let go of it and
         # wake its waiter: epoll silently forgets a closed file, so a waiter would hang forever.
         self._close_hooks: Optional[list[Callable[[ExitHandle, int], None]]] = None
+        _sources.notify_open(ref)
 
     # ----- construction -------------------------------------------------------------------
 

@@ -57,6 +57,29 @@ def unregister_provider(fn: Provider) -> None:
         _providers.remove(fn)
 
 
+#: Hooks told about every ref an ExitHandle is made from (the proc connector registers one, to
+#: keep the exit event of every process someone holds a handle on).
+OpenHook = Callable[[ProcessRef], None]
+_open_hooks: list[OpenHook] = []
+
+
+def register_open_hook(fn: OpenHook) -> None:
+    """Call ``fn(ref)`` for every handle opened from now on (idempotent)."""
+    if fn not in _open_hooks:
+        _open_hooks.append(fn)
+
+
+def unregister_open_hook(fn: OpenHook) -> None:
+    if fn in _open_hooks:
+        _open_hooks.remove(fn)
+
+
+def notify_open(ref: ProcessRef) -> None:
+    """Called by ExitHandle once per new ref."""
+    for fn in list(_open_hooks):
+        fn(ref)
+
+
 def child_status(ref: ProcessRef) -> Optional[ExitStatus]:
     """Our own child, read with WNOWAIT (never reaps).  None if not our child / not exited."""
     fd = ref.pidfd
@@ -72,6 +95,11 @@ def child_status(ref: ProcessRef) -> Optional[ExitStatus]:
             return None
         raise
     if res is None:
+        return None
+    if fd is None and ref.is_reaped():
+        # P_PID names a number: if ours was reaped (by someone else) and the number reused by
+        # another child of ours, that child's status is not ours.  Checked after waitid: with
+        # WNOWAIT a zombie we saw still holds the number, so "not reaped" now proves it ours.
         return None
     return ExitStatus.from_siginfo(ref.pid, res.si_code, res.si_status, SOURCE_CHILD)
 

@@ -2,7 +2,14 @@
 
 Order of preference, decided once at first use (like ``selectors.DefaultSelector``):
 
-1. ``pidfd`` (Linux 5.3+): a kernel object per process, exact, no polling.
+1. ``pidfd`` (Linux 5.3+): a kernel object per process, exact, no polling, no thread, and
+   signals that cannot hit a reused number.  Best whenever the kernel and sandbox allow it.
+2. ``connector`` (netlink proc connector): no pidfds and no polling; one shared listener thread,
+   deaths confirmed through ``/proc`` identity, and exit statuses at death time.  Needs root or
+   CAP_NET_ADMIN before 6.6, and the initial user and pid namespace from 6.6; its signals go
+   through ``kill()`` after an identity check (a tiny race, see ``_procpoll``).
+3. ``procpoll``: works wherever ``/proc`` does, at the price of a polling thread (latency up to
+   ``POLL_MAX``) and the same ``kill()`` race.  The last resort.
 
 ``EXITHAND_BACKEND=<name>`` forces one backend (to test fallbacks, or to work around a broken
 sandbox); an unknown or unavailable forced backend is an error, never a silent substitution.
@@ -16,13 +23,18 @@ from typing import Callable, Optional
 
 from .._errors import BackendUnavailable
 from ._base import Backend, ProcessRef
+from ._connector import ConnectorBackend
 from ._pidfd import PidfdBackend
+from ._procpoll import ProcpollBackend
 
-__all__ = ["Backend", "ProcessRef", "backend_names", "default_backend", "get_backend"]
+__all__ = ["Backend", "ProcessRef", "availability", "backend_names", "default_backend",
+           "get_backend"]
 
 # name -> factory, in order of preference
 _FACTORIES: dict[str, Callable[[], Backend]] = {
     "pidfd": PidfdBackend,
+    "connector": ConnectorBackend,
+    "procpoll": ProcpollBackend,
 }
 _instances: dict[str, Backend] = {}
 _default: Optional[Backend] = None
@@ -43,6 +55,15 @@ def get_backend(name: str) -> Backend:
         if name not in _instances:
             _instances[name] = _FACTORIES[name]()
         return _instances[name]
+
+
+def availability() -> list[tuple[str, bool, str]]:
+    """``(name, usable, reason-if-not)`` for every backend, best first (probes each one)."""
+    out = []
+    for name in _FACTORIES:
+        ok, why = get_backend(name).available()
+        out.append((name, ok, why))
+    return out
 
 
 def default_backend() -> Backend:

@@ -1,0 +1,404 @@
+"""The proc connector backend: exit statuses at death time, and deaths seen without polling.
+
+One shared listener per process (:data:`LISTENER`), started lazily and thread-safely: a daemon
+thread reading a netlink socket subscribed to ``PROC_EVENT_EXIT`` only (the 6.6+ kernel-side
+filter; unfiltered on older kernels).  Byte-level details and the kernel facts behind them are in
+:mod:`._netlink`, hand-written with :mod:`struct` after evaluating pyroute2's
+``ProcEventSocket``: the core must stay standard-library only, and pyroute2 offers neither the
+6.6 event filter, nor detection of an ignored subscription, nor overflow accounting (details
+there).  It serves two purposes:
+
+1. **Status at death** (:func:`start_exit_listener`).  Every :class:`exithand.ExitHandle` opened
+   while the listener runs is registered (a *watch*), and the exit event of its process is kept
+   with the watch: wait status, exit signal, parent.  :func:`_provider` hands it to
+   :mod:`exithand._sources`, so ``status()`` of a non-child is known the moment it dies, not only
+   after its parent reaps it.
+2. **Death notification without pidfds** (:class:`ConnectorBackend`): refs pinned by start time
+   (as in :mod:`._procpoll`) whose eventfd is made readable when an exit event for their thread
+   group arrives and ``/proc`` confirms the whole group is dead.
+
+Matching an event to a watch (the PID reuse race).  An event names a number (``tgid``), and a
+number can be reused.  A watch takes an event only if, when the event is read, its *own* process
+is dead, checked through the handle's own ref (its pidfd, or its ``/proc`` identity; the watch
+holds the ref weakly and skips it once closed); and then
+
+* if the process is not yet reaped, its zombie still holds the number, so no other process can
+  have sent an exit event under it since it died: the event is ours;
+* if it is reaped, the event is accepted only if the watch was *armed* (seen alive after it was
+  registered) and no overflow happened since: events arrive in the order they were sent, our
+  process's final exit event is sent at its death (but see the window below), and its number
+  cannot be reused before its reap, so the first event for the number that finds our process
+  dead is ours.
+* the first accepted event wins; later ones never overwrite it.
+
+The remaining window: the kernel sends the exit event after ``exit_notify()``, so a parent may
+reap the zombie *before* the event is sent.  If, in that gap of a few instructions, the number
+were reused by a new process that also died and got its event out first, the new process's event
+would be taken.  That needs a full PID wrap-around while one CPU is between two statements of
+``do_exit()``; we accept it and say so.  The status is never used to decide *whether* a process
+died: that is always its own pidfd or ``/proc`` (the design rule "only for how, never for
+whether").
+
+Overflow.  When the socket queue overflows the kernel drops events and ``recv`` fails with
+ENOBUFS.  We then count a gap, mark every watch as having seen one (their status may be lost:
+the sources after this one still answer, e.g. PIDFD_INFO_EXIT after reap), and resynchronise
+every connector-driven ref by checking it through its own identity, so no death is lost.  The
+kernel reports ENOBUFS only once per congestion: further drops stay silent until a receive finds
+the queue empty (``NETLINK_S_CONGESTED``, cleared in ``netlink_rcv_wake()``).  So after ENOBUFS
+the listener reads without blocking until the queue is empty and resynchronises again *then*
+(found the hard way: a death was missed in 1 run of 6 under load before this).  Were
+the listener thread to fail, its refs move to the polling monitor of :mod:`._procpoll`.
+
+Waiting for an in-flight event.  A pidfd turns readable in ``exit_notify()``, a moment before
+the kernel sends the exit event, so a ``status()`` right after a wakeup may come before the
+event.  For an armed watch with no gap the event is certain to come, so the provider waits for it
+(bounded by :data:`EVENT_GRACE`, normally microseconds); otherwise it does not wait.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import threading
+import weakref
+from dataclasses import dataclass
+from typing import Optional
+
+from .._status import SOURCE_CONNECTOR, ExitStatus
+from . import _netlink
+from ._base import Backend, ProcessRef
+from ._procpoll import Driver, PollMonitor, ProcRef, pin
+
+#: longest wait for the exit event of an armed watch whose process is already dead (seconds)
+EVENT_GRACE = 1.0
+#: receive buffer asked for; override with EXITHAND_CONNECTOR_RCVBUF (bytes) to test overflow
+DEFAULT_RCVBUF = 4 << 20
+
+
+@dataclass(frozen=True)
+class ListenerStatistics:
+    """What the shared listener has seen (trio-style ``statistics()``)."""
+
+    running: bool
+    filtered: bool
+    events: int
+    gaps: int
+    watches: int
+    driven: int
+    reason: str
+
+
+class _Watch:
+    """One registered handle's process: its ref (weakly) and its exit event once seen."""
+
+    __slots__ = ("armed", "event", "gap", "ref")
+
+    def __init__(self, ref: ProcessRef) -> None:
+        self.ref = weakref.ref(ref)
+        self.armed = False
+        self.gap = False
+        self.event: Optional[_netlink.ProcEvent] = None
+
+    def probe(self) -> Optional[tuple[bool, bool]]:
+        """``(dead, reaped)`` through the ref's own pidfd or identity; None once it is closed.
+
+        A ``close()`` racing with this may let the fd number be reused before we poll it; the
+        answer then only concerns the closed handle's own watch, which nobody can ask again.
+        """
+        ref = self.ref()
+        if ref is None:
+            return None
+        try:
+            dead = ref.is_dead()
+            return dead, dead and ref.is_reaped()
+        except (ValueError, OSError):
+            return None
+
+
+class _Listener(Driver):
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
+        self._state: Optional[tuple[bool, str]] = None
+        self._sock: Optional[socket.socket] = None
+        self._filtered = False
+        self._alive = False
+        self._watches: dict[int, list[_Watch]] = {}
+        self._by_ref: dict[int, _Watch] = {}
+        self._driven: dict[int, set[ProcRef]] = {}
+        self._fallback: Optional[PollMonitor] = None
+        self._congested = False
+        self.events = 0
+        self.gaps = 0
+
+    # ----- start ------------------------------------------------------------------------
+
+    def start(self) -> tuple[bool, str]:
+        """Start once (memoized, also when unavailable); ``(running, reason-if-not)``."""
+        with self._lock:
+            if self._state is None:
+                self._state = self._start()
+            return self._state
+
+    def _start(self) -> tuple[bool, str]:
+        rcvbuf = DEFAULT_RCVBUF
+        env = os.environ.get("EXITHAND_CONNECTOR_RCVBUF")
+        if env and env.isdigit():
+            rcvbuf = int(env)
+        sock, filtered, why = _netlink.subscribe_checked(_netlink.PROC_EVENT_EXIT, rcvbuf)
+        if sock is None:
+            return False, why
+        self._sock = sock
+        self._filtered = filtered
+        self._alive = True
+        t = threading.Thread(target=self._run, args=(sock,), name="exithand-connector",
+                             daemon=True)
+        t.start()
+        return True, ""
+
+    # ----- the thread ---------------------------------------------------------------------
+
+    def _run(self, sock: socket.socket) -> None:
+        # After ENOBUFS the socket stays "congested" (NETLINK_S_CONGESTED) until a receive finds
+        # the queue empty, and drops meanwhile raise no new ENOBUFS.  So the resynchronisation
+        # happens when the queue has been drained (a non-blocking receive would block): every
+        # drop before that moment is covered by it, and any drop after it reports ENOBUFS anew.
+        while True:
+            try:
+                if self._congested:
+                    data = sock.recv(65536, socket.MSG_DONTWAIT)
+                else:
+                    data = sock.recv(65536)
+            except BlockingIOError:
+                self._resync()
+                continue
+            except InterruptedError:
+                continue
+            except OSError as e:
+                if e.errno == errno.ENOBUFS:
+                    self._on_gap()
+                    continue
+                self._on_broken(e)
+                return
+            for ev in _netlink.parse(data):
+                if ev.what == _netlink.PROC_EVENT_EXIT:
+                    self._on_exit(ev)
+
+    def _on_exit(self, ev: _netlink.ProcEvent) -> None:
+        with self._cond:
+            self.events += 1
+            for w in self._watches.get(ev.tgid, ()):
+                if w.event is not None:
+                    continue
+                pr = w.probe()
+                if pr is None:
+                    continue
+                dead, reaped = pr
+                if dead and (not reaped or (w.armed and not w.gap)):
+                    w.event = ev
+                    self._cond.notify_all()
+            refs = list(self._driven.get(ev.tgid, ()))
+        for r in refs:
+            if r.check():
+                self.remove(r)
+
+    def _on_gap(self) -> None:
+        """ENOBUFS: events were dropped.  Every watch may have lost its event (statuses then
+        come from the other sources); deaths are resynchronised once the queue is drained."""
+        with self._cond:
+            self.gaps += 1
+            self._congested = True
+            for ws in self._watches.values():
+                for w in ws:
+                    w.gap = True
+            self._cond.notify_all()
+        self._check_driven()
+
+    def _resync(self) -> None:
+        with self._cond:
+            self._congested = False
+            for ws in self._watches.values():  # registered during the congestion
+                for w in ws:
+                    w.gap = True
+        self._check_driven()
+
+    def _check_driven(self) -> None:
+        with self._cond:
+            refs = [r for rs in self._driven.values() for r in rs]
+        for r in refs:  # resynchronise: every driven ref checked through its own identity
+            if r.check():
+                self.remove(r)
+
+    def _on_broken(self, exc: OSError) -> None:
+        with self._cond:
+            self._alive = False
+            self._state = (False, f"proc connector listener failed: {exc}")
+            for ws in self._watches.values():
+                for w in ws:
+                    w.gap = True
+            self._cond.notify_all()
+            refs = [r for rs in self._driven.values() for r in rs]
+            self._driven.clear()
+            self._fallback = PollMonitor()
+        for r in refs:
+            r._driver = self._fallback
+            self._fallback.add(r)
+            r.check()
+
+    # ----- Driver, for connector-driven refs ----------------------------------------------------
+
+    def add(self, ref: ProcRef) -> None:
+        with self._lock:
+            if self._fallback is not None:
+                ref._driver = self._fallback
+                self._fallback.add(ref)
+                return
+            self._driven.setdefault(ref.pid, set()).add(ref)
+
+    def remove(self, ref: ProcRef) -> None:
+        with self._lock:
+            s = self._driven.get(ref.pid)
+            if s is not None:
+                s.discard(ref)
+                if not s:
+                    del self._driven[ref.pid]
+
+    # ----- watches (status at death) -------------------------------------------------------------
+
+    def register(self, ref: ProcessRef) -> None:
+        """Open hook: remember ``ref``'s process so its exit event is kept."""
+        if not self._alive:
+            return
+        w = _Watch(ref)
+        key = id(ref)
+        with self._lock:
+            w.gap = self._congested  # drops may be going on unreported right now
+            self._watches.setdefault(ref.pid, []).append(w)
+            self._by_ref[key] = w
+        # Registered first, checked second: alive now means its exit event is still to come.
+        pr = w.probe()
+        w.armed = pr is not None and not pr[0]
+        weakref.finalize(ref, self._unregister, key, ref.pid, w)
+
+    def _unregister(self, key: int, pid: int, w: _Watch) -> None:
+        with self._lock:
+            if self._by_ref.get(key) is w:
+                del self._by_ref[key]
+            ws = self._watches.get(pid)
+            if ws is not None and w in ws:
+                ws.remove(w)
+                if not ws:
+                    del self._watches[pid]
+
+    def after_fork_in_child(self) -> None:
+        """The listener thread does not exist in a forked child: start afresh there.
+
+        The inherited socket is closed (it is the parent's subscription: reading it would steal
+        the parent's events); connector-driven refs move to a polling monitor.
+        """
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
+        refs = [r for rs in self._driven.values() for r in rs]
+        self._state = None
+        self._alive = False
+        self._congested = False
+        self._watches.clear()
+        self._by_ref.clear()
+        self._driven.clear()
+        if refs:
+            self._fallback = PollMonitor()
+            for r in refs:
+                r._lock = threading.Lock()  # another thread may have held it at fork
+                r._driver = self._fallback
+                self._fallback.add(r)
+
+    def event_for(self, ref: ProcessRef) -> Optional[_netlink.ProcEvent]:
+        with self._cond:
+            w = self._by_ref.get(id(ref))
+            if w is None:
+                return None
+            if w.event is None and w.armed and not w.gap and self._alive:
+                self._cond.wait_for(lambda: w.event is not None or w.gap or not self._alive,
+                                    EVENT_GRACE)
+            return w.event
+
+    def statistics(self) -> ListenerStatistics:
+        with self._lock:
+            why = self._state[1] if self._state is not None else "not started"
+            return ListenerStatistics(
+                running=self._alive, filtered=self._filtered, events=self.events,
+                gaps=self.gaps, watches=len(self._by_ref),
+                driven=sum(len(s) for s in self._driven.values()), reason=why)
+
+
+LISTENER = _Listener()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=LISTENER.after_fork_in_child)
+
+
+def _provider(ref: ProcessRef) -> Optional[ExitStatus]:
+    """Status provider for :mod:`exithand._sources`: the exit event kept for this handle."""
+    ev = LISTENER.event_for(ref)
+    if ev is None:
+        return None
+    return ExitStatus.from_wait_status(ref.pid, ev.exit_code, SOURCE_CONNECTOR)
+
+
+def start_exit_listener() -> bool:
+    """Start the shared proc connector listener and use it for exit statuses.
+
+    Once it runs, every :class:`~exithand.ExitHandle` opened afterwards gets its exit status
+    (wait status, read from the kernel's exit event) at death time, even for processes that are
+    not your children and whose parent has not reaped them.  Idempotent and thread-safe.
+
+    Returns ``False``, changing nothing, where the proc connector is unusable: before Linux 6.6
+    without CAP_NET_ADMIN, or (6.6+) outside the initial user and pid namespace, where the kernel
+    ignores the subscription silently (detected by a self-test exit).
+    """
+    ok, _ = LISTENER.start()
+    if not ok:
+        return False
+    from .. import _sources  # late import: _sources imports this package
+
+    _sources.register_provider(_provider)
+    _sources.register_open_hook(LISTENER.register)
+    return True
+
+
+def stop_exit_listener() -> None:
+    """Stop using the listener for statuses (the thread keeps running; tests use this to
+    isolate themselves).  Handles opened afterwards are not watched."""
+    from .. import _sources
+
+    _sources.unregister_provider(_provider)
+    _sources.unregister_open_hook(LISTENER.register)
+
+
+def statistics() -> ListenerStatistics:
+    """Counters of the shared listener (events read, overflow gaps, watched processes)."""
+    return LISTENER.statistics()
+
+
+class ConnectorRef(ProcRef):
+    """A ref pinned by start time whose death is reported by proc connector events."""
+
+    backend = "connector"
+
+
+class ConnectorBackend(Backend):
+    """No pidfds, no polling: ``/proc`` identity plus the shared proc connector listener."""
+
+    name = "connector"
+
+    def available(self) -> tuple[bool, str]:
+        return LISTENER.start()
+
+    def open(self, pid: int) -> ProcessRef:
+        if not start_exit_listener():
+            why = LISTENER.start()[1]
+            raise OSError(errno.EOPNOTSUPP, f"proc connector unavailable: {why}")
+        return ConnectorRef(pin(pid), LISTENER)

@@ -1,0 +1,154 @@
+"""``exithand watch``: a system-wide stream of process exits, like bcc's exitsnoop, no BPF."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import time
+from typing import Any
+
+import exithand
+
+from . import _common
+from ._common import UsageError, emit, emit_json, warn
+
+HELP = "print every process exit on the system as it happens (like exitsnoop, without BPF)"
+
+DESCRIPTION = """\
+Print one line per process exit, system-wide, from the kernel's proc connector: time, pid,
+parent pid, uid, command name, age, and the exit code or killing signal (and core dump).
+The command name, uid and age are tracked while processes live (from fork/exec/comm/uid
+events), so they are known even for processes reaped at once; a process that exec'ed and died
+before its new name could be read shows '?' (JSON null).
+
+Events the kernel drops when this program cannot keep up (receive buffer overflow) are never
+lost silently: a gap line gives their count (of all process events, not only exits).
+
+Needs root or CAP_NET_ADMIN before Linux 6.6; from 6.6 any user in the initial user and pid
+namespace (not inside a container's pid namespace).
+"""
+
+EPILOG = """\
+examples:
+  exithand watch                          every exit, until Ctrl-C
+  exithand watch --nonzero                only failures (exit code != 0, or killed)
+  exithand watch -p 1234 -p 5678          only these pids
+  exithand watch --uid 1000 --comm '^python'
+  exithand watch --cgroup /sys/fs/cgroup/system.slice/nginx.service
+  exithand watch --json -t 10             one JSON object per line for 10 seconds
+  exithand watch --count 1 -p 1234        wait for 1234's exit and print how it ended
+
+output:
+  TIME         PID    PPID   UID COMM            AGE(s) EXIT
+  12:00:01.234 4242   4100     0 make             0.512 code 2
+  12:00:01.300 4250   4100  1000 python3          3.001 signal 11 (SIGSEGV), core dumped
+  # gap: 37 process events lost (kernel buffer overflow)
+JSON objects have "event": "exit" (pid, ppid, uid, comm, age, exit_code, signal, signal_name,
+core_dumped, time) or "event": "gap" (lost: a count, or null if unknown).
+
+exit status:
+  0    done: Ctrl-C, -t elapsed (without --count), or --count exits seen
+  1    error: the proc connector is not usable here
+  2    usage error: bad option, pid, uid or regular expression
+  124  timeout: -t elapsed before --count exits were seen
+  130  interrupted (Ctrl-C) before --count exits were seen
+"""
+
+
+def _pid_arg(text: str) -> int:
+    try:
+        pid, inode = exithand.parse_target(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if inode is not None:
+        raise argparse.ArgumentTypeError(f"invalid pid {text!r}: PID:INODE is not accepted here")
+    return pid
+
+
+def _uid_arg(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"invalid uid {text!r}: must be a number >= 0")
+    return int(text)
+
+
+def _regex_arg(text: str) -> re.Pattern[str]:
+    try:
+        return re.compile(text)
+    except re.error as e:
+        raise argparse.ArgumentTypeError(f"invalid regular expression {text!r}: {e}") from None
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("watch", help=HELP, description=DESCRIPTION, epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--nonzero", action="store_true",
+                   help="only failed exits: exit code != 0 or killed by a signal")
+    p.add_argument("-p", "--pid", action="append", type=_pid_arg, metavar="PID", dest="pids",
+                   help="only exits of this pid (repeatable)")
+    p.add_argument("--uid", type=_uid_arg, help="only processes of this real uid")
+    p.add_argument("--comm", type=_regex_arg, metavar="REGEX",
+                   help="only command names matching REGEX (searched, Python syntax)")
+    p.add_argument("--cgroup", metavar="PATH",
+                   help="only processes in this cgroup v2 (or below it)")
+    p.add_argument("-t", "--timeout", type=_common.timeout_arg, metavar="SECONDS",
+                   help="stop after SECONDS (fractions allowed)")
+    p.add_argument("-c", "--count", type=_common.positive_int_arg, metavar="N",
+                   help="stop after N matching exits")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no 'listening' notice on stderr and no header")
+    p.set_defaults(func=run)
+
+
+def _clock(t: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(t)) + f".{int(t % 1 * 1000):03d}"
+
+
+def _how(e: exithand.ProcessExit) -> str:
+    if e.signal is not None:
+        core = ", core dumped" if e.core_dumped else ""
+        return f"signal {e.signal} ({e.as_dict()['signal_name']}){core}"
+    return f"code {e.exit_code}"
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.cgroup is not None and not args.cgroup.strip():
+        raise UsageError("--cgroup needs a non-empty path")
+    try:
+        w = exithand.watch(pids=args.pids, uid=args.uid, comm=args.comm, cgroup=args.cgroup,
+                           nonzero=args.nonzero, timeout=args.timeout, count=args.count)
+    except exithand.BackendUnavailable as e:
+        warn(str(e))
+        return _common.EXIT_ERROR
+    seen = 0
+    try:
+        if not args.quiet:
+            warn("watch: listening for process exits (Ctrl-C to stop)")
+            if not args.json:
+                emit(f"{'TIME':<12} {'PID':<7}{'PPID':<7}{'UID':>5} {'COMM':<16}{'AGE(s)':>8} "
+                     "EXIT")
+        for ev in w:
+            if isinstance(ev, exithand.ExitGap):
+                if args.json:
+                    emit_json(ev.as_dict())
+                else:
+                    n = "an unknown number of" if ev.lost is None else str(ev.lost)
+                    emit(f"# gap: {n} process events lost (kernel buffer overflow)")
+                continue
+            seen += 1
+            if args.json:
+                emit_json(ev.as_dict())
+            else:
+                uid = "?" if ev.uid is None else str(ev.uid)
+                age = "?" if ev.age is None else f"{ev.age:.3f}"
+                emit(f"{_clock(ev.time):<12} {ev.pid:<7}{ev.ppid:<7}{uid:>5} "
+                     f"{(ev.comm or '?'):<16}{age:>8} {_how(ev)}")
+    except KeyboardInterrupt:
+        if args.count is not None and seen < args.count:
+            return _common.EXIT_INTERRUPTED
+        return _common.EXIT_OK
+    finally:
+        w.close()
+    if args.count is not None and seen < args.count:
+        return _common.EXIT_TIMEOUT
+    return _common.EXIT_OK

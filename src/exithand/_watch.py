@@ -1,0 +1,538 @@
+"""``exithand.watch()``: a system-wide stream of process exits, like bcc's exitsnoop, no BPF.
+
+Built on the netlink proc connector (:mod:`exithand._backends._netlink`), with its own socket
+(one per watcher) subscribed to *all* proc events, unfiltered, for two reasons:
+
+* **Fields captured while alive.**  The exit event itself carries only pid, parent and wait
+  status.  The command name, uid and age are tracked from the other events as processes live:
+  a fork copies the parent's command name, uid and cgroup and starts the age clock at the fork
+  event's timestamp; a ``COMM`` event (``prctl(PR_SET_NAME)``) carries the new name; a ``UID``
+  event the new real uid; an ``EXEC`` event makes us read ``/proc/<pid>/comm`` at once.
+  Processes already running when the watch starts are read from ``/proc`` once, after
+  subscribing, so none falls between the two.
+* **Exact loss counts.**  The kernel numbers events per CPU (``cn_msg.seq``, assigned under a
+  per-CPU lock), so for an unfiltered listener a jump in one CPU's sequence is exactly the number
+  of events the kernel dropped for us (receive-queue overflow, signalled by one ``ENOBUFS``).
+  Each jump is reported as an :class:`ExitGap` with that count; an overflow whose size could not
+  be counted yet when the watch ends is reported with ``lost=None``.  Never silently.
+
+Which fields may be missing (``None``), and why:
+
+* ``comm`` after an ``exec`` if the process exited (and was reaped) before we read
+  ``/proc/<pid>/comm``: the exec event does not carry the new name.  Also for processes whose
+  fork event was lost in an overflow and that were gone by the ``/proc`` rescan after it.
+* ``uid`` and ``age`` for the same lost-fork processes.
+* ``cgroup`` membership (for ``cgroup=``) is inherited at fork, re-read from ``/proc`` at each
+  ``exec``, and read again at exit if the process is still a zombie then; a process moved
+  between cgroups (no event tells) and reaped before its exit event is read is matched by the
+  cgroup it had at its last fork or exec.
+
+Exit codes come from the exit event of the thread-group leader, as exitsnoop reports them by
+default: if a leader calls ``pthread_exit`` early, its exit is reported then (with status 0).
+``ppid`` is the parent at exit from the event; where the kernel leaves it 0 (seen on 6.18 when
+the parent reaps the child before the event is sent) it is the parent recorded at fork.
+
+On a busy machine the reader thread may lag behind the kernel (it shares the CPU): events are
+then queued in the socket (``DEFAULT_RCVBUF``) and nothing is lost unless that fills, but a
+``/proc`` read at ``exec`` may come too late, so ``comm`` after an exec is the field most often
+missing.  A name set with ``prctl(PR_SET_NAME)`` travels in its event and is never missing.
+
+Availability is that of the proc connector (root/CAP_NET_ADMIN before 6.6; from 6.6 any user in
+the initial user and pid namespace); otherwise :class:`exithand.BackendUnavailable` is raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import errno
+import os
+import re
+import select
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any, Optional, Union
+
+from ._backends import _netlink
+from ._errors import BackendUnavailable
+from ._status import signal_name
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+#: receive buffer asked for (bytes).  Each queued event costs about 1 KiB of it, so this rides
+#: out ~30,000 events of backlog on a busy machine; without CAP_NET_ADMIN the kernel caps it at
+#: ``net.core.rmem_max``.
+DEFAULT_RCVBUF = 32 << 20
+
+
+@dataclass(frozen=True)
+class ProcessExit:
+    """One process exit seen by :func:`watch`.
+
+    ``time`` is the wall-clock time of the exit (seconds since the epoch); ``age`` seconds since
+    the process started; ``exit_code`` or ``signal`` (with ``core_dumped``) tell how it ended.
+    ``comm``, ``uid``, ``age`` may be ``None`` (see :mod:`exithand._watch`).
+    """
+
+    time: float
+    pid: int
+    ppid: int
+    comm: Optional[str]
+    uid: Optional[int]
+    age: Optional[float]
+    exit_code: Optional[int]
+    signal: Optional[int]
+    core_dumped: bool
+
+    @property
+    def failed(self) -> bool:
+        """Non-zero exit code or killed by a signal (``--nonzero``)."""
+        return self.signal is not None or bool(self.exit_code)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "event": "exit", "time": round(self.time, 6), "pid": self.pid, "ppid": self.ppid,
+            "comm": self.comm, "uid": self.uid,
+            "age": round(self.age, 6) if self.age is not None else None,
+            "exit_code": self.exit_code, "signal": self.signal,
+            "signal_name": signal_name(self.signal) if self.signal is not None else None,
+            "core_dumped": self.core_dumped,
+        }
+
+
+@dataclass(frozen=True)
+class ExitGap:
+    """Events the kernel dropped (receive buffer overflow): ``lost`` proc events of any kind
+    (forks, execs, exits...), or ``None`` when the count is not known."""
+
+    time: float
+    lost: Optional[int]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"event": "gap", "time": round(self.time, 6), "lost": self.lost}
+
+
+WatchEvent = Union[ProcessExit, ExitGap]
+
+
+@dataclass
+class _Info:
+    comm: Optional[str]
+    uid: Optional[int]
+    start_ns: Optional[int]  # CLOCK_MONOTONIC ns
+    cgroup: Optional[dict[frozenset[str], str]]
+    ppid: int = 0
+
+
+def _read(path: str) -> Optional[str]:
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+
+
+def _read_uid(pid: int) -> Optional[int]:
+    text = _read(f"/proc/{pid}/status")
+    if text is None:
+        return None
+    for line in text.splitlines():
+        if line.startswith("Uid:"):
+            return int(line.split()[1])
+    return None
+
+
+_CgroupKey = frozenset[str]  # controllers of a hierarchy; empty for cgroup v2
+
+
+def _read_cgroup(pid: int) -> Optional[dict[_CgroupKey, str]]:
+    """``/proc/<pid>/cgroup`` as {controllers: path} (v2 is the empty set)."""
+    text = _read(f"/proc/{pid}/cgroup")
+    if text is None:
+        return None
+    out: dict[_CgroupKey, str] = {}
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) == 3:
+            out[frozenset(c for c in parts[1].split(",") if c)] = parts[2]
+    return out
+
+
+_MOUNT_OPTS = {"rw", "ro", "relatime", "noatime", "nosuid", "nodev", "noexec", "nsdelegate",
+               "memory_recursiveprot", "memory_localevents", "favordynmods", "clone_children"}
+
+
+def _cgroup_target(path: str) -> tuple[_CgroupKey, str]:
+    """Which hierarchy and which cgroup in it ``path`` names.
+
+    A path under a mounted cgroup filesystem (v2, or a v1 controller hierarchy) is resolved
+    through ``/proc/self/mountinfo``; anything else is taken as a cgroup v2 path.
+    """
+    p = os.path.normpath(path)
+    best: Optional[tuple[str, _CgroupKey]] = None
+    text = _read("/proc/self/mountinfo") or ""
+    for line in text.splitlines():
+        left, _, right = line.partition(" - ")
+        fields, rfields = left.split(), right.split()
+        if len(fields) < 5 or len(rfields) < 3 or rfields[0] not in ("cgroup", "cgroup2"):
+            continue
+        mnt = fields[4]
+        if p == mnt or p.startswith(mnt.rstrip("/") + "/"):
+            key: _CgroupKey = frozenset() if rfields[0] == "cgroup2" else frozenset(
+                o for o in rfields[2].split(",") if (o not in _MOUNT_OPTS and "=" not in o)
+                or o.startswith("name="))
+            if best is None or len(mnt) > len(best[0]):
+                best = (mnt, key)
+    if best is None:
+        return frozenset(), "/" + p.strip("/")
+    rel = p[len(best[0]):] or "/"
+    return best[1], "/" + rel.strip("/")
+
+
+def _boot_to_mono_ns() -> int:
+    """CLOCK_BOOTTIME - CLOCK_MONOTONIC now (suspended time), to place /proc start times."""
+    return time.clock_gettime_ns(time.CLOCK_BOOTTIME) - time.monotonic_ns()
+
+
+class ExitWatcher:
+    """An open system-wide exit stream; iterate it (sync or async), close it when done.
+
+    Create with :func:`exithand.watch`.
+    """
+
+    def __init__(self, *, pids: Optional[list[int]] = None, uid: Optional[int] = None,
+                 comm: Union[str, re.Pattern[str], None] = None, cgroup: Optional[str] = None,
+                 nonzero: bool = False, timeout: Optional[float] = None,
+                 count: Optional[int] = None, rcvbuf: Optional[int] = DEFAULT_RCVBUF) -> None:
+        if timeout is not None and not timeout >= 0:
+            raise ValueError(f"timeout must be >= 0 or None, not {timeout!r}")
+        if count is not None and count < 1:
+            raise ValueError(f"count must be at least 1, not {count!r}")
+        self._pids = set(pids) if pids else None
+        self._uid = uid
+        self._comm = re.compile(comm) if isinstance(comm, str) else comm
+        self._cgroup = _cgroup_target(cgroup) if cgroup else None
+        self._nonzero = nonzero
+        self._timeout = timeout
+        self._count = count
+        sock, _filtered, why = _netlink.subscribe_checked(None, rcvbuf)
+        if sock is None:
+            raise BackendUnavailable(f"cannot watch process exits: {why}")
+        self._sock: Optional[socket.socket] = sock
+        self._table: dict[int, _Info] = {}
+        self._last_seq: dict[int, int] = {}
+        self._overflow_uncounted = False
+        self.lost = 0
+        self.overflows = 0
+        self.matched = 0
+        self._queue: collections.deque[WatchEvent] = collections.deque()
+        self._cond = threading.Condition()
+        self._ended = False
+        self._error: Optional[OSError] = None
+        self._scan()
+        self._wake_r, self._wake_w = os.pipe()
+        self._ready_r, self._ready_w = os.pipe()
+        os.set_blocking(self._ready_r, False)
+        os.set_blocking(self._ready_w, False)
+        self._thread = threading.Thread(target=self._reader, name="exithand-watch", daemon=True)
+        self._thread.start()
+
+    # ----- state -----------------------------------------------------------------------------
+
+    def _scan(self) -> None:
+        """(Re)build the table of live processes from /proc."""
+        off = _boot_to_mono_ns()
+        table: dict[int, _Info] = {}
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            pid = int(name)
+            stat = _read(f"/proc/{pid}/stat")
+            if stat is None:
+                continue
+            try:
+                comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+                start_ticks = int(stat[stat.rindex(")") + 2 :].split()[22 - 3])
+            except (ValueError, IndexError):
+                continue
+            start_ns = start_ticks * 1_000_000_000 // _CLK_TCK - off
+            ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+            cg = _read_cgroup(pid) if self._cgroup is not None else None
+            table[pid] = _Info(comm, _read_uid(pid), start_ns, cg, ppid)
+        self._table = table
+
+    def _account(self, ev: _netlink.ProcEvent) -> int:
+        last = self._last_seq.get(ev.cpu)
+        self._last_seq[ev.cpu] = ev.seq if last is None else max(last, ev.seq)
+        if last is not None and ev.seq > last + 1:
+            return ev.seq - last - 1
+        return 0
+
+    def _process(self, data: bytes) -> list[WatchEvent]:
+        out: list[WatchEvent] = []
+        wall_off = time.time() - time.monotonic_ns() / 1e9
+        lost = 0
+        for ev in _netlink.parse(data):
+            lost += self._account(ev)
+            what = ev.what
+            if what == _netlink.PROC_EVENT_FORK:
+                if ev.pid != ev.tgid:
+                    continue  # a new thread, not a process
+                parent = self._table.get(ev.ppid)
+                if parent is not None:
+                    self._table[ev.tgid] = _Info(parent.comm, parent.uid, ev.timestamp_ns,
+                                                 parent.cgroup, ev.ppid)
+                else:
+                    self._table[ev.tgid] = _Info(_read_comm(ev.tgid), _read_uid(ev.tgid),
+                                                 ev.timestamp_ns, None, ev.ppid)
+            elif what == _netlink.PROC_EVENT_EXEC:
+                info = self._table.setdefault(ev.tgid, _Info(None, None, None, None))
+                info.comm = _read_comm(ev.tgid)
+                if self._cgroup is not None:  # moves between cgroups send no event
+                    info.cgroup = _read_cgroup(ev.tgid) or info.cgroup
+            elif what == _netlink.PROC_EVENT_COMM:
+                if ev.pid == ev.tgid:
+                    self._table.setdefault(ev.tgid, _Info(None, None, None, None)).comm = ev.comm
+            elif what == _netlink.PROC_EVENT_UID:
+                self._table.setdefault(ev.tgid, _Info(None, None, None, None)).uid = ev.ruid
+            elif what == _netlink.PROC_EVENT_EXIT and ev.pid == ev.tgid:
+                rec = self._exit(ev, wall_off)
+                if rec is not None:
+                    out.append(rec)
+        if lost:
+            self.lost += lost
+            self._overflow_uncounted = False
+            out.insert(0, ExitGap(time.time(), lost))
+        return out
+
+    def _exit(self, ev: _netlink.ProcEvent, wall_off: float) -> Optional[ProcessExit]:
+        info = self._table.pop(ev.tgid, None) or _Info(None, None, None, None)
+        status = ev.exit_code
+        sig = status & 0x7F
+        rec = ProcessExit(
+            time=wall_off + ev.timestamp_ns / 1e9, pid=ev.tgid, ppid=ev.ppid or info.ppid,
+            comm=info.comm, uid=info.uid,
+            age=(ev.timestamp_ns - info.start_ns) / 1e9 if info.start_ns is not None else None,
+            exit_code=None if sig else (status >> 8) & 0xFF,
+            signal=sig or None, core_dumped=bool(sig and status & 0x80))
+        if self._nonzero and not rec.failed:
+            return None
+        if self._pids is not None and rec.pid not in self._pids:
+            return None
+        if self._uid is not None and rec.uid != self._uid:
+            return None
+        if self._comm is not None and (rec.comm is None or not self._comm.search(rec.comm)):
+            return None
+        if self._cgroup is not None and not self._in_cgroup(ev.tgid, info):
+            return None
+        return rec
+
+    def _in_cgroup(self, pid: int, info: _Info) -> bool:
+        cg = info.cgroup
+        stat = _read(f"/proc/{pid}/stat")
+        if stat is not None and stat[stat.rindex(")") + 2 :].startswith("Z"):
+            cg = _read_cgroup(pid) or cg  # still our zombie: its cgroup now
+        if cg is None or self._cgroup is None:
+            return False
+        key, want = self._cgroup
+        have = cg.get(key)
+        if have is None:
+            return False
+        return want == "/" or have == want or have.startswith(want + "/")
+
+    def _on_overflow(self) -> None:
+        self.overflows += 1
+        self._overflow_uncounted = True
+        self._scan()  # forks were lost too: refresh what we know of the living
+
+    # ----- the reader thread ----------------------------------------------------------------
+
+    def _reader(self) -> None:
+        """Drain the socket as fast as events come, so /proc is read while processes live."""
+        sock = self._sock
+        assert sock is not None
+        sfd = sock.fileno()
+        while True:
+            try:
+                r = select.select([sfd, self._wake_r], [], [])[0]
+            except (OSError, ValueError):
+                break
+            if self._wake_r in r:
+                break
+            try:
+                data = sock.recv(65536)
+            except OSError as e:
+                if e.errno == errno.ENOBUFS:
+                    self._on_overflow()
+                    continue
+                if e.errno in (errno.EAGAIN, errno.EINTR):
+                    continue
+                self._push([], error=e)
+                break
+            evs = self._process(data)
+            if evs:
+                self._push(evs)
+        self._push([], end=True)
+
+    def _push(self, evs: list[WatchEvent], error: Optional[OSError] = None,
+              end: bool = False) -> None:
+        with self._cond:
+            self._queue.extend(evs)
+            if error is not None:
+                self._error = error
+            if end:
+                self._ended = True
+            self._cond.notify_all()
+        try:
+            os.write(self._ready_w, b"x")  # wakes an async consumer
+        except BlockingIOError:
+            pass  # already full of wakeups
+
+    # ----- iteration ---------------------------------------------------------------------------
+
+    def _next_batch(self) -> list[WatchEvent]:
+        with self._cond:
+            out = list(self._queue)
+            self._queue.clear()
+        return out
+
+    def _take(self, events: list[WatchEvent]) -> Iterator[WatchEvent]:
+        for e in events:
+            if self._done():
+                return
+            if isinstance(e, ProcessExit):
+                self.matched += 1
+            yield e
+
+    def _done(self) -> bool:
+        return self._count is not None and self.matched >= self._count
+
+    def _final(self) -> Iterator[WatchEvent]:
+        if self._overflow_uncounted:
+            self._overflow_uncounted = False
+            yield ExitGap(time.time(), None)
+
+    def _check_error(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def __iter__(self) -> Iterator[WatchEvent]:
+        if self._sock is None:
+            raise ValueError("watch() stream is closed")
+        deadline = None if self._timeout is None else time.monotonic() + self._timeout
+        while not self._done():
+            with self._cond:
+                while not self._queue and not self._ended:
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        break
+                    self._cond.wait(left)
+                batch = list(self._queue)
+                self._queue.clear()
+                ended = self._ended
+            self._check_error()
+            yield from self._take(batch)
+            if ended or (deadline is not None and time.monotonic() >= deadline
+                         and not batch):
+                break
+        yield from self._final()
+
+    async def _aiter(self) -> AsyncIterator[WatchEvent]:
+        if self._sock is None:
+            raise ValueError("watch() stream is closed")
+        loop = asyncio.get_running_loop()
+        deadline = None if self._timeout is None else loop.time() + self._timeout
+        while not self._done():
+            batch = self._next_batch()
+            if not batch:
+                if self._ended:
+                    break
+                left = None if deadline is None else deadline - loop.time()
+                if left is not None and left <= 0:
+                    break
+                ready: asyncio.Future[None] = loop.create_future()
+                loop.add_reader(self._ready_r, _set_done, ready)
+                try:
+                    if not self._queue and not self._ended:
+                        await asyncio.wait_for(asyncio.shield(ready), left)
+                except asyncio.TimeoutError:
+                    break
+                finally:
+                    loop.remove_reader(self._ready_r)
+                    _drain(self._ready_r)
+                continue
+            self._check_error()
+            for e in self._take(batch):
+                yield e
+        for e in self._final():
+            yield e
+
+    def __aiter__(self) -> AsyncIterator[WatchEvent]:
+        return self._aiter()
+
+    # ----- lifetime ----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the reader thread and close the socket.  Idempotent."""
+        sock, self._sock = self._sock, None
+        if sock is None:
+            return
+        os.write(self._wake_w, b"x")
+        self._thread.join()
+        sock.close()
+        for fd in (self._wake_r, self._wake_w, self._ready_r, self._ready_w):
+            os.close(fd)
+
+    def __enter__(self) -> ExitWatcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_sock", None) is not None and hasattr(self, "_thread"):
+            self.close()
+
+
+def _set_done(f: asyncio.Future[None]) -> None:
+    if not f.done():
+        f.set_result(None)
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass
+
+
+def _read_comm(pid: int) -> Optional[str]:
+    text = _read(f"/proc/{pid}/comm")
+    return text.rstrip("\n") if text is not None else None
+
+
+def watch(*, pids: Optional[list[int]] = None, uid: Optional[int] = None,
+          comm: Union[str, re.Pattern[str], None] = None, cgroup: Optional[str] = None,
+          nonzero: bool = False, timeout: Optional[float] = None, count: Optional[int] = None,
+          rcvbuf: Optional[int] = DEFAULT_RCVBUF) -> ExitWatcher:
+    """Watch every process exit on the system (proc connector; see :mod:`exithand._watch`).
+
+    Returns an :class:`ExitWatcher`: iterate it (``for ev in w``) or async-iterate it on asyncio
+    (``async for ev in w``) to get :class:`ProcessExit` records and :class:`ExitGap` records for
+    events lost to overflow.  Filters: ``pids`` (exits of these pids only), ``uid`` (real uid),
+    ``comm`` (regular expression searched in the command name), ``cgroup`` (a cgroup v2 path,
+    ``/sys/fs/cgroup/...`` or relative to it, including sub-cgroups), ``nonzero`` (failed exits:
+    code != 0 or killed).  Iteration stops after ``timeout`` seconds or ``count`` matching exits.
+    The stream is subscribed when this returns: exits from then on are seen.  A reader thread
+    drains the kernel socket meanwhile (so fields are captured while processes live); records
+    not yet iterated are kept in memory, so iterate (or close) a watcher you no longer need.
+
+    Raises :class:`exithand.BackendUnavailable` where the proc connector cannot be used, and
+    ``ValueError`` for a bad argument (``re.error`` for a bad ``comm`` pattern).
+    """
+    return ExitWatcher(pids=pids, uid=uid, comm=comm, cgroup=cgroup, nonzero=nonzero,
+                       timeout=timeout, count=count, rcvbuf=rcvbuf)

@@ -1,0 +1,261 @@
+"""``exithand watch`` and ``exithand.watch()``: the system-wide exit stream (issue 5)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any, Optional
+
+import pytest
+
+import exithand
+from conftest import NOBODY, OTHER_UID, drop_to, env_with_src, run_as, run_cli
+
+
+@pytest.fixture
+def connector(backend_availability: dict[str, tuple[bool, str]]) -> None:
+    ok, why = backend_availability["connector"]
+    if not ok:
+        pytest.skip(f"proc connector unavailable: {why}")
+
+
+class WatchCLI:
+    """``exithand watch ARGS`` running in the background, ready once it says it listens."""
+
+    def __init__(self, *args: str) -> None:
+        self.p = subprocess.Popen([sys.executable, "-m", "exithand", "watch", *args],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env=env_with_src())
+        assert self.p.stderr is not None
+        line = self.p.stderr.readline()
+        assert "listening" in line, line + self.p.stderr.read()
+
+    def finish(self, timeout: float = 60) -> tuple[int, list[dict[str, Any]], str]:
+        out, err = self.p.communicate(timeout=timeout)
+        return self.p.returncode, [json.loads(x) for x in out.splitlines()], err
+
+    def kill(self) -> None:
+        if self.p.poll() is None:
+            self.p.kill()
+        self.p.communicate()
+
+
+@pytest.fixture
+def watch_cli() -> Iterator[Any]:
+    made: list[WatchCLI] = []
+
+    def make(*args: str) -> WatchCLI:
+        w = WatchCLI(*args)
+        made.append(w)
+        return w
+
+    yield make
+    for w in made:
+        w.kill()
+
+
+def burst(binary: str, n: int, *extra: str, preexec_fn: Any = None) -> dict[int, int]:
+    """Run the burst helper; {pid: exit code} of its children."""
+    res = subprocess.run([binary, str(n), "seq", *extra], capture_output=True,
+                         text=True, timeout=60, preexec_fn=preexec_fn, check=True)
+    lines = res.stdout.splitlines()
+    assert lines[-1] == "done"
+    return {int(a): int(b) for a, b in (x.split() for x in lines[:-1])}
+
+
+@pytest.mark.timeout(120)
+def test_watch_json_nonzero_catches_burst_of_1000(connector, eh5_bin, watch_cli) -> None:
+    w = watch_cli("--json", "--nonzero", "--comm", "^eh5_burst$", "--count", "1000",
+                  "-t", "90")
+    zeros = burst(eh5_bin["eh5_burst"], 50, "zero")  # successes: must be filtered out
+    codes = burst(eh5_bin["eh5_burst"], 1000)
+    rc, events, err = w.finish(100)
+    assert rc == 0, err
+    gaps = [e for e in events if e["event"] == "gap"]
+    exits = [e for e in events if e["event"] == "exit"]
+    assert not gaps, gaps
+    assert len(exits) == 1000
+    assert {e["pid"]: e["exit_code"] for e in exits} == codes
+    assert not set(zeros) & {e["pid"] for e in exits}
+    for e in exits:  # captured while alive (the children were reaped at once)
+        assert e["comm"] == "eh5_burst" and e["uid"] == os.getuid()
+        assert e["signal"] is None and e["age"] is not None and 0 <= e["age"] < 60
+        assert e["ppid"] > 1
+
+
+@pytest.mark.timeout(60)
+def test_watch_filter_pid_and_signal(connector, eh5_bin, watch_cli) -> None:
+    p1 = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                          stdin=subprocess.PIPE)
+    p2 = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                          stdin=subprocess.PIPE)
+    try:
+        w = watch_cli("--json", "-p", str(p1.pid), "--count", "1", "-t", "30")
+        p2.kill()
+        p2.wait()
+        p1.kill()
+        p1.wait()
+        rc, events, err = w.finish()
+        assert rc == 0, err
+        assert len(events) == 1
+        e = events[0]
+        assert e["pid"] == p1.pid and e["signal"] == 9 and e["signal_name"] == "SIGKILL"
+        assert e["exit_code"] is None and e["ppid"] == os.getpid()
+        assert e["comm"].startswith("python")
+    finally:
+        for p in (p1, p2):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            p.stdin.close()  # type: ignore[union-attr]
+
+
+@pytest.mark.timeout(60)
+def test_watch_filter_uid_and_comm(connector, eh5_bin, watch_cli) -> None:
+    other = os.path.join(os.path.dirname(eh5_bin["eh5_burst"]), "eh5_other")
+    shutil.copy(eh5_bin["eh5_burst"], other)
+    w = watch_cli("--json", "--uid", str(OTHER_UID), "--comm", "^eh5_burst$", "--count", "3",
+                  "-t", "30")
+    mine = burst(eh5_bin["eh5_burst"], 3)  # right comm, wrong uid
+    wrong_comm = burst(other, 3, "noname", preexec_fn=drop_to(OTHER_UID))  # wrong comm
+    theirs = burst(eh5_bin["eh5_burst"], 3, preexec_fn=drop_to(OTHER_UID))
+    rc, events, err = w.finish()
+    assert rc == 0, err
+    assert {e["pid"]: e["exit_code"] for e in events} == theirs
+    assert all(e["uid"] == OTHER_UID for e in events)
+    assert not (set(mine) | set(wrong_comm)) & {e["pid"] for e in events}
+
+
+@pytest.mark.timeout(60)
+def test_watch_filter_cgroup(connector, eh5_bin, watch_cli) -> None:
+    root = "/sys/fs/cgroup/unified" if os.path.isdir("/sys/fs/cgroup/unified") else \
+        "/sys/fs/cgroup"
+    if os.geteuid() != 0 or not os.path.exists(f"{root}/cgroup.procs"):
+        pytest.skip("needs root and a cgroup v2 hierarchy")
+    cg = f"{root}/exithand-eh5-{os.getpid()}"
+    os.mkdir(cg)
+    # three children inside the cgroup, blocked until "go" (so their membership is settled)
+    p = subprocess.Popen(["sh", "-c", f'echo $$ > {cg}/cgroup.procs && exec "$0" 3 together',
+                          eh5_bin["eh5_burst"]], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         text=True)
+    try:
+        inside = {}
+        for line in p.stdout:  # type: ignore[union-attr]
+            if line == "ready\n":
+                break
+            pid, code = map(int, line.split())
+            inside[pid] = code
+        w = watch_cli("--json", "--cgroup", cg, "--count", "3", "-t", "30")
+        outside = burst(eh5_bin["eh5_burst"], 3)
+        p.stdin.write("go\n")  # type: ignore[union-attr]
+        p.stdin.flush()  # type: ignore[union-attr]
+        rc, events, err = w.finish()
+        assert rc == 0, err
+        assert {e["pid"]: e["exit_code"] for e in events} == inside
+        assert not set(outside) & {e["pid"] for e in events}
+    finally:
+        if p.poll() is None:
+            p.kill()
+        p.communicate()
+        os.rmdir(cg)
+
+
+@pytest.mark.timeout(60)
+def test_watch_text_output_and_timeout_codes(connector, eh5_bin) -> None:
+    res = run_cli("watch", "-t", "0.2", "--comm", "^no-such-comm-eh5$")
+    assert res.returncode == 0 and res.stdout.startswith("TIME"), res.stderr
+    res = run_cli("watch", "-t", "0.2", "--count", "1", "--comm", "^no-such-comm-eh5$")
+    assert res.returncode == 124
+    res = run_cli("watch", "-q", "-t", "0.2", "--comm", "^no-such-comm-eh5$")
+    assert res.returncode == 0 and res.stdout == "" and res.stderr == ""
+
+
+@pytest.mark.parametrize("args", [
+    ["--uid", "abc"], ["--uid", "-1"], ["--comm", "("], ["-p", "0"], ["-p", "x"],
+    ["-p", "12:34"], ["-t", "-1"], ["-t", "nan"], ["--count", "0"], ["--cgroup", " "],
+    ["--bogus"], ["extra-positional"],
+])
+def test_watch_bad_arguments_exit_2(args: list[str]) -> None:
+    res = run_cli("watch", *args)
+    assert res.returncode == 2, (args, res.stderr)
+    assert "error" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_watch_and_info_help() -> None:
+    for cmd in ("watch", "info"):
+        res = run_cli(cmd, "--help")
+        assert res.returncode == 0 and "examples:" in res.stdout
+
+
+@pytest.mark.timeout(60)
+def test_watch_library_sync_and_async(connector, eh5_bin) -> None:
+    with exithand.watch(comm="^eh5_burst$", nonzero=True, count=5, timeout=30) as w:
+        codes = burst(eh5_bin["eh5_burst"], 5)
+        got = [e for e in w]
+    assert {e.pid: e.exit_code for e in got if isinstance(e, exithand.ProcessExit)} == codes
+    assert all(isinstance(e, exithand.ProcessExit) and e.failed for e in got)
+
+    async def run() -> dict[int, Optional[int]]:
+        with exithand.watch(comm="^eh5_burst$", count=4, timeout=30) as w:
+            proc = await asyncio.create_subprocess_exec(
+                eh5_bin["eh5_burst"], "4", "seq", stdout=asyncio.subprocess.PIPE)
+            out: dict[int, Optional[int]] = {}
+            async for e in w:
+                assert isinstance(e, exithand.ProcessExit)
+                out[e.pid] = e.exit_code
+            stdout, _ = await proc.communicate()
+        lines = stdout.decode().splitlines()
+        assert out == {int(a): int(b) for a, b in (x.split() for x in lines[:-1])}
+        return out
+
+    assert len(asyncio.run(run())) == 4
+
+
+@pytest.mark.timeout(60)
+def test_watch_overflow_reports_counted_gap(connector, eh5_bin) -> None:
+    """A tiny receive buffer and 2,000 simultaneous exits: the loss is reported with a count."""
+    with exithand.watch(rcvbuf=1, timeout=30) as w:
+        p = subprocess.Popen([eh5_bin["eh5_burst"], "2000", "together"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+        try:
+            for line in p.stdout:  # type: ignore[union-attr]
+                if line == "ready\n":
+                    break
+            p.stdin.write("go\n")  # type: ignore[union-attr]
+            p.stdin.flush()  # type: ignore[union-attr]
+            assert p.stdout.read().endswith("done\n")  # type: ignore[union-attr]
+            p.wait(timeout=30)
+            gaps = []
+            for e in w:
+                if isinstance(e, exithand.ExitGap):
+                    gaps.append(e)
+                    break
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            p.stdin.close()  # type: ignore[union-attr]
+            p.stdout.close()  # type: ignore[union-attr]
+    assert gaps and (gaps[0].lost is None or gaps[0].lost > 0)
+    assert w.overflows >= 1
+
+
+def _watch_burst_as_user(binary: str) -> dict[str, object]:
+    with exithand.watch(comm="^eh5_burst$", count=3, timeout=20) as w:
+        codes = burst(binary, 3)
+        got = [e for e in w if isinstance(e, exithand.ProcessExit)]
+    return {"uid": os.getuid(), "codes": codes,
+            "got": {e.pid: (e.exit_code, e.uid) for e in got}}
+
+
+@pytest.mark.timeout(60)
+def test_watch_library_as_unprivileged_user(connector, eh5_bin) -> None:
+    """Linux 6.6+: an ordinary user in the initial namespaces may watch exits."""
+    res = run_as(NOBODY, lambda: _watch_burst_as_user(eh5_bin["eh5_burst"]))
+    assert res["uid"] == NOBODY
+    assert res["got"] == {pid: (code, NOBODY) for pid, code in res["codes"].items()}
