@@ -26,7 +26,7 @@ import resource
 import signal
 import socket
 import sys
-from typing import Any, Callable, ClassVar, Optional
+from typing import Any, Callable, ClassVar
 
 import pyfuse3
 import trio
@@ -95,18 +95,18 @@ def raise_fd_limit(need: int) -> None:
 
 
 def start_exit_listener() -> bool:
-    """Start the library's system-wide exit listener, if this version has one."""
-    fn: Optional[Callable[[], bool]] = getattr(exithand, "start_exit_listener", None)
-    if fn is None:
-        log.info("exit statuses: from zombies and PIDFD_INFO_EXIT (this exithand has no "
-                 "proc connector listener)")
-        return False
+    """Start the library's proc connector listener: exit statuses known at death time.
+
+    Optional accelerator: without it (no CAP_NET_ADMIN before 6.6, or outside the initial
+    namespaces) statuses still come from zombies and PIDFD_INFO_EXIT.
+    """
     try:
-        ok = bool(fn())
+        ok = exithand.start_exit_listener()
     except Exception as e:  # an optional accelerator must not stop the daemon
         log.warning("proc connector exit listener failed: %s", e)
         return False
-    log.info("exit statuses: proc connector listener %s", "running" if ok else "unavailable")
+    log.info("exit statuses: proc connector listener %s", "running" if ok else
+             "unavailable (statuses from zombies and PIDFD_INFO_EXIT only)")
     return ok
 
 
