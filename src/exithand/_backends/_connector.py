@@ -29,6 +29,13 @@ holds the ref weakly and skips it once closed); and then
   process's final exit event is sent at its death (but see the window below), and its number
   cannot be reused before its reap, so the first event for the number that finds our process
   dead is ours.
+* in both cases the event must be stamped (``timestamp_ns``, CLOCK_MONOTONIC) no earlier than
+  the moment the watch saw its process alive, or, for a process already dead when registered,
+  than its birth (start time).  A listener that lags can still hold the exit event of an
+  *earlier* owner of the number, sent before our process existed; without this rule that
+  event was taken as ours (an invented status, reproduced in tests/test_connector_reuse.py).
+  Start times have clock-tick resolution: a number reused within the tick of the previous
+  owner's death, seen only by a lagging listener, is the remaining blind spot there.
 * the first accepted event wins; later ones never overwrite it.
 
 The remaining window: the kernel sends the exit event after ``exit_notify()``, so a parent may
@@ -61,6 +68,7 @@ import errno
 import os
 import socket
 import threading
+import time
 import weakref
 from dataclasses import dataclass
 from typing import Optional
@@ -92,13 +100,16 @@ class ListenerStatistics:
 class _Watch:
     """One registered handle's process: its ref (weakly) and its exit event once seen."""
 
-    __slots__ = ("armed", "event", "gap", "ref")
+    __slots__ = ("armed", "event", "gap", "not_before", "ref")
 
     def __init__(self, ref: ProcessRef) -> None:
         self.ref = weakref.ref(ref)
         self.armed = False
         self.gap = False
         self.event: Optional[_netlink.ProcEvent] = None
+        # CLOCK_MONOTONIC ns: an exit event stamped earlier was sent before this process could
+        # have died (it belongs to an earlier owner of the number, still queued when read)
+        self.not_before = _born_not_before(ref)
 
     def probe(self) -> Optional[tuple[bool, bool]]:
         """``(dead, reaped)`` through the ref's own pidfd or identity; None once it is closed.
@@ -114,6 +125,25 @@ class _Watch:
             return dead, dead and ref.is_reaped()
         except (ValueError, OSError):
             return None
+
+
+def _born_not_before(ref: ProcessRef) -> int:
+    """A CLOCK_MONOTONIC time (ns) no later than the birth of ``ref``'s process; 0 if unknown.
+
+    The start time (``/proc/<pid>/stat`` field 22) counts clock ticks of CLOCK_BOOTTIME, rounded
+    down; events are stamped with CLOCK_MONOTONIC (``ktime_get_ns()``).  The two differ by the
+    time spent suspended, which only grows, so subtracting today's difference gives a
+    monotonic time at or before the birth: a genuine exit event is never stamped earlier.
+    """
+    start = ref.identity.start_time
+    if start is None:
+        return 0
+    born_boot = start * 1_000_000_000 // _CLK_TCK
+    suspended = time.clock_gettime_ns(time.CLOCK_BOOTTIME) - time.monotonic_ns()
+    return max(0, born_boot - max(0, suspended))
+
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 class _Listener(Driver):
@@ -189,8 +219,8 @@ class _Listener(Driver):
         with self._cond:
             self.events += 1
             for w in self._watches.get(ev.tgid, ()):
-                if w.event is not None:
-                    continue
+                if w.event is not None or ev.timestamp_ns < w.not_before:
+                    continue  # (sent before our process could have died: not ours)
                 pr = w.probe()
                 if pr is None:
                     continue
@@ -276,9 +306,13 @@ class _Listener(Driver):
             w.gap = self._congested  # drops may be going on unreported right now
             self._watches.setdefault(ref.pid, []).append(w)
             self._by_ref[key] = w
-        # Registered first, checked second: alive now means its exit event is still to come.
+        # Registered first, checked second: alive now means its exit event is still to come,
+        # and will be stamped after ``now`` (events still queued from before are not ours).
+        now = time.monotonic_ns()
         pr = w.probe()
         w.armed = pr is not None and not pr[0]
+        if w.armed:
+            w.not_before = max(w.not_before, now)
         weakref.finalize(ref, self._unregister, key, ref.pid, w)
 
     def _unregister(self, key: int, pid: int, w: _Watch) -> None:
