@@ -157,6 +157,10 @@ class ExitHandle:
 
         Race-free while the child is unreaped (its number cannot be reused before we reap it).
         If ``Popen.wait()`` reaps it later, ``status()`` uses the Popen's ``returncode``.
+        ``returncode is None`` alone does not prove "unreaped" (another thread's ``poll()`` may
+        reap it meanwhile; an ``os.waitpid(-1)`` elsewhere never sets it), so the pinned
+        process must also be a child of ours: else the number names a newcomer, and this
+        raises :class:`NoSuchProcess` rather than hand out a handle on it.
         """
         if popen.returncode is not None:
             raise NoSuchProcess(f"process {popen.pid} was already reaped by Popen "
@@ -166,6 +170,15 @@ class ExitHandle:
             ref = b.open(popen.pid)
         except OSError as e:
             raise _open_error(e, popen.pid) from None
+        try:
+            ours = _sources.is_own_child(ref)
+        except BaseException:
+            ref.close()
+            raise
+        if not ours or popen.returncode is not None:
+            ref.close()
+            raise NoSuchProcess(f"process {popen.pid} was already reaped (the number now "
+                                "names a process that is not our child)", popen.pid)
         return cls(ref, popen)
 
     # ----- identity -------------------------------------------------------------------------

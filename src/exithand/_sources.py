@@ -104,6 +104,24 @@ def child_status(ref: ProcessRef) -> Optional[ExitStatus]:
     return ExitStatus.from_siginfo(ref.pid, res.si_code, res.si_status, SOURCE_CHILD)
 
 
+def is_own_child(ref: ProcessRef) -> bool:
+    """Is the pinned process a child of ours?  ``waitid(WNOHANG | WNOWAIT)``: never reaps.
+
+    ECHILD means it is not (the kernel only lets a parent wait).  Without a pidfd the waitid
+    names a number, so the answer counts only if our process was not reaped meanwhile.
+    """
+    fd = ref.pidfd
+    flags = os.WEXITED | os.WNOWAIT | os.WNOHANG
+    try:
+        if fd is not None and hasattr(os, "P_PIDFD"):
+            os.waitid(os.P_PIDFD, fd, flags)
+        else:
+            os.waitid(os.P_PID, ref.pid, flags)
+    except ChildProcessError:
+        return False
+    return fd is not None or not ref.is_reaped()
+
+
 def popen_status(ref: ProcessRef, popen: Any) -> Optional[ExitStatus]:
     rc = getattr(popen, "returncode", None) if popen is not None else None
     if rc is None:
