@@ -191,6 +191,18 @@ class _Member:
             self.signals.append(int(sig))
         return True
 
+    def read_memory(self) -> Optional[int]:
+        """:func:`memory_bytes` of this member's process, or None.
+
+        The read names a number: it was about our process only if that process was still
+        alive when it finished (a dead one has no memory left to report, and once reaped the
+        number may name a newcomer).
+        """
+        mem = memory_bytes(self.pid)
+        if mem is not None and self.handle.poll():
+            return None
+        return mem
+
     def saw_dead(self) -> None:
         if self.t_dead is None:
             self.t_dead = time.monotonic()
@@ -412,7 +424,7 @@ class _Killer:
         live = self.live(ms)
         for m in live:
             if not m.signals:
-                m.memory = memory_bytes(m.pid)
+                m.memory = m.read_memory()
         for m in live:
             try:
                 sent = m.send(sig)

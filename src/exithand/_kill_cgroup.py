@@ -23,7 +23,7 @@ from . import _cgroup, _tree
 from ._errors import AccessDenied, Error, NoSuchProcess
 from ._handle import check_timeout
 from ._handle import open as _open
-from ._kill import KillResult, _Member, _mrelease, check_signal, memory_bytes
+from ._kill import KillResult, _Member, _mrelease, check_signal
 
 
 @dataclass(frozen=True)
@@ -105,12 +105,13 @@ def kill_cgroup(path: str, *, signal: int = _signal.SIGKILL, grace: Optional[flo
                 continue
             except Error:
                 continue  # e.g. a thread id listed during a race; cgroup.kill still gets it
+            parent = _tree.parent_of(pid)  # read by number: checked by the poll() below
             if not _in_cgroup(pid, rel) or h.poll():
                 h.close()  # died, or the number was reused outside the cgroup
                 continue
-            members.append(_Member(h, owned=True, parent=_tree.parent_of(pid)))
+            members.append(_Member(h, owned=True, parent=parent))
         for m in members:
-            m.memory = memory_bytes(m.pid)
+            m.memory = m.read_memory()
         try:
             events_fd = os.open(os.path.join(real, "cgroup.events"), os.O_RDONLY | os.O_CLOEXEC)
         except OSError as e:
