@@ -259,3 +259,48 @@ def test_watch_library_as_unprivileged_user(connector, eh5_bin) -> None:
     res = run_as(NOBODY, lambda: _watch_burst_as_user(eh5_bin["eh5_burst"]))
     assert res["uid"] == NOBODY
     assert res["got"] == {pid: (code, NOBODY) for pid, code in res["codes"].items()}
+
+
+
+@pytest.fixture(scope="module")
+def review_threads(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """tests/helpers/review_threads.c, compiled (needs gcc)."""
+    from pathlib import Path
+
+    out = tmp_path_factory.mktemp("bin") / "review_threads"
+    subprocess.run(["gcc", "-O1", "-pthread", "-o", str(out),
+                    str(Path(__file__).parent / "helpers" / "review_threads.c")],
+                   check=True, timeout=60)
+    return str(out)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("mode,first,last,code", [
+    # the leader calls pthread_exit (an exit event with pid == tgid) while a worker lives on;
+    # the process exits later, with 4, from the worker (an event with pid != tgid)
+    ("pthread_exit", b"leader-gone\n", b"x", 4),
+    # a non-leader thread's execve kills the old leader (an exit event with pid == tgid,
+    # status 0) while the process lives on under the same pid
+    ("exec", b"exec-done\n", b"\n", 5),
+])
+def test_watch_reports_the_group_exit_not_the_leaders(connector, review_threads, mode, first,
+                                                      last, code) -> None:
+    """Dead means dead: a leader's exit event is not the process's exit."""
+    p = subprocess.Popen([review_threads, mode], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert p.stdout is not None and p.stdin is not None
+        with exithand.watch(pids=[p.pid], count=1, timeout=30) as w:
+            p.stdin.write(b"g")
+            p.stdin.flush()
+            assert p.stdout.readline() == first  # the leader is gone, the process lives
+            p.stdin.write(last)
+            p.stdin.close()
+            assert p.wait(timeout=10) == code
+            got = [e for e in w if isinstance(e, exithand.ProcessExit)]
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        if p.stdout is not None:
+            p.stdout.close()
+    assert [(e.pid, e.exit_code, e.signal) for e in got] == [(p.pid, code, None)], got

@@ -27,8 +27,19 @@ Which fields may be missing (``None``), and why:
   between cgroups (no event tells) and reaped before its exit event is read is matched by the
   cgroup it had at its last fork or exec.
 
-Exit codes come from the exit event of the thread-group leader, as exitsnoop reports them by
-default: if a leader calls ``pthread_exit`` early, its exit is reported then (with status 0).
+A process is reported when its whole thread group is dead (dead means dead), not when its
+leader's exit event arrives: exitsnoop reports the leader's exit, but a leader that called
+``pthread_exit`` sends its event while other threads run on, and the leader of a
+multi-threaded process whose other thread calls ``execve`` sends one (status 0) while the
+process goes on running the new program.  So a leader's exit event is taken only if
+``/proc/<tgid>/stat`` then shows the group dead (gone, another process's start time, or a
+zombie with no other thread left); otherwise the process is remembered and the exit event of
+a later thread that finds the group dead is taken.  A lagging reader may find the group dead
+already at the leader's event, so a dead group is reported only once the socket queue is
+drained (at most :data:`DEAD_HOLD` later), with the *last* exit event queued for it (the last
+thread's, sent after the group died; a fork event for the number ends it early).  Its wait
+status is the group's for a group exit; for a group whose last thread ended with a bare
+``exit`` it is that thread's.
 ``ppid`` is the parent at exit from the event; where the kernel leaves it 0 (seen on 6.18 when
 the parent reaps the child before the event is sent) it is the parent recorded at fork.
 
@@ -60,6 +71,8 @@ from ._backends import _netlink
 from ._errors import BackendUnavailable
 from ._status import signal_name
 
+#: longest time a dead group waits for the queue to drain before it is reported (seconds)
+DEAD_HOLD = 0.1
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 #: receive buffer asked for (bytes).  Each queued event costs about 1 KiB of it, so this rides
@@ -223,6 +236,9 @@ class ExitWatcher:
             raise BackendUnavailable(f"cannot watch process exits: {why}")
         self._sock: Optional[socket.socket] = sock
         self._table: dict[int, _Info] = {}
+        self._leader_gone: set[int] = set()  # leaders exited, groups still alive
+        self._dead: dict[int, _netlink.ProcEvent] = {}  # dead groups: their last exit event
+        self._dead_since = 0.0
         self._last_seq: dict[int, int] = {}
         self._overflow_uncounted = False
         self.lost = 0
@@ -263,6 +279,7 @@ class ExitWatcher:
             cg = _read_cgroup(pid) if self._cgroup is not None else None
             table[pid] = _Info(comm, _read_uid(pid), start_ns, cg, ppid)
         self._table = table
+        self._leader_gone &= table.keys()
 
     def _account(self, ev: _netlink.ProcEvent) -> int:
         last = self._last_seq.get(ev.cpu)
@@ -273,7 +290,6 @@ class ExitWatcher:
 
     def _process(self, data: bytes) -> list[WatchEvent]:
         out: list[WatchEvent] = []
-        wall_off = time.time() - time.monotonic_ns() / 1e9
         lost = 0
         for ev in _netlink.parse(data):
             lost += self._account(ev)
@@ -281,6 +297,8 @@ class ExitWatcher:
             if what == _netlink.PROC_EVENT_FORK:
                 if ev.pid != ev.tgid:
                     continue  # a new thread, not a process
+                if ev.tgid in self._dead:  # the number is reused: the old group is done
+                    out.extend(self._flush_dead(ev.tgid))
                 parent = self._table.get(ev.ppid)
                 if parent is not None:
                     self._table[ev.tgid] = _Info(parent.comm, parent.uid, ev.timestamp_ns,
@@ -298,15 +316,60 @@ class ExitWatcher:
                     self._table.setdefault(ev.tgid, _Info(None, None, None, None)).comm = ev.comm
             elif what == _netlink.PROC_EVENT_UID:
                 self._table.setdefault(ev.tgid, _Info(None, None, None, None)).uid = ev.ruid
-            elif what == _netlink.PROC_EVENT_EXIT and ev.pid == ev.tgid:
-                rec = self._exit(ev, wall_off)
-                if rec is not None:
-                    out.append(rec)
+            elif what == _netlink.PROC_EVENT_EXIT and (ev.pid == ev.tgid
+                                                       or ev.tgid in self._leader_gone
+                                                       or ev.tgid in self._dead):
+                if ev.tgid in self._dead:
+                    self._dead[ev.tgid] = ev  # a later thread of a dead group: more final
+                elif self._group_alive(ev.tgid):
+                    self._leader_gone.add(ev.tgid)  # report when the group is dead
+                else:
+                    self._leader_gone.discard(ev.tgid)
+                    if not self._dead:
+                        self._dead_since = time.monotonic()
+                    self._dead[ev.tgid] = ev  # reported once the queue is drained
         if lost:
             self.lost += lost
             self._overflow_uncounted = False
             out.insert(0, ExitGap(time.time(), lost))
         return out
+
+    def _flush_dead(self, only: Optional[int] = None) -> list[WatchEvent]:
+        """Report the dead groups kept by :meth:`_process` (each with its last exit event)."""
+        wall_off = time.time() - time.monotonic_ns() / 1e9
+        out: list[WatchEvent] = []
+        for tgid in [only] if only is not None else list(self._dead):
+            ev = self._dead.pop(tgid)
+            rec = self._exit(ev, wall_off)
+            if rec is not None:
+                out.append(rec)
+        return out
+
+    def _group_alive(self, tgid: int) -> bool:
+        """Does the thread group ``tgid`` still live (see the module doc)?
+
+        Alive: ``/proc/<tgid>/stat`` shows our process (same start time, within two clock
+        ticks of what we recorded) in a running state, or as a zombie leader with other
+        threads left (``num_threads`` > 1).  Gone, or another process: dead.
+        """
+        stat = _read(f"/proc/{tgid}/stat")
+        if stat is None:
+            return False
+        try:
+            rest = stat[stat.rindex(")") + 2 :].split()
+            state, threads, start_ticks = rest[0], int(rest[20 - 3]), int(rest[22 - 3])
+        except (ValueError, IndexError):
+            return False
+        info = self._table.get(tgid)
+        if info is not None and info.start_ns is not None:
+            start_ns = start_ticks * 1_000_000_000 // _CLK_TCK - _boot_to_mono_ns()
+            if abs(start_ns - info.start_ns) > 2 * 1_000_000_000 // _CLK_TCK:
+                return False  # the number names another process now: ours is dead
+        if state in ("X", "x"):
+            return False
+        if state == "Z":
+            return threads > 1
+        return True
 
     def _exit(self, ev: _netlink.ProcEvent, wall_off: float) -> Optional[ProcessExit]:
         info = self._table.pop(ev.tgid, None) or _Info(None, None, None, None)
@@ -357,11 +420,16 @@ class ExitWatcher:
         sfd = sock.fileno()
         while True:
             try:
-                r = select.select([sfd, self._wake_r], [], [])[0]
+                # with dead groups kept, only look: once the queue is drained, report them
+                r = select.select([sfd, self._wake_r], [], [], 0 if self._dead else None)[0]
             except (OSError, ValueError):
                 break
             if self._wake_r in r:
                 break
+            if not r or (self._dead and time.monotonic() - self._dead_since > DEAD_HOLD):
+                self._push(self._flush_dead())
+                if not r:
+                    continue
             try:
                 data = sock.recv(65536)
             except OSError as e:
@@ -375,7 +443,7 @@ class ExitWatcher:
             evs = self._process(data)
             if evs:
                 self._push(evs)
-        self._push([], end=True)
+        self._push(self._flush_dead(), end=True)
 
     def _push(self, evs: list[WatchEvent], error: Optional[OSError] = None,
               end: bool = False) -> None:
