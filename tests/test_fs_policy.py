@@ -195,3 +195,42 @@ def test_uid_change_then_reaped_at_once(fsmount, procs):  # noqa: F811
         assert cat.returncode == 1 and out == b"" and b"Permission denied" in err
     finally:
         keeper.close()
+
+
+def _open_in_own_user_ns(path: str) -> int:
+    """As the current (unprivileged) user, inside a new user namespace where it is "root"
+    with every capability (``unshare -Ur``): open ``path`` (a shell redirection, no read);
+    0 if it opened, EACCES if refused, -1 for anything else."""
+    res = subprocess.run(["unshare", "-Ur", "sh", "-c", 'exec 3< "$1" && echo opened', "sh",
+                          path], timeout=30, capture_output=True, text=True)
+    if res.stdout.strip() == "opened":
+        return 0
+    return errno.EACCES if "Permission denied" in res.stderr else -1
+
+
+def test_capabilities_in_a_user_namespace_do_not_count(fsmount, procs):  # noqa: F811
+    """CAP_SYS_PTRACE counts as it does for ptrace: in the daemon's user namespace.  Any user
+    can make a user namespace and hold every capability *there* (CapEff is full), which
+    grants nothing over root's processes."""
+    probe = run_as(NOBODY, lambda: subprocess.run(
+        ["unshare", "-Ur", "grep", "^CapEff", "/proc/self/status"],
+        capture_output=True, text=True, timeout=30).stdout)
+    if "1ffffffffff" not in probe:
+        pytest.skip(f"unprivileged user namespaces unavailable here ({probe!r})")
+    fs = fsmount()
+    target = procs.start(["sleep", "60"])  # root's process
+    for name in ("exitstatus", "exithand_full"):
+        path = fs.path(target.pid, name)
+        assert run_as(NOBODY, lambda p=path: try_open(p)) == errno.EACCES
+        got = run_as(NOBODY, lambda p=path: _open_in_own_user_ns(p))
+        assert got == errno.EACCES, (name, errno.errorcode.get(got, got))
+    # the same user with CAP_SYS_PTRACE in the initial namespace is privileged, as for ptrace
+    res = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}",
+                          "--clear-groups", "--inh-caps=+sys_ptrace",
+                          "--ambient-caps=+sys_ptrace", "sh", "-c",
+                          'exec 3< "$1" && echo opened', "sh",
+                          fs.path(target.pid, "exitstatus")],
+                         capture_output=True, text=True, timeout=30)
+    assert res.stdout.strip() == "opened", res.stderr
+    # plain exithand stays open to anyone who can see the process
+    assert run_as(NOBODY, lambda: _open_in_own_user_ns(fs.path(target.pid, "exithand"))) == 0

@@ -268,7 +268,9 @@ class ExitFS(pyfuse3.Operations):
                 status_fd = -1
         try:
             text = policy.read_thread_status(status_fd) if status_fd >= 0 else None
-            caller = policy.caller_from_status(ctx.uid, ctx.pid, text)
+            caller = policy.caller_from_status(
+                ctx.uid, ctx.pid, text, caps_count=text is not None and
+                policy.in_our_user_ns(ctx.pid))
             try:
                 h = exithand.open(node.pid, inode=node.pin)
             except (exithand.Error, ValueError) as e:

@@ -4,9 +4,10 @@ Plain ``exithand`` (death only, no status) is open to anyone who can see the pro
 pidfd is.  The status files follow the policy the daemon was started with:
 
 ``same-user`` (default)
-    root (uid 0 or CAP_SYS_PTRACE), the target's parent, or a caller whose uid equals the
-    target's real *and* effective uid as last seen alive.  A process that became setuid-other
-    during its life is refused.  This mirrors the kernel's ``ptrace_may_access``.
+    root (uid 0, or CAP_SYS_PTRACE in the daemon's user namespace), the target's parent, or a
+    caller whose uid equals the target's real *and* effective uid as last seen alive.  A
+    process that became setuid-other during its life is refused.  This mirrors the kernel's
+    ``ptrace_may_access``.
 ``public``
     anyone (FreeBSD-like: any user may learn any exit status there).
 ``parent``
@@ -59,11 +60,32 @@ def parse_status(text: bytes) -> dict[bytes, bytes]:
     return out
 
 
-def caller_from_status(uid: int, tid: int, status: Optional[bytes]) -> Caller:
+def in_our_user_ns(tid: int) -> bool:
+    """Is thread ``tid`` in the daemon's own user namespace?
+
+    ``CapEff`` in ``/proc/<tid>/status`` is relative to the thread's user namespace, and any
+    user can create one and hold every capability there (``unshare -Ur``).  The kernel's
+    ptrace check asks for CAP_SYS_PTRACE in the *target's* namespace; we count a caller's
+    capabilities only when it shares ours (the initial one, for a daemon started normally),
+    which never grants more than the kernel would.  Reading ``/proc/<tid>/ns/user`` needs
+    ptrace read access to the caller: if refused, the capabilities do not count.
+    """
+    try:
+        theirs = os.stat(f"/proc/{tid}/ns/user")
+        ours = os.stat("/proc/self/ns/user")
+    except OSError:
+        return False
+    return (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino)
+
+
+def caller_from_status(uid: int, tid: int, status: Optional[bytes],
+                       caps_count: bool = True) -> Caller:
     """Build a :class:`Caller` from the request's uid and the caller thread's status text.
 
     If the status is unreadable (the thread vanished; tid 0 for a caller in a pid namespace the
     daemon cannot see), only the uid counts: the caller can never be judged a parent.
+    ``caps_count``: whether the caller's ``CapEff`` means anything here (see
+    :func:`in_our_user_ns`); if not, only uid 0 makes it privileged.
     """
     fields = parse_status(status) if status is not None else {}
     try:
@@ -71,7 +93,7 @@ def caller_from_status(uid: int, tid: int, status: Optional[bytes]) -> Caller:
         capeff = int(fields.get(b"CapEff", b"0"), 16)
     except ValueError:
         tgid, capeff = 0, 0
-    privileged = uid == 0 or bool(capeff & (1 << CAP_SYS_PTRACE))
+    privileged = uid == 0 or (caps_count and bool(capeff & (1 << CAP_SYS_PTRACE)))
     return Caller(uid, tgid if tgid > 0 else -1, privileged)
 
 
