@@ -259,6 +259,24 @@ def leader_exits_first(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(out)
 
 
+@contextlib.contextmanager
+def leader_zombie(binary: str, status: int = 3) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``binary`` (the ``leader_exits_first`` fixture) until its leader has exited: /proc
+    shows it ``Z`` while a second thread lives on.  A line on its stdin ends the process with
+    exit code ``status``.  Killed, reaped and its pipes closed afterwards."""
+    p = subprocess.Popen([binary, str(status)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert p.stdout is not None
+        assert p.stdout.readline() == b"leader-gone\n"
+        yield p
+    finally:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+        p.stdin.close()  # type: ignore[union-attr]
+        p.stdout.close()  # type: ignore[union-attr]
+
+
 @pytest.fixture(scope="session")
 def eh5_bin() -> Iterator[dict[str, str]]:
     """Issue 5's C helpers from tests/helpers/eh5_*.c, compiled once (needs gcc), in a
@@ -269,7 +287,7 @@ def eh5_bin() -> Iterator[dict[str, str]]:
     out = Path(tempfile.mkdtemp(prefix="exithand-eh5-"))
     os.chmod(out, 0o755)
     paths = {}
-    for name in ("eh5_burst", "eh5_deny_pidfd", "eh5_leader_zombie"):
+    for name in ("eh5_burst", "eh5_deny_pidfd"):
         src = Path(__file__).parent / "helpers" / f"{name}.c"
         subprocess.run(["gcc", "-O1", "-pthread", "-o", str(out / name), str(src)],
                        check=True, timeout=60)
@@ -296,3 +314,22 @@ def _no_exit_listener_leak() -> Iterator[None]:
     from exithand._backends import _connector
 
     _connector.stop_exit_listener()
+
+
+@pytest.fixture
+def keepers() -> Iterator[Callable[..., Any]]:
+    """``keepers(code, **kw)``: a ready :class:`kill_helpers.Keeper` (a reaping subreaper with one
+    victim running ``code``); every keeper and its victims are cleaned up after the test."""
+    from kill_helpers import start_keeper
+
+    made: list[Any] = []
+
+    def make(code: str, **kw: Any) -> Any:
+        k = start_keeper(code, **kw)
+        made.append(k)
+        k.wait_ready()
+        return k
+
+    yield make
+    for k in made:
+        k.cleanup()

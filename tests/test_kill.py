@@ -12,10 +12,9 @@ import select
 import signal
 import subprocess
 from collections.abc import Iterator
-from typing import Callable
 
 import pytest
-from kill_helpers import Keeper, is_alive, start_keeper
+from kill_helpers import is_alive
 
 import exithand
 from conftest import NOBODY, run_as
@@ -46,21 +45,6 @@ for off in range(0, len(m), 4096):
     m[off:off + 4096] = page
 ready(); block()
 """
-
-
-@pytest.fixture
-def keepers() -> Iterator[Callable[..., Keeper]]:
-    made: list[Keeper] = []
-
-    def make(code: str, **kw: object) -> Keeper:
-        k = start_keeper(code, **kw)  # type: ignore[arg-type]
-        made.append(k)
-        k.wait_ready()
-        return k
-
-    yield make
-    for k in made:
-        k.cleanup()
 
 
 @pytest.mark.timeout(30)
