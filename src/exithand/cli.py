@@ -22,6 +22,7 @@ a zombie counts as dead, and exit statuses are reported when the system can hone
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``exithand`` parser, with one subparser per module in ``_SUBCOMMANDS``."""
     parser = argparse.ArgumentParser(
         prog="exithand", description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -35,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    """Run one command; returns its exit code (0 done, 1 error, 2 usage, 124 timeout, 130
+    Ctrl-C).  Errors become a message on stderr, never a traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
