@@ -250,6 +250,29 @@ def wait_dead(pid: int, timeout: float = 10) -> None:
         os.close(fd)
 
 
+def wait_reaped(pidfd: int, timeout: float = 10) -> None:
+    """Block until the pidfd's process is reaped (by its parent, not by us).
+
+    Linux 6.9+ (pidfs): wait for POLLHUP alone, so the POLLIN a dead process already shows
+    does not end the wait.  Before 6.9 no event tells a non-parent of the reap: poll the
+    pidfd's ``Pid:`` in fdinfo (-1 once reaped) with a backoff, bounded."""
+    import select
+    import time
+
+    from exithand import _sys
+
+    if _sys.pidfd_has_unique_inode():
+        p = select.poll()
+        p.register(pidfd, select.POLLHUP)
+        assert p.poll(timeout * 1000), f"pidfd {pidfd}: process not reaped in {timeout}s"
+        return
+    deadline, pause = time.monotonic() + timeout, 0.001
+    while _sys.fdinfo_pid(pidfd) != -1:
+        assert time.monotonic() < deadline, f"pidfd {pidfd}: process not reaped in {timeout}s"
+        select.select([], [], [], pause)
+        pause = min(pause * 2, 0.05)
+
+
 @pytest.fixture(scope="session")
 def leader_exits_first(tmp_path_factory: pytest.TempPathFactory) -> str:
     """Path of the compiled tests/helpers/leader_exits_first.c (needs gcc)."""

@@ -19,7 +19,7 @@ import warnings
 import pytest
 
 import exithand
-from conftest import NOBODY, Victim, leader_zombie, run_as, wait_dead
+from conftest import NOBODY, Victim, leader_zombie, run_as, wait_dead, wait_reaped
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -100,12 +100,7 @@ def test_zombie_status_becomes_known_after_reap_for_other_user(victim_factory) -
             assert not st.known, st
             os.write(w, b"unknown\n")
             code = 3
-            # wait for the reap: POLLHUP on the pidfd (6.9+)
-            import select
-            p = select.poll()
-            p.register(h.fileno(), select.POLLHUP)
-            while not any(ev & select.POLLHUP for _, ev in p.poll(10000)):
-                pass
+            wait_reaped(h.fileno())  # the test's parent reaps v now
             st = h.status()
             code = 0 if (st and st.known and st.exit_code == 5
                          and st.source == "pidfd_info") else 4

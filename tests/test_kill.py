@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ import pytest
 from kill_helpers import is_alive
 
 import exithand
-from conftest import NOBODY, run_as
+from conftest import NOBODY, run_as, wait_reaped
 from exithand import _kill, _sys
 
 IGNORE_TERM = """
@@ -120,11 +119,7 @@ def test_pid_inode_of_reused_pid_is_never_signalled(no_fd_leak, keepers):
             old = h.identity
             h.send_signal(signal.SIGKILL)
             h.wait(timeout=10)
-        # the keeper reaps it; wait until the number is free
-        for _ in range(1000):
-            if not os.path.exists(f"/proc/{old.pid}"):
-                break
-            select.select([], [], [], 0.001)
+            wait_reaped(h.fileno())  # the keeper reaps it: the number is free
         reuser = _reuse_pid(old.pid)
         if reuser is not None:
             break
