@@ -293,11 +293,17 @@ def leader_zombie(binary: str, status: int = 3) -> Iterator[subprocess.Popen[byt
         assert p.stdout.readline() == b"leader-gone\n"
         yield p
     finally:
-        if p.poll() is None:
-            p.kill()
-        p.wait()
-        p.stdin.close()  # type: ignore[union-attr]
-        p.stdout.close()  # type: ignore[union-attr]
+        stop_process(p)
+
+
+def stop_process(p: subprocess.Popen[Any]) -> None:
+    """Cleanup for a test's Popen: SIGKILL it if still running, reap it, close its pipes."""
+    if p.poll() is None:
+        p.kill()
+    p.wait()
+    for f in (p.stdin, p.stdout, p.stderr):
+        if f is not None:
+            f.close()
 
 
 @pytest.fixture(scope="session")

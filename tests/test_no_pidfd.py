@@ -14,7 +14,7 @@ import textwrap
 import pytest
 
 import exithand
-from conftest import SRC, env_with_src, leader_zombie, run_cli
+from conftest import SRC, env_with_src, leader_zombie, run_cli, stop_process
 from exithand._identity import read_stat
 
 FALLBACKS = ["procpoll", "connector"]
@@ -75,10 +75,7 @@ def test_fallback_fileno_signal_and_identity(no_fd_leak, victim_factory, backend
             with pytest.raises(exithand.NoSuchProcess):
                 h.kill()
     finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-        p.stdin.close()  # type: ignore[union-attr]
+        stop_process(p)
     # a pinned start time that does not match is refused
     v2 = victim_factory(reap=True)
     st = read_stat(v2.pid)

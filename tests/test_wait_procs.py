@@ -17,7 +17,7 @@ import pytest
 from _herd import herd
 
 import exithand
-from conftest import wait_reaped
+from conftest import stop_process, wait_reaped
 
 
 def _has_pidfd_info_exit() -> bool:
@@ -140,6 +140,4 @@ def test_popen_items_are_watched_safely_and_left_reapable(no_fd_leak):
     finally:
         os.close(w)
         for p in (a, b):
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+            stop_process(p)
