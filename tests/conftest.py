@@ -285,7 +285,7 @@ def leader_exits_first(tmp_path_factory: pytest.TempPathFactory) -> str:
 @contextlib.contextmanager
 def leader_zombie(binary: str, status: int = 3) -> Iterator[subprocess.Popen[bytes]]:
     """Run ``binary`` (the ``leader_exits_first`` fixture) until its leader has exited: /proc
-    shows it ``Z`` while a second thread lives on.  A line on its stdin ends the process with
+    shows it ``Z`` while a second thread lives on.  Any input on its stdin ends the process with
     exit code ``status``.  Killed, reaped and its pipes closed afterwards."""
     p = subprocess.Popen([binary, str(status)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
