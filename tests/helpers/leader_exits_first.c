@@ -1,7 +1,7 @@
 /* A process whose main thread exits first (pthread_exit) while another thread lives on.
  *
  * The worker joins the main thread, so it knows the leader is gone (its /proc state is then Z),
- * prints "leader-gone", waits for a line on stdin, and exits the whole group with status
+ * prints "leader-gone", waits for input on stdin, and exits the whole group with status
  * argv[1] (3 if not given).  Used to prove that a zombie *leader* is not a dead *process*.
  */
 #include <pthread.h>
