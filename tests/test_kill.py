@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
 import signal
 import subprocess
 from collections.abc import Iterator
-from typing import Callable
 
 import pytest
-from kill_helpers import Keeper, is_alive, start_keeper
+from kill_helpers import is_alive
 
 import exithand
-from conftest import NOBODY, run_as
+from conftest import NOBODY, run_as, wait_reaped
 from exithand import _kill, _sys
 
 IGNORE_TERM = """
@@ -46,21 +44,6 @@ for off in range(0, len(m), 4096):
     m[off:off + 4096] = page
 ready(); block()
 """
-
-
-@pytest.fixture
-def keepers() -> Iterator[Callable[..., Keeper]]:
-    made: list[Keeper] = []
-
-    def make(code: str, **kw: object) -> Keeper:
-        k = start_keeper(code, **kw)  # type: ignore[arg-type]
-        made.append(k)
-        k.wait_ready()
-        return k
-
-    yield make
-    for k in made:
-        k.cleanup()
 
 
 @pytest.mark.timeout(30)
@@ -136,11 +119,7 @@ def test_pid_inode_of_reused_pid_is_never_signalled(no_fd_leak, keepers):
             old = h.identity
             h.send_signal(signal.SIGKILL)
             h.wait(timeout=10)
-        # the keeper reaps it; wait until the number is free
-        for _ in range(1000):
-            if not os.path.exists(f"/proc/{old.pid}"):
-                break
-            select.select([], [], [], 0.001)
+            wait_reaped(h.fileno())  # the keeper reaps it: the number is free
         reuser = _reuse_pid(old.pid)
         if reuser is not None:
             break

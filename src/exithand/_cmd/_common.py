@@ -98,6 +98,7 @@ def timeout_arg(text: str) -> float:
 
 
 def positive_int_arg(text: str) -> int:
+    """argparse type for counts (``-c N``): an integer >= 1."""
     try:
         v = int(text)
     except ValueError:
@@ -114,6 +115,7 @@ def emit(line: str) -> None:
 
 
 def emit_json(obj: dict[str, Any]) -> None:
+    """Print one JSON object as one line (``--json`` output) and flush."""
     emit(json.dumps(obj, sort_keys=False))
 
 
@@ -125,5 +127,6 @@ def debug(msg: str) -> None:
 
 
 def warn(msg: str) -> None:
+    """An ``exithand: MSG`` line on stderr (errors and notes; stdout stays for results)."""
     sys.stderr.write(f"exithand: {msg}\n")
     sys.stderr.flush()

@@ -49,7 +49,12 @@ examples:
   exithand mount --foreground --policy public /mnt/eh
   exithand umount /run/exithand
 
-""" + _common.EXIT_CODES_HELP
+exit status:
+  0    background: mounted; --foreground: unmounted cleanly (SIGTERM, or 'exithand umount')
+  1    error: missing pyfuse3/trio, unusable or stale mountpoint, mount failed
+  2    usage error: bad option
+  130  --foreground: stopped with Ctrl-C (unmounted cleanly)
+"""
 
 
 def max_readers_arg(text: str) -> int:

@@ -22,7 +22,11 @@ examples:
   exithand umount /run/exithand
   exithand umount --lazy /run/exithand     detach at once even while readers hold files open
 
-""" + _common.EXIT_CODES_HELP
+exit status:
+  0    unmounted (notes on stderr say if it was detached lazily)
+  1    error: not a mount point, or every unmount attempt failed (each one is named)
+  2    usage error: bad option
+"""
 
 
 def register(sub: Any) -> None:
