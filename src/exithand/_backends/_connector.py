@@ -140,9 +140,31 @@ def _born_not_before(ref: ProcessRef) -> int:
         return 0
     born_boot = start * 1_000_000_000 // _CLK_TCK
     suspended = time.clock_gettime_ns(time.CLOCK_BOOTTIME) - time.monotonic_ns()
-    return max(0, born_boot - max(0, suspended))
+    return max(0, born_boot - max(0, suspended) - _monotonic_offset_ns())
 
 
+def _monotonic_offset_ns() -> int:
+    """Our time namespace's CLOCK_MONOTONIC offset (Linux 5.6; 0 in the initial one).
+
+    Event stamps are the host's ``ktime_get_ns()``; our clocks and the start times in
+    ``/proc`` are shifted by the namespace's offsets, so a local time minus this is the
+    host's.  Read once: a process never changes its own time namespace.
+    """
+    global _MONO_OFFSET
+    if _MONO_OFFSET is None:
+        _MONO_OFFSET = 0
+        try:
+            with open("/proc/self/timens_offsets") as f:
+                for line in f:
+                    name, secs, nsecs = line.split()
+                    if name == "monotonic":
+                        _MONO_OFFSET = int(secs) * 1_000_000_000 + int(nsecs)
+        except (OSError, ValueError):
+            pass
+    return _MONO_OFFSET
+
+
+_MONO_OFFSET: Optional[int] = None
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -308,7 +330,7 @@ class _Listener(Driver):
             self._by_ref[key] = w
         # Registered first, checked second: alive now means its exit event is still to come,
         # and will be stamped after ``now`` (events still queued from before are not ours).
-        now = time.monotonic_ns()
+        now = time.monotonic_ns() - _monotonic_offset_ns()
         pr = w.probe()
         w.armed = pr is not None and not pr[0]
         if w.armed:
