@@ -127,3 +127,53 @@ def test_stale_exit_event_of_previous_process_is_not_taken(backend_availability,
             pass
         keeper.wait(timeout=10)
         keeper.stdout.close()
+
+
+TIMENS_SCRIPT = textwrap.dedent("""
+    import json, os, exithand
+    assert exithand.start_exit_listener()
+    cr, cw = os.pipe(); kr, kw = os.pipe(); pr, pw = os.pipe()
+    k = os.fork()
+    if k == 0:  # keeper: its child stays an unreaped zombie until the keeper is told to go
+        os.close(cw); os.close(kw)
+        c = os.fork()
+        if c == 0:
+            os.read(cr, 1)
+            os._exit(9)
+        os.write(pw, f"{c}\\n".encode())
+        os.read(kr, 1)
+        os._exit(0)
+    os.close(cr); os.close(kr)
+    pid = int(os.read(pr, 64))
+    with exithand.open(pid) as h:
+        os.write(cw, b"x")
+        st = h.wait(timeout=10)
+    os.close(kw)
+    os.waitpid(k, 0)
+    print(json.dumps(st.as_dict()))
+""")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("offsets", [["--monotonic", "1000", "--boottime", "3000"],
+                                     ["--monotonic", "-50"]], ids=["ahead", "behind"])
+def test_statuses_at_death_inside_a_time_namespace(backend_availability, offsets) -> None:
+    """Event stamps are the host's clock; ours is shifted in a time namespace: a genuine
+    exit event must still be taken (the stale-event filter works in host time)."""
+    import json
+    import shutil
+
+    from conftest import env_with_src
+
+    ok, why = backend_availability["connector"]
+    if not ok:
+        pytest.skip(f"proc connector unavailable: {why}")
+    if shutil.which("unshare") is None:
+        pytest.skip("no unshare(1)")
+    res = subprocess.run(["unshare", "--time", *offsets, sys.executable, "-c", TIMENS_SCRIPT],
+                         capture_output=True, text=True, timeout=50, env=env_with_src())
+    if res.returncode != 0 and "unshare failed" in res.stderr:
+        pytest.skip(f"cannot make a time namespace: {res.stderr.strip()}")
+    assert res.returncode == 0, res.stderr
+    st = json.loads(res.stdout)
+    assert st["known"] and st["exit_code"] == 9 and st["source"] == "connector", st
