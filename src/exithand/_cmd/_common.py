@@ -86,6 +86,12 @@ def open_targets(targets: list[Target],
     return opened, gone
 
 
+def is_ascii_decimal(text: str) -> bool:
+    """Only ASCII digits, at least one (``str.isdigit()`` also takes other scripts' digits
+    and superscripts, on some of which ``int()`` then fails)."""
+    return bool(text) and all("0" <= c <= "9" for c in text)
+
+
 def timeout_arg(text: str) -> float:
     """argparse type for ``-t``: fractional seconds >= 0."""
     try:
