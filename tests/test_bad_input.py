@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import threading
+from typing import Any, Callable
+
 import pytest
 
 import exithand
+from conftest import run_cli
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -28,3 +35,115 @@ def test_parse_target_accepts_plain_forms() -> None:
 def test_parse_target_wants_a_str() -> None:
     with pytest.raises(TypeError, match="must be a str"):
         exithand.parse_target(12)  # type: ignore[arg-type]
+
+
+# ----- timeouts longer than one poll(2) can take -----------------------------------------------
+# poll/epoll_wait take an int of milliseconds (INT_MAX ms is 24.8 days) and a lock wait at most
+# threading.TIMEOUT_MAX: a longer timeout (1e9 s, 1e18 s) raised OverflowError from every
+# waiting entry point before the fix; now it is waited for in slices.
+
+HUGE = [1e9, 1e18]
+_POLL_SYSCALLS = {"7", "232", "271", "281", "441"}  # x86_64 poll, epoll_wait, ppoll, epoll_pwait(2)
+
+
+def _in_poll(tid: int) -> bool:
+    try:
+        with open(f"/proc/self/task/{tid}/syscall") as f:
+            return f.read().split(" ", 1)[0] in _POLL_SYSCALLS
+    except OSError:
+        return False
+
+
+def _run_blocked(fn: Callable[[], Any], then: Callable[[], None]) -> Any:
+    """Run ``fn()`` in a thread; once it blocks in poll/epoll_wait (or has ended), call
+    ``then()``; return ``fn``'s result or re-raise its exception."""
+    out: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            out["result"] = fn()
+        except BaseException as e:  # handed to the test thread
+            out["error"] = e
+
+    t = threading.Thread(target=work)
+    t.start()
+    while t.is_alive() and not (t.native_id and _in_poll(t.native_id)):
+        os.sched_yield()
+    then()
+    t.join()
+    if "error" in out:
+        raise out["error"]
+    return out["result"]
+
+
+@pytest.mark.parametrize("timeout", HUGE)
+def test_handle_wait_huge_timeout(victim_factory, timeout: float) -> None:
+    v = victim_factory()
+    with exithand.open(v.pid) as h:
+        st = _run_blocked(lambda: h.wait(timeout), lambda: v.exit(7))
+    assert st.exit_code == 7
+
+
+@pytest.mark.parametrize("timeout", HUGE)
+def test_waitset_and_wait_helpers_huge_timeout(victim_factory, timeout: float) -> None:
+    v = victim_factory(reap=False)  # stays a zombie: the helpers below find it dead
+    with exithand.WaitSet() as ws:
+        h = ws.open(v.pid)
+        try:
+            got = _run_blocked(lambda: ws.wait(timeout), lambda: v.exit(3))
+            assert got == [h] and h.wait(0).exit_code == 3
+        finally:
+            h.close()
+    # the helpers built on WaitSet, on a process already dead (poll() raised before sleeping)
+    assert exithand.wait_all([v.pid], timeout=timeout) == [v.pid]
+    assert exithand.wait_any([v.pid], timeout=timeout) == v.pid
+    gone, alive = exithand.wait_procs([subprocess.Popen(["true"])], timeout=timeout)
+    assert len(gone) == 1 and not alive
+
+
+@pytest.mark.parametrize("timeout", HUGE)
+def test_kill_and_wait_huge_timeout(victim_factory, timeout: float) -> None:
+    v = victim_factory()
+    (r,) = exithand.kill_and_wait(v.pid, timeout=timeout, grace=timeout)
+    assert r.outcome == "killed" and r.status.signal == signal.SIGTERM
+
+
+@pytest.mark.timeout(60)
+def test_kill_cgroup_huge_timeout(no_fd_leak) -> None:
+    from kill_helpers import v2_cgroup
+    from test_kill_cgroup import _fill
+
+    with v2_cgroup("huge-timeout") as cg:
+        k = _fill(cg, 2)
+        try:
+            res = exithand.kill_cgroup(cg, timeout=1e18)
+            assert res.empty and len(res.processes) == 2
+        finally:
+            k.cleanup()
+
+
+def test_watch_huge_timeout(backend_availability, victim_factory) -> None:
+    ok, why = backend_availability["connector"]
+    if not ok:
+        pytest.skip(f"proc connector unavailable: {why}")
+    v = victim_factory()
+    with exithand.watch(pids=[v.pid], count=1, timeout=1e18) as w:
+        out: list[Any] = []
+        t = threading.Thread(target=lambda: out.extend(w))
+        t.start()
+        # white-box: wait until the iterating thread sleeps on the stream's condition (the
+        # OverflowError came from that wait), or has ended with the error
+        while t.is_alive() and not w._cond._waiters:  # type: ignore[attr-defined]
+            os.sched_yield()
+        v.exit(5)
+        t.join()
+    assert [(e.pid, e.exit_code) for e in out] == [(v.pid, 5)]
+
+
+@pytest.mark.parametrize("timeout", ["1e9", "1e18"])
+def test_cli_wait_huge_timeout(victim_factory, timeout: str) -> None:
+    v = victim_factory(reap=False)
+    v.exit(4)
+    res = run_cli("wait", "-v", "-t", timeout, str(v.pid))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == f"{v.pid}: exited with status 4.\n"

@@ -292,7 +292,9 @@ def wait_unpopulated(path: str, timeout: Optional[float] = None) -> bool:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
-                ms = max(1, int(left * 1000 + 0.999))
+                # poll(2) takes an int of ms: wait in slices of at most INT_MAX, the loop
+                # re-checks the deadline
+                ms = min(2**31 - 1, max(1, int(left * 1000 + 0.999)))
             p.poll(ms)
     finally:
         os.close(fd)

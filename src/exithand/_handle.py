@@ -16,6 +16,7 @@ import math
 import select
 import signal as _signal
 import threading
+import time
 import warnings
 from collections.abc import Callable
 from typing import Any, Optional
@@ -68,11 +69,19 @@ def check_timeout(timeout: Optional[float]) -> Optional[float]:
     return float(timeout)
 
 
+#: poll(2) and epoll_wait(2) take an ``int`` of milliseconds, so one call waits at most INT_MAX
+#: ms (about 24.8 days; Python raises ``OverflowError`` beyond it).  Longer finite timeouts are
+#: waited for in slices of this size by every caller, which loops until its own deadline.
+MAX_POLL_MS = 2**31 - 1
+MAX_POLL_SECONDS = MAX_POLL_MS / 1000
+
+
 def poll_ms(seconds: Optional[float]) -> Optional[int]:
-    """Seconds -> ``poll``/``epoll`` milliseconds, rounded up so we never wake early."""
+    """Seconds -> ``poll``/``epoll`` milliseconds, rounded up so we never wake early, and at
+    most :data:`MAX_POLL_MS` (the caller loops until its deadline); ``None``: forever."""
     if seconds is None or math.isinf(seconds):
         return None
-    return max(0, math.ceil(seconds * 1000))
+    return min(MAX_POLL_MS, max(0, math.ceil(seconds * 1000)))
 
 
 class ExitHandle:
@@ -218,10 +227,14 @@ class ExitHandle:
         if not ref.is_dead():
             p = select.poll()
             p.register(ref.fileno(), select.POLLIN)
-            # PEP 475: poll() retries on EINTR with the remaining timeout.
-            if not p.poll(poll_ms(timeout)):
-                raise TimeoutExpired(f"process {ref.pid} still running after {timeout} seconds",
-                                     ref.pid, timeout)
+            deadline = None if timeout is None else time.monotonic() + timeout
+            # PEP 475: poll() retries on EINTR with the remaining timeout.  A timeout longer
+            # than one poll() may take (MAX_POLL_MS) is waited for in slices.
+            while not p.poll(poll_ms(None if deadline is None else deadline - time.monotonic())):
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutExpired(
+                        f"process {ref.pid} still running after {timeout} seconds",
+                        ref.pid, timeout)
         status = self.status()
         assert status is not None
         return status

@@ -429,7 +429,8 @@ class ExitWatcher:
                     left = None if deadline is None else deadline - time.monotonic()
                     if left is not None and left <= 0:
                         break
-                    self._cond.wait(left)
+                    # a lock wait takes at most threading.TIMEOUT_MAX: slices, re-checked
+                    self._cond.wait(None if left is None else min(left, threading.TIMEOUT_MAX))
                 batch = list(self._queue)
                 self._queue.clear()
                 ended = self._ended
