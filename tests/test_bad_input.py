@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import threading
 from typing import Any, Callable
 
 import pytest
 
 import exithand
-from conftest import run_cli
+from conftest import env_with_src, run_cli
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -147,3 +148,51 @@ def test_cli_wait_huge_timeout(victim_factory, timeout: str) -> None:
     res = run_cli("wait", "-v", "-t", timeout, str(v.pid))
     assert res.returncode == 0, res.stderr
     assert res.stdout == f"{v.pid}: exited with status 4.\n"
+
+
+# ----- standard output closed (>&-) or failing (/dev/full) --------------------------------------
+
+def _close_stdout() -> None:
+    os.close(1)
+
+
+@pytest.mark.parametrize("where", ["closed", "full"])
+@pytest.mark.parametrize("args", [["info"], ["info", "--json"], ["wait", "-p", "-t", "0", "PID"],
+                                  ["wait", "--json", "-p", "-t", "0", "PID"]],
+                         ids=" ".join)
+def test_cli_unwritable_stdout_is_a_clear_error(args: list[str], where: str) -> None:
+    args = [str(os.getpid()) if a == "PID" else a for a in args]  # alive: -p prints it
+    with open("/dev/full", "w") as full:
+        res = subprocess.run([sys.executable, "-m", "exithand", *args], text=True,
+                             stdout=full, stderr=subprocess.PIPE, env=env_with_src(),
+                             preexec_fn=_close_stdout if where == "closed" else None,
+                             timeout=30)
+    assert res.returncode == 1, res.stderr
+    assert "cannot write to standard output" in res.stderr
+    assert "Traceback" not in res.stderr and "Exception ignored" not in res.stderr
+
+
+def test_cli_kill_with_closed_stdout_still_kills(victim_factory) -> None:
+    v = victim_factory(reap=False)
+    res = subprocess.run([sys.executable, "-m", "exithand", "kill", "-v", str(v.pid)],
+                         text=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         env=env_with_src(), preexec_fn=_close_stdout, timeout=30)
+    assert res.returncode == 1 and "cannot write to standard output" in res.stderr, res.stderr
+    with exithand.open(v.pid) as h:
+        assert h.poll()  # killed before the report failed
+
+
+def test_cli_closed_stderr_keeps_the_exit_code() -> None:
+    def close_stderr() -> None:
+        os.close(2)
+
+    res = subprocess.run([sys.executable, "-m", "exithand", "wait", "-t", "0", str(2**22 + 1)],
+                         capture_output=True, text=True, env=env_with_src(),
+                         preexec_fn=close_stderr, timeout=30)
+    assert res.returncode == 2 and res.stdout == ""
+    pid = subprocess.Popen(["true"])
+    pid.wait()
+    res = subprocess.run([sys.executable, "-m", "exithand", "wait", str(pid.pid)],
+                         capture_output=True, text=True, env=env_with_src(),
+                         preexec_fn=close_stderr, timeout=30)
+    assert res.returncode == 1 and res.stdout == ""

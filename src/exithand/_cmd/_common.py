@@ -113,10 +113,40 @@ def positive_int_arg(text: str) -> int:
     return v
 
 
+class OutputError(CommandError):
+    """Standard output cannot be written (closed with ``>&-``, ``/dev/full``): exit 1."""
+
+
 def emit(line: str) -> None:
-    """Print one line and flush (output is often piped to another program)."""
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+    """Print one line and flush (output is often piped to another program).
+
+    ``BrokenPipeError`` (the reader went away, ``| head``) propagates as is; a closed or
+    failing stdout raises :class:`OutputError`.
+    """
+    out = sys.stdout
+    if out is None:  # started with stdout closed (>&-)
+        raise OutputError("cannot write to standard output: it is closed")
+    try:
+        out.write(line + "\n")
+        out.flush()
+    except BrokenPipeError:
+        raise
+    except (OSError, ValueError) as e:  # ValueError: the file object itself was closed
+        abandon_stdout()
+        raise OutputError(f"cannot write to standard output: {e}") from None
+
+
+def abandon_stdout() -> None:
+    """Point fd 1 at /dev/null so the interpreter's last flush of what could not be written
+    does not fail again at exit (the recipe of the Python docs on SIGPIPE)."""
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(fd, sys.stdout.fileno() if sys.stdout is not None else 1)
+        finally:
+            os.close(fd)
+    except (OSError, ValueError):
+        pass
 
 
 def emit_json(obj: dict[str, Any]) -> None:
@@ -126,10 +156,16 @@ def emit_json(obj: dict[str, Any]) -> None:
 def debug(msg: str) -> None:
     """A line on stderr when ``EXITHAND_DEBUG=1`` (scripts and tests use it as a sync point)."""
     if os.environ.get("EXITHAND_DEBUG") == "1":
-        sys.stderr.write(f"exithand: debug: {msg}\n")
-        sys.stderr.flush()
+        warn(f"debug: {msg}")
 
 
 def warn(msg: str) -> None:
-    sys.stderr.write(f"exithand: {msg}\n")
-    sys.stderr.flush()
+    """A message on stderr; dropped if stderr is closed or failing (nowhere to report it)."""
+    err = sys.stderr
+    if err is None:
+        return
+    try:
+        err.write(f"exithand: {msg}\n")
+        err.flush()
+    except (OSError, ValueError):
+        pass
