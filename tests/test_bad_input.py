@@ -98,8 +98,12 @@ def test_waitset_and_wait_helpers_huge_timeout(victim_factory, timeout: float) -
     # the helpers built on WaitSet, on a process already dead (poll() raised before sleeping)
     assert exithand.wait_all([v.pid], timeout=timeout) == [v.pid]
     assert exithand.wait_any([v.pid], timeout=timeout) == v.pid
-    gone, alive = exithand.wait_procs([subprocess.Popen(["true"])], timeout=timeout)
-    assert len(gone) == 1 and not alive
+    child = subprocess.Popen(["true"])
+    try:
+        gone, alive = exithand.wait_procs([child], timeout=timeout)
+        assert gone == [child] and not alive
+    finally:
+        child.wait()
 
 
 @pytest.mark.parametrize("timeout", HUGE)
@@ -196,3 +200,52 @@ def test_cli_closed_stderr_keeps_the_exit_code() -> None:
                          capture_output=True, text=True, env=env_with_src(),
                          preexec_fn=close_stderr, timeout=30)
     assert res.returncode == 1 and res.stdout == ""
+
+
+# ----- library arguments: ValueError/TypeError up front, never a wrong process ----------------
+
+@pytest.mark.parametrize(("kw", "message"), [
+    ({"inode": 0}, "invalid inode 0"), ({"inode": -1}, "invalid inode -1"),
+    ({"inode": "x"}, "invalid inode 'x'"), ({"inode": True}, "invalid inode True"),
+    ({"start_time": -1}, "invalid start_time -1"), ({"start_time": "x"}, "invalid start_time"),
+])
+def test_open_rejects_bad_identity_arguments(no_fd_leak, kw: dict[str, Any],
+                                             message: str) -> None:
+    # before: NoSuchProcess "process 1:x is gone: pid 1 now names another process"
+    with pytest.raises(ValueError, match=message):
+        exithand.open(os.getpid(), **kw)
+
+
+def test_from_popen_rejects_non_popen(no_fd_leak) -> None:
+    with pytest.raises(TypeError, match=r"takes a subprocess\.Popen"):
+        exithand.ExitHandle.from_popen(None)
+
+    class NoPid:
+        pid = 0
+        returncode = None
+
+    with pytest.raises(ValueError, match="invalid pid 0"):
+        exithand.ExitHandle.from_popen(NoPid())
+
+
+@pytest.mark.parametrize("targets", [b"12", bytearray(b"12"), [(1,)], [(1, 2, 3)]],
+                         ids=repr)
+def test_kill_and_wait_rejects_bytes_and_odd_tuples(no_fd_leak, targets: Any) -> None:
+    # b"12" iterated as the pids 49 and 50 and signalled them
+    with pytest.raises(ValueError, match="invalid target"):
+        exithand.kill_and_wait(targets, timeout=0)
+
+
+@pytest.mark.parametrize(("kw", "message"), [
+    ({"pids": [0]}, "invalid pid 0"), ({"pids": "12"}, "pids must be a list"),
+    ({"uid": -1}, "uid must be"), ({"uid": "0"}, "uid must be"), ({"uid": 2**32 - 1}, "uid must"),
+    ({"comm": 5}, "comm must be"), ({"cgroup": ""}, "cgroup must be"),
+    ({"timeout": "1"}, "timeout must be"), ({"count": "2"}, "count must be"),
+    ({"count": True}, "count must be"), ({"rcvbuf": -1}, "rcvbuf must be"),
+    ({"rcvbuf": 2**40}, "rcvbuf must be"),
+])
+def test_watch_rejects_bad_arguments(no_fd_leak, kw: dict[str, Any], message: str) -> None:
+    # before: comm=5 killed the reader thread (the stream then ended empty), rcvbuf=2**40 leaked
+    # the netlink socket, and pids=[0], uid=-1 silently matched nothing
+    with pytest.raises(ValueError, match=message):
+        exithand.watch(**kw)

@@ -118,6 +118,10 @@ class ExitHandle:
         number now names a different process (the one you meant is dead).
         """
         pid = _identity.check_pid(pid)
+        for name, value, least in (("inode", inode, 1), ("start_time", start_time, 0)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value < least):
+                raise ValueError(f"invalid {name} {value!r}: must be an int >= {least} or None")
         b = _pick_backend(backend)
         try:
             ref = b.open(pid)
@@ -167,14 +171,17 @@ class ExitHandle:
         Race-free while the child is unreaped (its number cannot be reused before we reap it).
         If ``Popen.wait()`` reaps it later, ``status()`` uses the Popen's ``returncode``.
         """
+        if not (hasattr(popen, "pid") and hasattr(popen, "returncode")):
+            raise TypeError(f"from_popen() takes a subprocess.Popen, not {type(popen).__name__}")
         if popen.returncode is not None:
             raise NoSuchProcess(f"process {popen.pid} was already reaped by Popen "
                                 f"(returncode {popen.returncode})", popen.pid)
+        pid = _identity.check_pid(popen.pid)
         b = _pick_backend(backend)
         try:
-            ref = b.open(popen.pid)
+            ref = b.open(pid)
         except OSError as e:
-            raise _open_error(e, popen.pid) from None
+            raise _open_error(e, pid) from None
         return cls(ref, popen)
 
     # ----- identity -------------------------------------------------------------------------

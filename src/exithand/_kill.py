@@ -290,7 +290,7 @@ def _open_target(t: Target) -> tuple[Optional[ExitHandle], bool, Optional[str], 
         return t, False, None, t.pid
     if isinstance(t, str):
         pid, inode = _identity.parse_target(t)
-    elif isinstance(t, tuple):
+    elif isinstance(t, tuple) and len(t) == 2:
         pid, inode = t
     elif isinstance(t, int) and not isinstance(t, bool):
         pid, inode = t, None
@@ -490,6 +490,9 @@ def kill_and_wait(targets: Union[Target, Iterable[Target]], *,
     start = time.monotonic()
     deadline = None if timeout is None else start + timeout
     # one target, or a sequence of them (a tuple is a sequence, not a (pid, inode) pair)
+    if isinstance(targets, (bytes, bytearray, memoryview)):
+        # iterating them would give byte values: kill_and_wait(b"12") signalled pids 49 and 50
+        raise ValueError(f"invalid targets {targets!r}: bytes are not pids (decode them first)")
     items = cast("Iterable[Target]",
                  [targets] if isinstance(targets, (int, str, ExitHandle)) else targets)
 
