@@ -249,3 +249,31 @@ def test_watch_rejects_bad_arguments(no_fd_leak, kw: dict[str, Any], message: st
     # the netlink socket, and pids=[0], uid=-1 silently matched nothing
     with pytest.raises(ValueError, match=message):
         exithand.watch(**kw)
+
+
+# ----- mount / umount --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("cmd", ["mount", "umount"])
+def test_empty_mountpoint_is_a_usage_error(tmp_path, cmd: str) -> None:
+    # "" was the current directory: 'exithand mount "$UNSET"' mounted over it
+    d = tmp_path / "cwd"
+    d.mkdir()
+    try:
+        res = subprocess.run([sys.executable, "-m", "exithand", cmd, ""], capture_output=True,
+                             text=True, env=env_with_src(), cwd=d, timeout=30)
+        assert res.returncode == 2, res
+        assert "empty path" in res.stderr and "Traceback" not in res.stderr
+    finally:  # had it mounted over d anyway, do not leave it behind
+        with open("/proc/self/mountinfo") as f:
+            if f" {d} " in f.read():
+                run_cli("umount", "--lazy", str(d))
+
+
+@pytest.mark.parametrize("cmd", ["mount", "umount"])
+def test_mount_help_has_its_own_exit_codes(cmd: str) -> None:
+    res = run_cli(cmd, "--help")
+    assert res.returncode == 0 and "examples:" in res.stdout
+    tail = res.stdout.split("exit status:", 1)[1]
+    # not the wait command's table (it spoke of targets, -p and timeouts)
+    assert "waited for" not in tail and "target" not in tail and "124" not in tail
+    assert "  0 " in tail and "  1 " in tail and "  2 " in tail

@@ -92,6 +92,14 @@ def is_ascii_decimal(text: str) -> bool:
     return bool(text) and all("0" <= c <= "9" for c in text)
 
 
+def mountpoint_arg(text: str) -> str:
+    """argparse type for MOUNTPOINT: a non-empty path (``""`` would mean the current
+    directory, so ``exithand mount "$UNSET"`` would mount over it)."""
+    if not text:
+        raise argparse.ArgumentTypeError("invalid mount point '': empty path")
+    return text
+
+
 def timeout_arg(text: str) -> float:
     """argparse type for ``-t``: fractional seconds >= 0."""
     try:

@@ -49,7 +49,14 @@ examples:
   exithand mount --foreground --policy public /mnt/eh
   exithand umount /run/exithand
 
-""" + _common.EXIT_CODES_HELP
+exit status:
+  0    mounted (the background daemon is serving), or, with --foreground, stopped cleanly by
+       SIGTERM/SIGHUP or by 'exithand umount'
+  1    error: cannot mount (MOUNTPOINT missing, not a directory, already a mount point, FUSE
+       unavailable, not permitted) or exithand[fs] is not installed
+  2    usage error: bad option
+  130  interrupted (Ctrl-C) in the foreground; the filesystem is unmounted first
+"""
 
 
 def max_readers_arg(text: str) -> int:
@@ -67,7 +74,8 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("mount", help=HELP, description=DESCRIPTION, epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mountpoint", metavar="MOUNTPOINT", help="an existing empty directory")
+    p.add_argument("mountpoint", metavar="MOUNTPOINT", type=_common.mountpoint_arg,
+                   help="an existing empty directory")
     p.add_argument("--policy", choices=POLICIES, default=DEFAULT_POLICY,
                    help="who may read exit statuses (default: %(default)s)")
     p.add_argument("-f", "--foreground", action="store_true",

@@ -22,13 +22,17 @@ examples:
   exithand umount /run/exithand
   exithand umount --lazy /run/exithand     detach at once even while readers hold files open
 
-""" + _common.EXIT_CODES_HELP
+exit status:
+  0    unmounted (or detached, with --lazy or when files were still open)
+  1    error: MOUNTPOINT is not a mount point, or unmounting failed (e.g. not permitted)
+  2    usage error: bad option
+"""
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("umount", help=HELP, description=DESCRIPTION, epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mountpoint", metavar="MOUNTPOINT")
+    p.add_argument("mountpoint", metavar="MOUNTPOINT", type=_common.mountpoint_arg)
     p.add_argument("-l", "--lazy", action="store_true", help="detach now (umount -l)")
     p.set_defaults(func=run)
 
