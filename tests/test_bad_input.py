@@ -277,3 +277,19 @@ def test_mount_help_has_its_own_exit_codes(cmd: str) -> None:
     # not the wait command's table (it spoke of targets, -p and timeouts)
     assert "waited for" not in tail and "target" not in tail and "124" not in tail
     assert "  0 " in tail and "  1 " in tail and "  2 " in tail
+
+
+def test_kill_cgroup_relative_name_error_tells_the_truth(no_fd_leak, tmp_path,
+                                                          monkeypatch) -> None:
+    # a name without a leading "/" is only looked up in the current directory; the error used
+    # to claim it was not under the v2 mount either, where it was
+    from kill_helpers import v2_cgroup
+
+    monkeypatch.chdir(tmp_path)
+    with v2_cgroup("relname") as cg:
+        name = os.path.basename(cg)
+        with pytest.raises(exithand.CgroupError, match=f"write /{name}") as ei:
+            exithand.kill_cgroup(name)
+        assert "nor under" not in str(ei.value)
+        res = run_cli("kill", "--cgroup", name)  # runs in this checkout's cwd, not tmp_path
+        assert res.returncode == 1 and f"write /{name}" in res.stderr, res.stderr
