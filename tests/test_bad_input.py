@@ -293,3 +293,22 @@ def test_kill_cgroup_relative_name_error_tells_the_truth(no_fd_leak, tmp_path,
         assert "nor under" not in str(ei.value)
         res = run_cli("kill", "--cgroup", name)  # runs in this checkout's cwd, not tmp_path
         assert res.returncode == 1 and f"write /{name}" in res.stderr, res.stderr
+
+
+# ----- the caller as its own target --------------------------------------------------------------
+
+@pytest.mark.parametrize("cmd", ["wait", "kill"])
+def test_cli_refuses_to_wait_for_itself(cmd: str) -> None:
+    # 'exec exithand wait $$' waited forever (or until -t); 'exithand kill' sent itself SIGTERM
+    # and died without a report (exit 143)
+    res = subprocess.run(["sh", "-c", f'exec "$0" -m exithand {cmd} "$$"', sys.executable],
+                         capture_output=True, text=True, env=env_with_src(), timeout=30)
+    assert res.returncode == 1, res
+    assert "this exithand process itself" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_kill_and_wait_refuses_the_caller(no_fd_leak) -> None:
+    with pytest.raises(ValueError, match="the caller itself"):
+        exithand.kill_and_wait([os.getpid()])
+    with exithand.open(os.getpid()) as h, pytest.raises(ValueError, match="the caller itself"):
+        exithand.kill_and_wait(h)

@@ -508,6 +508,11 @@ def kill_and_wait(targets: Union[Target, Iterable[Target]], *,
                     _identity.parse_target(t)[1] if isinstance(t, str) else None)
                 order.append(_Gone(pid, inode, why or "no such process"))
                 continue
+            if h.pid == k.me and not h.poll():  # a live process with our number is us
+                if owned:
+                    h.close()
+                raise ValueError(f"process {k.me} is the caller itself: it cannot wait for "
+                                 "its own death")
             key = (h.pid, h.identity.inode)
             if key in seen:
                 if owned:

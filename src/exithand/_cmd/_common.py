@@ -70,7 +70,11 @@ def open_targets(targets: list[Target],
     try:
         for t in targets:
             try:
-                opened.append((t, opener(t.pid, t.inode)))
+                h = opener(t.pid, t.inode)
+                opened.append((t, h))
+                if h.pid == os.getpid():  # pinned and alive: this very process
+                    raise CommandError(f"{t.text}: that is this exithand process itself; it "
+                                       f"cannot wait for its own death{consequence}")
             except exithand.NotProcessLeader as e:
                 raise CommandError(f"{e}{consequence}") from None
             except exithand.NoSuchProcess as e:
