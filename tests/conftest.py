@@ -250,6 +250,29 @@ def wait_dead(pid: int, timeout: float = 10) -> None:
         os.close(fd)
 
 
+def wait_reaped(pidfd: int, timeout: float = 10) -> None:
+    """Block until the pidfd's process is reaped (by its parent, not by us).
+
+    Linux 6.9+ (pidfs): wait for POLLHUP alone, so the POLLIN a dead process already shows
+    does not end the wait.  Before 6.9 no event tells a non-parent of the reap: poll the
+    pidfd's ``Pid:`` in fdinfo (-1 once reaped) with a backoff, bounded."""
+    import select
+    import time
+
+    from exithand import _sys
+
+    if _sys.pidfd_has_unique_inode():
+        p = select.poll()
+        p.register(pidfd, select.POLLHUP)
+        assert p.poll(timeout * 1000), f"pidfd {pidfd}: process not reaped in {timeout}s"
+        return
+    deadline, pause = time.monotonic() + timeout, 0.001
+    while _sys.fdinfo_pid(pidfd) != -1:
+        assert time.monotonic() < deadline, f"pidfd {pidfd}: process not reaped in {timeout}s"
+        select.select([], [], [], pause)
+        pause = min(pause * 2, 0.05)
+
+
 @pytest.fixture(scope="session")
 def leader_exits_first(tmp_path_factory: pytest.TempPathFactory) -> str:
     """Path of the compiled tests/helpers/leader_exits_first.c (needs gcc)."""
@@ -257,6 +280,30 @@ def leader_exits_first(tmp_path_factory: pytest.TempPathFactory) -> str:
     out = tmp_path_factory.mktemp("bin") / "leader_exits_first"
     subprocess.run(["gcc", "-O1", "-pthread", "-o", str(out), str(src)], check=True, timeout=60)
     return str(out)
+
+
+@contextlib.contextmanager
+def leader_zombie(binary: str, status: int = 3) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``binary`` (the ``leader_exits_first`` fixture) until its leader has exited: /proc
+    shows it ``Z`` while a second thread lives on.  Any input on its stdin ends the process with
+    exit code ``status``.  Killed, reaped and its pipes closed afterwards."""
+    p = subprocess.Popen([binary, str(status)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert p.stdout is not None
+        assert p.stdout.readline() == b"leader-gone\n"
+        yield p
+    finally:
+        stop_process(p)
+
+
+def stop_process(p: subprocess.Popen[Any]) -> None:
+    """Cleanup for a test's Popen: SIGKILL it if still running, reap it, close its pipes."""
+    if p.poll() is None:
+        p.kill()
+    p.wait()
+    for f in (p.stdin, p.stdout, p.stderr):
+        if f is not None:
+            f.close()
 
 
 @pytest.fixture(scope="session")
@@ -269,7 +316,7 @@ def eh5_bin() -> Iterator[dict[str, str]]:
     out = Path(tempfile.mkdtemp(prefix="exithand-eh5-"))
     os.chmod(out, 0o755)
     paths = {}
-    for name in ("eh5_burst", "eh5_deny_pidfd", "eh5_leader_zombie"):
+    for name in ("eh5_burst", "eh5_deny_pidfd"):
         src = Path(__file__).parent / "helpers" / f"{name}.c"
         subprocess.run(["gcc", "-O1", "-pthread", "-o", str(out / name), str(src)],
                        check=True, timeout=60)
@@ -296,3 +343,22 @@ def _no_exit_listener_leak() -> Iterator[None]:
     from exithand._backends import _connector
 
     _connector.stop_exit_listener()
+
+
+@pytest.fixture
+def keepers() -> Iterator[Callable[..., Any]]:
+    """``keepers(code, **kw)``: a ready :class:`kill_helpers.Keeper` (a reaping subreaper with one
+    victim running ``code``); every keeper and its victims are cleaned up after the test."""
+    from kill_helpers import start_keeper
+
+    made: list[Any] = []
+
+    def make(code: str, **kw: Any) -> Any:
+        k = start_keeper(code, **kw)
+        made.append(k)
+        k.wait_ready()
+        return k
+
+    yield make
+    for k in made:
+        k.cleanup()

@@ -19,7 +19,7 @@ import warnings
 import pytest
 
 import exithand
-from conftest import NOBODY, Victim, run_as, wait_dead
+from conftest import NOBODY, Victim, leader_zombie, run_as, wait_dead, wait_reaped
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -100,12 +100,7 @@ def test_zombie_status_becomes_known_after_reap_for_other_user(victim_factory) -
             assert not st.known, st
             os.write(w, b"unknown\n")
             code = 3
-            # wait for the reap: POLLHUP on the pidfd (6.9+)
-            import select
-            p = select.poll()
-            p.register(h.fileno(), select.POLLHUP)
-            while not any(ev & select.POLLHUP for _, ev in p.poll(10000)):
-                pass
+            wait_reaped(h.fileno())  # the test's parent reaps v now
             st = h.status()
             code = 0 if (st and st.known and st.exit_code == 5
                          and st.source == "pidfd_info") else 4
@@ -209,9 +204,7 @@ def test_identity_mismatch_is_no_such_process(no_fd_leak: None, victim_factory,
 
 def test_multithreaded_leader_exit_is_not_death(no_fd_leak: None, leader_exits_first: str,
                                                 backend: str) -> None:
-    p = subprocess.Popen([leader_exits_first], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    try:
-        assert p.stdout.readline() == b"leader-gone\n"  # type: ignore[union-attr]
+    with leader_zombie(leader_exits_first) as p:
         with open(f"/proc/{p.pid}/stat") as f:
             assert f.read().rsplit(")", 1)[1].split()[0] == "Z", "leader shows as zombie"
         with exithand.open(p.pid, backend=backend) as h:
@@ -223,11 +216,6 @@ def test_multithreaded_leader_exit_is_not_death(no_fd_leak: None, leader_exits_f
             p.stdin.flush()  # type: ignore[union-attr]
             st = h.wait(timeout=10)
             assert st.known and st.exit_code == 3 and st.source == "child"
-    finally:
-        p.kill()
-        p.wait()
-        p.stdin.close()  # type: ignore[union-attr]
-        p.stdout.close()  # type: ignore[union-attr]
 
 
 def test_signals_reach_the_pinned_process(no_fd_leak: None, victim_factory, backend: str) -> None:

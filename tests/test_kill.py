@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
 import signal
 import subprocess
 from collections.abc import Iterator
-from typing import Callable
 
 import pytest
-from kill_helpers import Keeper, is_alive, start_keeper
+from kill_helpers import is_alive
 
 import exithand
-from conftest import NOBODY, run_as
+from conftest import NOBODY, run_as, wait_reaped
 from exithand import _kill, _sys
 
 IGNORE_TERM = """
@@ -46,21 +44,6 @@ for off in range(0, len(m), 4096):
     m[off:off + 4096] = page
 ready(); block()
 """
-
-
-@pytest.fixture
-def keepers() -> Iterator[Callable[..., Keeper]]:
-    made: list[Keeper] = []
-
-    def make(code: str, **kw: object) -> Keeper:
-        k = start_keeper(code, **kw)  # type: ignore[arg-type]
-        made.append(k)
-        k.wait_ready()
-        return k
-
-    yield make
-    for k in made:
-        k.cleanup()
 
 
 @pytest.mark.timeout(30)
@@ -136,11 +119,7 @@ def test_pid_inode_of_reused_pid_is_never_signalled(no_fd_leak, keepers):
             old = h.identity
             h.send_signal(signal.SIGKILL)
             h.wait(timeout=10)
-        # the keeper reaps it; wait until the number is free
-        for _ in range(1000):
-            if not os.path.exists(f"/proc/{old.pid}"):
-                break
-            select.select([], [], [], 0.001)
+            wait_reaped(h.fileno())  # the keeper reaps it: the number is free
         reuser = _reuse_pid(old.pid)
         if reuser is not None:
             break
@@ -210,21 +189,30 @@ def test_release_memory_512mib(no_fd_leak, keepers, release):
     mrelease call must find the memory still there and return 0 ("released"), which the result
     carries; without mrelease the field stays empty.  Both report the memory they freed.
     """
-    k = keepers(hog_code(512))
-    cpu = min(os.sched_getaffinity(0))
-    os.sched_setaffinity(k.pid, {cpu})
-    os.sched_setscheduler(k.pid, os.SCHED_IDLE, os.sched_param(0))
-    with _pinned(cpu):
-        (r,) = exithand.kill_and_wait(k.pid, signal=signal.SIGKILL, release_memory=release,
-                                      timeout=60)
-    assert r.outcome == _kill.OUTCOME_KILLED, r
-    assert r.memory is not None and r.memory >= 512 << 20
-    if release:
-        assert r.mrelease == _kill.MRELEASE_RELEASED, r  # the syscall returned 0
-        assert r.mrelease_error is None
-        assert "process_mrelease: released" in r.describe()
-    else:
-        assert r.mrelease is None
+    # Scheduling can still let the victim run its own exit first on a heavily loaded machine
+    # (then the syscall answers ESRCH, "already released"): up to 3 tries, and the real
+    # "released" (syscall returned 0) must be seen at least once.
+    outcomes = []
+    for _attempt in range(3):
+        k = keepers(hog_code(512))
+        cpu = min(os.sched_getaffinity(0))
+        os.sched_setaffinity(k.pid, {cpu})
+        os.sched_setscheduler(k.pid, os.SCHED_IDLE, os.sched_param(0))
+        with _pinned(cpu):
+            (r,) = exithand.kill_and_wait(k.pid, signal=signal.SIGKILL,
+                                          release_memory=release, timeout=60)
+        assert r.outcome == _kill.OUTCOME_KILLED, r
+        assert r.memory is not None and r.memory >= 512 << 20
+        if not release:
+            assert r.mrelease is None
+            return
+        assert r.mrelease in (_kill.MRELEASE_RELEASED, _kill.MRELEASE_ALREADY), r
+        outcomes.append(r.mrelease)
+        if r.mrelease == _kill.MRELEASE_RELEASED:  # the syscall returned 0
+            assert r.mrelease_error is None
+            assert "process_mrelease: released" in r.describe()
+            return
+    pytest.fail(f"process_mrelease never returned 0 in 3 tries: {outcomes}")
 
 
 @pytest.mark.timeout(30)

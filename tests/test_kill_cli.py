@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 import os
 import signal
-from collections.abc import Iterator
-from typing import Callable
 
 import pytest
-from kill_helpers import Keeper, is_alive, start_keeper
+from kill_helpers import is_alive
 
 import exithand
 from conftest import run_cli
@@ -17,21 +15,6 @@ from exithand import _sys
 
 IGNORE_TERM = "import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nready(); block()\n"
 PLAIN = "ready(); block()\n"
-
-
-@pytest.fixture
-def keepers() -> Iterator[Callable[[str], Keeper]]:
-    made: list[Keeper] = []
-
-    def make(code: str) -> Keeper:
-        k = start_keeper(code)
-        made.append(k)
-        k.wait_ready()
-        return k
-
-    yield make
-    for k in made:
-        k.cleanup()
 
 
 @pytest.mark.timeout(60)

@@ -45,7 +45,7 @@ def forker():
     for _ in range(FORKS):
         if os.fork() == 0:
             leaf()
-        time.sleep(0.003)
+        time.sleep(0.003)  # keeps forking while the kill runs: the scenario, not a sync point
     block()
 def node(level, first):
     if level == 2:

@@ -14,7 +14,7 @@ import textwrap
 import pytest
 
 import exithand
-from conftest import SRC, env_with_src, run_cli
+from conftest import SRC, env_with_src, leader_zombie, run_cli, stop_process
 from exithand._identity import read_stat
 
 FALLBACKS = ["procpoll", "connector"]
@@ -27,16 +27,13 @@ def _kernel_at_least(major: int, minor: int) -> bool:
 
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("name", ["pidfd", *FALLBACKS])
-def test_thread_leader_zombie_is_not_dead(no_fd_leak, eh5_bin, backend_availability,
+def test_thread_leader_zombie_is_not_dead(no_fd_leak, leader_exits_first, backend_availability,
                                           name: str) -> None:
     ok, why = backend_availability[name]
     if not ok:
         pytest.skip(why)
-    p = subprocess.Popen([eh5_bin["eh5_leader_zombie"]], stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE)
-    try:
-        assert p.stdout is not None and p.stdin is not None
-        assert p.stdout.readline() == b"leader-gone\n"
+    with leader_zombie(leader_exits_first, 4) as p:
+        assert p.stdin is not None
         st = read_stat(p.pid)
         assert st is not None and st.state == "Z" and st.num_threads == 2  # the trap is real
         with exithand.open(p.pid, backend=name) as h:
@@ -50,12 +47,6 @@ def test_thread_leader_zombie_is_not_dead(no_fd_leak, eh5_bin, backend_availabil
             assert select.select([h], [], [], 10)[0]
             st2 = h.wait(timeout=10)
             assert st2.known and st2.exit_code == 4 and st2.source == "child"
-    finally:
-        if p.poll() is None:
-            p.kill()
-        p.wait()
-        p.stdin.close()  # type: ignore[union-attr]
-        p.stdout.close()  # type: ignore[union-attr]
 
 
 @pytest.mark.timeout(30)
@@ -84,10 +75,7 @@ def test_fallback_fileno_signal_and_identity(no_fd_leak, victim_factory, backend
             with pytest.raises(exithand.NoSuchProcess):
                 h.kill()
     finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-        p.stdin.close()  # type: ignore[union-attr]
+        stop_process(p)
     # a pinned start time that does not match is refused
     v2 = victim_factory(reap=True)
     st = read_stat(v2.pid)
@@ -99,25 +87,17 @@ def test_fallback_fileno_signal_and_identity(no_fd_leak, victim_factory, backend
 
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("name", FALLBACKS)
-def test_fallback_thread_id_is_not_a_process(no_fd_leak, eh5_bin, backend_availability,
-                                             name: str) -> None:
+def test_fallback_thread_id_is_not_a_process(no_fd_leak, leader_exits_first,
+                                             backend_availability, name: str) -> None:
     ok, why = backend_availability[name]
     if not ok:
         pytest.skip(why)
-    p = subprocess.Popen([eh5_bin["eh5_leader_zombie"]], stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE)
-    try:
-        assert p.stdout.readline() == b"leader-gone\n"  # type: ignore[union-attr]
+    with leader_zombie(leader_exits_first, 4) as p:
         tids = [int(t) for t in os.listdir(f"/proc/{p.pid}/task") if int(t) != p.pid]
         assert tids
         with pytest.raises(exithand.NotProcessLeader) as ei:
             exithand.open(tids[0], backend=name)
         assert ei.value.tgid == p.pid
-    finally:
-        p.kill()
-        p.wait()
-        p.stdin.close()  # type: ignore[union-attr]
-        p.stdout.close()  # type: ignore[union-attr]
 
 
 _REUSE_SCRIPT = textwrap.dedent("""

@@ -17,6 +17,7 @@ import pytest
 from _herd import herd
 
 import exithand
+from conftest import stop_process, wait_reaped
 
 
 def _has_pidfd_info_exit() -> bool:
@@ -34,8 +35,7 @@ def _scenario(wait_procs, timeout: float):
             dead, dying, living = procs[:2], procs[2:4], procs[4:]
             for h in handles[:2]:
                 h.kill()
-                while not h._ref.is_reaped():  # test-only: until the keeper reaped it
-                    h.wait(timeout=10)
+                wait_reaped(h.fileno())  # until the keeper reaped it
             calls = []
 
             def callback(proc):
@@ -102,8 +102,7 @@ def test_pids_handles_gone_pids_and_timeout_zero(no_fd_leak):
         # a pid that names no process counts as gone at once, as in psutil
         with exithand.open(hd.pids[1]) as h1:
             h1.kill()
-            while not h1._ref.is_reaped():  # test-only: until the keeper reaped it
-                h1.wait(timeout=10)
+            wait_reaped(h1.fileno())  # until the keeper reaped it
         gone, alive = exithand.wait_procs([hd.pids[1], h2], timeout=0.05)
         assert gone == [hd.pids[1]] and alive == [h2]
         assert missing is None or exithand.wait_procs([missing]) == ([missing], [])
@@ -141,6 +140,4 @@ def test_popen_items_are_watched_safely_and_left_reapable(no_fd_leak):
     finally:
         os.close(w)
         for p in (a, b):
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+            stop_process(p)

@@ -11,6 +11,7 @@ import pytest
 from _herd import EPOLL_WAITS, herd, thread_in_syscall
 
 import exithand
+from conftest import wait_reaped
 
 
 def _open_all(ws: exithand.WaitSet, pids: list[int]) -> list[exithand.ExitHandle]:
@@ -359,10 +360,7 @@ def test_wait_all_unknown_pid_is_an_error(no_fd_leak):
         with exithand.open(pid) as h:
             h.kill()
             h.wait(timeout=10)
-            # once the keeper reaps it, the pid names no process
-            while not h._ref.is_reaped():  # test-only peek: poll the pidfd's POLLHUP
-                h.wait(timeout=10)
-                os.sched_yield()
+            wait_reaped(h.fileno())  # once the keeper reaps it, the pid names no process
         with pytest.raises(exithand.NoSuchProcess):
             exithand.wait_all([pid], timeout=1)
 

@@ -14,7 +14,7 @@ from typing import Any, Optional
 import pytest
 
 import exithand
-from conftest import NOBODY, OTHER_UID, drop_to, env_with_src, run_as, run_cli
+from conftest import NOBODY, OTHER_UID, drop_to, env_with_src, run_as, run_cli, stop_process
 
 
 @pytest.fixture
@@ -109,10 +109,7 @@ def test_watch_filter_pid_and_signal(connector, eh5_bin, watch_cli) -> None:
         assert e["comm"].startswith("python")
     finally:
         for p in (p1, p2):
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-            p.stdin.close()  # type: ignore[union-attr]
+            stop_process(p)
 
 
 @pytest.mark.timeout(60)
@@ -245,11 +242,7 @@ def test_watch_overflow_reports_counted_gap(connector, eh5_bin) -> None:
                     gaps.append(e)
                     break
         finally:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-            p.stdin.close()  # type: ignore[union-attr]
-            p.stdout.close()  # type: ignore[union-attr]
+            stop_process(p)
     assert gaps and (gaps[0].lost is None or gaps[0].lost > 0)
     assert w.overflows >= 1
 

@@ -195,9 +195,7 @@ class ExitHandle:
     @property
     def pid(self) -> int:
         """The process id (as seen when opened; the process may be gone now)."""
-        if self._ref is None:
-            raise ValueError("operation on a closed ExitHandle")
-        return self._ref.pid
+        return self._live_ref().pid
 
     @property
     def identity(self) -> ProcessIdentity:
@@ -211,6 +209,7 @@ class ExitHandle:
 
     @property
     def closed(self) -> bool:
+        """True once :meth:`close` ran."""
         return self._ref is None
 
     def fileno(self) -> int:
@@ -242,9 +241,7 @@ class ExitHandle:
                     raise TimeoutExpired(
                         f"process {ref.pid} still running after {timeout} seconds",
                         ref.pid, timeout)
-        status = self.status()
-        assert status is not None
-        return status
+        return self._dead_status()
 
     def status(self) -> Optional[ExitStatus]:
         """The exit status if dead (maybe ``known=False`` with a reason), ``None`` if alive.
@@ -254,12 +251,16 @@ class ExitHandle:
         """
         if self._status is not None:
             return self._status
+        if not self._live_ref().is_dead():
+            return None
+        return self._dead_status()
+
+    def _dead_status(self) -> ExitStatus:
+        """:meth:`status` of a process already seen dead (no second poll of the fd)."""
         with self._lock:
             if self._status is not None:
                 return self._status
-            ref = self._live_ref()
-            if not ref.is_dead():
-                return None
+            ref = self._live_ref()  # under the lock: close() cannot pull the fd from under us
             try:
                 st = _sources.resolve(ref, self._popen)
             except OSError as e:

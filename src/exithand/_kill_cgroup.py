@@ -44,6 +44,7 @@ class CgroupKillResult:
     remaining: tuple[int, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (``exithand kill --cgroup --json``)."""
         return {"cgroup": self.path, "empty": self.empty,
                 "seconds": None if self.seconds is None else round(self.seconds, 6),
                 "processes": len(self.processes), "remaining": list(self.remaining)}

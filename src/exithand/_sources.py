@@ -53,6 +53,7 @@ def register_provider(fn: Provider) -> None:
 
 
 def unregister_provider(fn: Provider) -> None:
+    """Remove a status provider (no error if absent)."""
     if fn in _providers:
         _providers.remove(fn)
 
@@ -70,6 +71,7 @@ def register_open_hook(fn: OpenHook) -> None:
 
 
 def unregister_open_hook(fn: OpenHook) -> None:
+    """Remove an open hook (no error if absent)."""
     if fn in _open_hooks:
         _open_hooks.remove(fn)
 
@@ -105,6 +107,7 @@ def child_status(ref: ProcessRef) -> Optional[ExitStatus]:
 
 
 def popen_status(ref: ProcessRef, popen: Any) -> Optional[ExitStatus]:
+    """The ``returncode`` of the Popen the handle was made from, once Popen has reaped it."""
     rc = getattr(popen, "returncode", None) if popen is not None else None
     if rc is None:
         return None
@@ -145,6 +148,10 @@ def zombie_status(ref: ProcessRef) -> tuple[Optional[ExitStatus], Optional[str]]
 
 
 def pidfd_info_status(ref: ProcessRef) -> tuple[Optional[ExitStatus], Optional[str]]:
+    """``PIDFD_INFO_EXIT`` (Linux 6.15), set only once the process is reaped; or (None, reason).
+
+    ``(None, None)`` while it is a zombie (the exit info appears at the reap, see
+    :mod:`exithand._sys`)."""
     fd = ref.pidfd
     if fd is None:
         return None, "no pidfd held (PIDFD_INFO_EXIT needs one)"

@@ -382,6 +382,7 @@ class WaitSet:
 
     @property
     def closed(self) -> bool:
+        """True once :meth:`close` ran."""
         return self._closed
 
     def close(self) -> None:

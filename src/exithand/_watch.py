@@ -95,6 +95,7 @@ class ProcessExit:
         return self.signal is not None or bool(self.exit_code)
 
     def as_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (one ``exithand watch --json`` line)."""
         return {
             "event": "exit", "time": round(self.time, 6), "pid": self.pid, "ppid": self.ppid,
             "comm": self.comm, "uid": self.uid,
@@ -114,6 +115,7 @@ class ExitGap:
     lost: Optional[int]
 
     def as_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (one ``exithand watch --json`` gap line)."""
         return {"event": "gap", "time": round(self.time, 6), "lost": self.lost}
 
 

@@ -21,12 +21,23 @@ a zombie counts as dead, and exit statuses are reported when the system can hone
 """
 
 
+_EXIT_CODES_HELP = """\
+exit status (every command; details in each command's --help):
+  0    done
+  1    error (the message on stderr says which)
+  2    usage error
+  124  timeout (-t ran out)
+  130  interrupted (Ctrl-C)
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The ``exithand`` parser, with one subparser per module in ``_SUBCOMMANDS``."""
     parser = argparse.ArgumentParser(
         prog="exithand", description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Run 'exithand COMMAND --help' for each command's options.\n\n"
-               + _common.EXIT_CODES_HELP)
+        epilog="Run 'exithand COMMAND --help' for each command's options and its exit status.\n\n"
+               + _EXIT_CODES_HELP)
     parser.add_argument("--version", action="version", version=f"exithand {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod in _SUBCOMMANDS:
@@ -35,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    """Run one command; returns its exit code (0 done, 1 error, 2 usage, 124 timeout, 130
+    Ctrl-C).  Errors become a message on stderr, never a traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

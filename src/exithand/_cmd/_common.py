@@ -116,6 +116,7 @@ def timeout_arg(text: str) -> float:
 
 
 def positive_int_arg(text: str) -> int:
+    """argparse type for counts (``-c N``): an integer >= 1."""
     try:
         v = int(text)
     except ValueError:
@@ -162,6 +163,7 @@ def abandon_stdout() -> None:
 
 
 def emit_json(obj: dict[str, Any]) -> None:
+    """Print one JSON object as one line (``--json`` output) and flush."""
     emit(json.dumps(obj, sort_keys=False))
 
 
@@ -172,7 +174,8 @@ def debug(msg: str) -> None:
 
 
 def warn(msg: str) -> None:
-    """A message on stderr; dropped if stderr is closed or failing (nowhere to report it)."""
+    """An ``exithand: MSG`` line on stderr (errors and notes; stdout stays for results);
+    dropped if stderr is closed or failing (there is nowhere to report it)."""
     err = sys.stderr
     if err is None:
         return

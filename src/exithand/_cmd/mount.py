@@ -50,12 +50,10 @@ examples:
   exithand umount /run/exithand
 
 exit status:
-  0    mounted (the background daemon is serving), or, with --foreground, stopped cleanly by
-       SIGTERM/SIGHUP or by 'exithand umount'
-  1    error: cannot mount (MOUNTPOINT missing, not a directory, already a mount point, FUSE
-       unavailable, not permitted) or exithand[fs] is not installed
+  0    background: mounted; --foreground: unmounted cleanly (SIGTERM, or 'exithand umount')
+  1    error: missing pyfuse3/trio, unusable or stale mountpoint, mount failed
   2    usage error: bad option
-  130  interrupted (Ctrl-C) in the foreground; the filesystem is unmounted first
+  130  --foreground: stopped with Ctrl-C (unmounted cleanly)
 """
 
 

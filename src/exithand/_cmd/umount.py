@@ -23,8 +23,8 @@ examples:
   exithand umount --lazy /run/exithand     detach at once even while readers hold files open
 
 exit status:
-  0    unmounted (or detached, with --lazy or when files were still open)
-  1    error: MOUNTPOINT is not a mount point, or unmounting failed (e.g. not permitted)
+  0    unmounted (notes on stderr say if it was detached lazily)
+  1    error: not a mount point, or every unmount attempt failed (each one is named)
   2    usage error: bad option
 """
 

@@ -52,6 +52,8 @@ class _JournalFormatter(logging.Formatter):
 
 
 def setup_logging(debug: bool) -> None:
+    """Log to stderr: with journald priority prefixes under systemd (``JOURNAL_STREAM``), else
+    with time and pid."""
     handler = logging.StreamHandler(sys.stderr)
     if os.environ.get("JOURNAL_STREAM"):
         handler.setFormatter(_JournalFormatter("%(message)s"))

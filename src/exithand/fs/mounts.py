@@ -4,6 +4,10 @@ A FUSE daemon killed hard leaves its mount behind: every access to the mountpoin
 with ENOTCONN ("Transport endpoint is not connected") until someone unmounts it
 (``fusermount3 -u``, or ``umount -l`` as root).  ``exithand mount`` refuses such a
 mountpoint with a message saying so, and ``exithand umount`` clears it.
+
+Mount points are matched in their escaped ``mountinfo`` form (``_mangle``), the exact inverse
+of what ``exithand._cgroup`` unescapes: the filesystem uses only the public library API, so it
+does not import that private parser.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import stat
 import subprocess
 
 
@@ -18,17 +23,10 @@ class MountError(Exception):
     """A mountpoint we cannot use or clear; the message tells the user what to do."""
 
 
-def _unescape(field: str) -> str:
-    # /proc/self/mountinfo escapes space, tab, newline and backslash as \ooo
-    out, i = [], 0
-    while i < len(field):
-        if field[i] == "\\" and field[i + 1:i + 4].isdigit():
-            out.append(chr(int(field[i + 1:i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
+def _mangle(path: str) -> str:
+    """``path`` as ``/proc/self/mountinfo`` writes it: space, tab, newline and backslash as
+    ``\\ooo`` octal (the kernel's ``mangle_path``), so fields compare without unescaping."""
+    return "".join(f"\\{ord(c):03o}" if c in " \t\n\\" else c for c in path)
 
 
 def mount_fstype(path: str) -> str | None:
@@ -37,18 +35,19 @@ def mount_fstype(path: str) -> str | None:
     Read from ``/proc/self/mountinfo``, which works even when the mount is stale (``stat``
     would fail with ENOTCONN there).
     """
-    path = os.path.abspath(path)
+    mangled = _mangle(os.path.abspath(path))
     found = None
     with open("/proc/self/mountinfo") as f:
         for line in f:
             left, _, right = line.partition(" - ")
             fields = left.split()
-            if len(fields) >= 5 and _unescape(fields[4]) == path:
+            if len(fields) >= 5 and fields[4] == mangled:
                 found = right.split()[0] if right else "?"
     return found
 
 
 def is_stale(path: str) -> bool:
+    """Is ``path`` a mount left behind by a dead FUSE daemon (``stat`` fails with ENOTCONN)?"""
     try:
         os.stat(path)
     except OSError as e:
@@ -69,8 +68,7 @@ def check_mountpoint(path: str) -> str:
                 f"{path} is a stale mount left by a FUSE daemon that died (Transport endpoint "
                 f"is not connected); clear it with: exithand umount {path}") from None
         raise MountError(f"{path}: {e.strerror}") from None
-    import stat as _stat
-    if not _stat.S_ISDIR(st.st_mode):
+    if not stat.S_ISDIR(st.st_mode):
         raise MountError(f"{path} is not a directory")
     fstype = mount_fstype(path)
     if fstype is not None:
