@@ -312,3 +312,15 @@ def test_kill_and_wait_refuses_the_caller(no_fd_leak) -> None:
         exithand.kill_and_wait([os.getpid()])
     with exithand.open(os.getpid()) as h, pytest.raises(ValueError, match="the caller itself"):
         exithand.kill_and_wait(h)
+
+
+@pytest.mark.parametrize("value", ["\u00b2", str(2**33), "abc", "-5"])
+def test_bad_connector_rcvbuf_env_is_ignored(value: str, backend_availability) -> None:
+    ok, why = backend_availability["connector"]
+    if not ok:
+        pytest.skip(f"proc connector unavailable: {why}")
+    env = env_with_src(EXITHAND_CONNECTOR_RCVBUF=value, EXITHAND_BACKEND="connector")
+    res = run_cli("info", env=env)
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
+    res = run_cli("wait", "-t", "0", "-p", str(os.getpid()), env=env)
+    assert res.returncode == 124 and res.stdout == f"{os.getpid()}\n", res.stderr
