@@ -324,3 +324,58 @@ def test_bad_connector_rcvbuf_env_is_ignored(value: str, backend_availability) -
     assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
     res = run_cli("wait", "-t", "0", "-p", str(os.getpid()), env=env)
     assert res.returncode == 124 and res.stdout == f"{os.getpid()}\n", res.stderr
+
+
+# ----- Ctrl-C ------------------------------------------------------------------------------------
+
+_TERM_REPORTER = """
+import os, signal, sys
+def on_term(*_):
+    os.write(1, b"term\\n")
+signal.signal(signal.SIGTERM, on_term)
+os.write(1, b"ready\\n")
+sys.stdin.read()
+"""
+
+
+@pytest.mark.parametrize("tree", [False, True], ids=["plain", "tree"])
+def test_cli_kill_ctrl_c_exits_130_and_leaves_nothing_stopped(tree: bool) -> None:
+    victim = subprocess.Popen([sys.executable, "-c", _TERM_REPORTER], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE)
+    assert victim.stdout is not None and victim.stdin is not None
+    try:
+        assert victim.stdout.readline() == b"ready\n"
+        cli = subprocess.Popen([sys.executable, "-m", "exithand", "kill", "-v",
+                                *(["--tree"] if tree else []), str(victim.pid)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=env_with_src())
+        assert victim.stdout.readline() == b"term\n"  # signalled: the CLI now waits
+        cli.send_signal(signal.SIGINT)
+        _out, err = cli.communicate(timeout=30)
+        assert cli.returncode == 130, err
+        assert "Traceback" not in err
+        with open(f"/proc/{victim.pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        assert state not in ("T", "t") and victim.poll() is None  # alive, not left stopped
+    finally:
+        victim.kill()
+        victim.wait()
+        victim.stdin.close()
+        victim.stdout.close()
+
+
+@pytest.mark.parametrize(("count", "code"), [(None, 0), ("5", 130)])
+def test_cli_watch_ctrl_c(backend_availability, count, code: int) -> None:
+    ok, why = backend_availability["connector"]
+    if not ok:
+        pytest.skip(f"proc connector unavailable: {why}")
+    cli = subprocess.Popen([sys.executable, "-m", "exithand", "watch", "-p", str(os.getpid()),
+                            *(["-c", count] if count else [])],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env=env_with_src())
+    assert cli.stderr is not None
+    assert "listening" in cli.stderr.readline()
+    cli.send_signal(signal.SIGINT)
+    _out, err = cli.communicate(timeout=30)
+    assert cli.returncode == code, err
+    assert "Traceback" not in err
