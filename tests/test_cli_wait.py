@@ -142,6 +142,8 @@ def test_duplicate_targets_waited_once(victim_factory) -> None:
     (["-t", "-1", "1"], 2, "must be >= 0"),
     (["-t", "nan", "1"], 2, "must be >= 0"),
     (["-t", "x", "1"], 2, "not a number"),
+    (["-t", "inf", "1"], 2, "must be a finite number"),
+    (["-t", "1e309", "1"], 2, "must be a finite number"),
     (["-c", "0", "1"], 2, "must be at least 1"),
     (["-c", "3", "1", "1"], 2, "more than the 2 target(s)"),
     (["--any", "-c", "2", "1", "1"], 2, "disagree"),

@@ -110,8 +110,12 @@ def timeout_arg(text: str) -> float:
         v = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid timeout {text!r}: not a number") from None
-    if v != v or v < 0 or v == float("inf"):
+    if v != v or v < 0:
         raise argparse.ArgumentTypeError(f"invalid timeout {text!r}: must be >= 0 seconds")
+    if v == float("inf"):  # also what 1e309 overflows to
+        raise argparse.ArgumentTypeError(
+            f"invalid timeout {text!r}: must be a finite number of seconds (leave -t out to "
+            "wait forever)")
     return v
 
 
