@@ -379,3 +379,46 @@ def test_cli_watch_ctrl_c(backend_availability, count, code: int) -> None:
     _out, err = cli.communicate(timeout=30)
     assert cli.returncode == code, err
     assert "Traceback" not in err
+
+
+# ----- a stopped target ------------------------------------------------------------------------
+# A stopped process keeps SIGTERM pending until it is continued: kill_and_wait (without tree)
+# and kill_cgroup(signal=TERM) waited forever (or until the timeout) for it to die.
+
+def _stopped_child() -> subprocess.Popen[bytes]:
+    p = subprocess.Popen(["sleep", "300"])
+    os.kill(p.pid, signal.SIGSTOP)
+    os.waitpid(p.pid, os.WUNTRACED)  # returns once it is stopped (and leaves it unreaped)
+    return p
+
+
+@pytest.mark.timeout(60)
+def test_kill_and_wait_continues_a_stopped_target(no_fd_leak) -> None:
+    p = _stopped_child()
+    try:
+        (r,) = exithand.kill_and_wait(p.pid, timeout=20)
+        assert r.outcome == "killed" and r.status is not None, r
+        assert r.status.signal == signal.SIGTERM and r.signals == (signal.SIGTERM,)
+    finally:
+        p.kill()
+        p.wait()
+
+
+@pytest.mark.timeout(60)
+def test_kill_cgroup_term_continues_a_stopped_member(no_fd_leak) -> None:
+    from kill_helpers import v2_cgroup
+
+    with v2_cgroup("stopped") as cg:
+        p = subprocess.Popen(["sleep", "300"])
+        try:
+            with open(os.path.join(cg, "cgroup.procs"), "w") as f:
+                f.write(str(p.pid))
+            os.kill(p.pid, signal.SIGSTOP)
+            os.waitpid(p.pid, os.WUNTRACED)
+            res = exithand.kill_cgroup(cg, signal=signal.SIGTERM, timeout=20)
+            assert res.empty, res
+            (r,) = res.processes
+            assert r.status is not None and r.status.signal == signal.SIGTERM, r
+        finally:
+            p.kill()
+            p.wait()

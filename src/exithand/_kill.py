@@ -191,6 +191,14 @@ class _Member:
             self.signals.append(int(sig))
         return True
 
+    def wake_if_stopped(self) -> None:
+        """Continue the process if it is stopped: a stopped process keeps a catchable signal
+        pending until continued, so it would never die of it (bash's ``kill`` does the same
+        for a stopped job, systemd after SIGTERM).  A ptrace stop (``t``) is its tracer's."""
+        states = _tree._task_states(self.pid)
+        if states and "T" in states:
+            self.send(_signal.SIGCONT, record=False)
+
     def saw_dead(self) -> None:
         if self.t_dead is None:
             self.t_dead = time.monotonic()
@@ -422,6 +430,8 @@ class _Killer:
                 continue
             if sent and sig == _signal.SIGKILL and m.signals[0] != sig:
                 m.escalated = True
+            if sent and sig != _signal.SIGKILL and not m.stopped:  # (ours are resumed later)
+                m.wake_if_stopped()
         live = [m for m in live if not m.denied]
         if sig == _signal.SIGKILL and self.release:
             for m in live:

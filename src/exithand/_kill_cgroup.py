@@ -130,7 +130,8 @@ def kill_cgroup(path: str, *, signal: int = _signal.SIGKILL, grace: Optional[flo
         else:
             for m in members:
                 try:
-                    m.send(sig)
+                    if m.send(sig):
+                        m.wake_if_stopped()
                 except AccessDenied:
                     pass  # cgroup.kill will still reach it after the grace
         # every process gets at least ``grace`` after its own signal
