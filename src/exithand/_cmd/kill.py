@@ -23,7 +23,8 @@ Send SIGNAL (default TERM) to each TARGET, send KILL to the survivors after --gr
 wait until every one is really dead (a zombie counts as dead). TARGET is a PID, or PID:INODE to
 pin one exact process (the pidfs inode); a PID:INODE whose number now names another process is
 already gone and is never signalled. All targets are opened before the first signal, and every
-signal goes through a pidfd, so PID reuse cannot redirect it.
+signal goes through a pidfd, so PID reuse cannot redirect it. A stopped target is continued
+(SIGCONT) right after a catchable SIGNAL, or it could never act on it.
 
 --mrelease calls process_mrelease(2) right after each KILL, so the victim's memory is freed on
 this CPU at once instead of when the victim gets to run its exit (Linux 5.15; what Android's lmkd
