@@ -422,3 +422,15 @@ def test_kill_cgroup_term_continues_a_stopped_member(no_fd_leak) -> None:
         finally:
             p.kill()
             p.wait()
+
+
+@pytest.mark.parametrize("sig", [True, 9.0, "TERM", None, -1, 999, 2**40], ids=repr)
+def test_send_signal_rejects_non_signals(victim_factory, sig: Any) -> None:
+    # True was sent as SIGHUP and 9.0 as SIGKILL; the others raised raw int()/OSError errors
+    v = victim_factory()
+    with exithand.open(v.pid) as h:
+        with pytest.raises(ValueError, match="invalid signal"):
+            h.send_signal(sig)
+        assert not h.poll()  # nothing was sent
+        v.exit(6)
+        assert h.wait(20).exit_code == 6

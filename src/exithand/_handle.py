@@ -301,8 +301,13 @@ class ExitHandle:
         """Signal exactly this process (``pidfd_send_signal``: a reused number is never hit).
 
         Raises :class:`NoSuchProcess` once it has been reaped, :class:`AccessDenied` without
-        kill(2) permission.  Signalling a zombie succeeds and does nothing, as kill(2) does.
+        kill(2) permission, ``ValueError`` for anything but an int from 0 (permission check
+        only, as kill(2)) to SIGRTMAX.  Signalling a zombie succeeds and does nothing.
         """
+        # int(sig) took True as SIGHUP and 9.0 as SIGKILL; a bool or float is a caller's bug
+        if isinstance(sig, bool) or not isinstance(sig, int) or not 0 <= sig <= _signal.SIGRTMAX:
+            raise ValueError(f"invalid signal {sig!r}: must be an int or signal.Signals from 0 "
+                             f"to {int(_signal.SIGRTMAX)}")
         ref = self._live_ref()
         try:
             ref.send_signal(int(sig))
