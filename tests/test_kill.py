@@ -189,21 +189,30 @@ def test_release_memory_512mib(no_fd_leak, keepers, release):
     mrelease call must find the memory still there and return 0 ("released"), which the result
     carries; without mrelease the field stays empty.  Both report the memory they freed.
     """
-    k = keepers(hog_code(512))
-    cpu = min(os.sched_getaffinity(0))
-    os.sched_setaffinity(k.pid, {cpu})
-    os.sched_setscheduler(k.pid, os.SCHED_IDLE, os.sched_param(0))
-    with _pinned(cpu):
-        (r,) = exithand.kill_and_wait(k.pid, signal=signal.SIGKILL, release_memory=release,
-                                      timeout=60)
-    assert r.outcome == _kill.OUTCOME_KILLED, r
-    assert r.memory is not None and r.memory >= 512 << 20
-    if release:
-        assert r.mrelease == _kill.MRELEASE_RELEASED, r  # the syscall returned 0
-        assert r.mrelease_error is None
-        assert "process_mrelease: released" in r.describe()
-    else:
-        assert r.mrelease is None
+    # Scheduling can still let the victim run its own exit first on a heavily loaded machine
+    # (then the syscall answers ESRCH, "already released"): up to 3 tries, and the real
+    # "released" (syscall returned 0) must be seen at least once.
+    outcomes = []
+    for _attempt in range(3):
+        k = keepers(hog_code(512))
+        cpu = min(os.sched_getaffinity(0))
+        os.sched_setaffinity(k.pid, {cpu})
+        os.sched_setscheduler(k.pid, os.SCHED_IDLE, os.sched_param(0))
+        with _pinned(cpu):
+            (r,) = exithand.kill_and_wait(k.pid, signal=signal.SIGKILL,
+                                          release_memory=release, timeout=60)
+        assert r.outcome == _kill.OUTCOME_KILLED, r
+        assert r.memory is not None and r.memory >= 512 << 20
+        if not release:
+            assert r.mrelease is None
+            return
+        assert r.mrelease in (_kill.MRELEASE_RELEASED, _kill.MRELEASE_ALREADY), r
+        outcomes.append(r.mrelease)
+        if r.mrelease == _kill.MRELEASE_RELEASED:  # the syscall returned 0
+            assert r.mrelease_error is None
+            assert "process_mrelease: released" in r.describe()
+            return
+    pytest.fail(f"process_mrelease never returned 0 in 3 tries: {outcomes}")
 
 
 @pytest.mark.timeout(30)

@@ -117,6 +117,11 @@ def test_usage_errors():
         (["kill", "-s", "NOPE", "1"], "unknown signal"),
         (["kill", "-s", "STOP", "1"], "cannot end one"),
         (["kill", "-s", "0", "1"], "invalid signal"),
+        (["kill", "-s", "\u00b2", "1"], "unknown signal"),        # isdigit() but not int()
+        (["kill", "-s", "\u0661\u0665", "1"], "unknown signal"),  # isdigit(), int() is 15
+        (["kill", "-s", "RTMIN-1", "1"], "unknown signal"),       # glibc's own signal 33
+        (["kill", "-s", "RTMAX+1", "1"], "unknown signal"),
+        (["kill", "-s", "RTMIN+100", "1"], "invalid signal"),
         (["kill", "--grace", "-1", "1"], "invalid timeout"),
         (["kill", "x:y"], "invalid target"),
         (["kill", "--tree", "--cgroup", "/x"], "not allowed with"),
@@ -141,6 +146,8 @@ def test_signal_names():
     from exithand._cmd.kill import signal_arg
     assert signal_arg("TERM") == signal.SIGTERM == signal_arg("sigterm") == signal_arg("15")
     assert signal_arg("RTMIN+2") == signal.SIGRTMIN + 2
+    assert signal_arg("RTMAX-1") == signal.SIGRTMAX - 1
+    assert signal_arg("sigrtmin") == signal.SIGRTMIN
     assert signal_arg("KILL") == 9
 
 

@@ -175,12 +175,21 @@ def test_watch_text_output_and_timeout_codes(connector, eh5_bin) -> None:
 @pytest.mark.parametrize("args", [
     ["--uid", "abc"], ["--uid", "-1"], ["--comm", "("], ["-p", "0"], ["-p", "x"],
     ["-p", "12:34"], ["-t", "-1"], ["-t", "nan"], ["--count", "0"], ["--cgroup", " "],
-    ["--bogus"], ["extra-positional"],
+    ["--bogus"], ["extra-positional"], ["-p", "\u0661\u0662"],
 ])
 def test_watch_bad_arguments_exit_2(args: list[str]) -> None:
     res = run_cli("watch", *args)
     assert res.returncode == 2, (args, res.stderr)
     assert "error" in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("uid", ["\u00b2", "\u0661\u0662", str(2**32 - 1), str(2**64)])
+def test_watch_uid_is_an_ascii_number_in_range(uid: str) -> None:
+    # str.isdigit() is true for the first two; int() fails on "\u00b2" and reads the
+    # Arabic-Indic digits as 12; (uid_t)-1 and beyond are no uid at all
+    res = run_cli("watch", "-t", "0", "--uid", uid)
+    assert res.returncode == 2, res
+    assert "invalid uid" in res.stderr and "Traceback" not in res.stderr
 
 
 def test_watch_and_info_help() -> None:

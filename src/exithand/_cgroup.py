@@ -160,7 +160,15 @@ def resolve_cgroup2(path: str) -> str:
         alt = os.path.join(v2.mount_point, path.lstrip("/")) if v2 and path.startswith("/") \
             else None
         if alt is None or not os.path.isdir(alt):
-            where = f" (nor under the cgroup v2 mount {v2.mount_point})" if v2 else ""
+            if alt is not None and v2 is not None:
+                where = f" (nor under the cgroup v2 mount {v2.mount_point})"
+            elif v2 and os.path.isdir(os.path.join(v2.mount_point, path)):
+                # only a path starting with "/" is looked up under the mount (as
+                # /proc/PID/cgroup prints it); say so rather than claim it is not there
+                where = (f" in the current directory; for the cgroup under the v2 mount "
+                         f"{v2.mount_point} write /{path}")
+            else:
+                where = ""
             raise CgroupError(f"no such cgroup: {path}{where}", path)
         real = os.path.realpath(alt)
     m = _mount_of(real, mounts)
@@ -292,7 +300,9 @@ def wait_unpopulated(path: str, timeout: Optional[float] = None) -> bool:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
-                ms = max(1, int(left * 1000 + 0.999))
+                # poll(2) takes an int of ms: wait in slices of at most INT_MAX, the loop
+                # re-checks the deadline
+                ms = min(2**31 - 1, max(1, int(left * 1000 + 0.999)))
             p.poll(ms)
     finally:
         os.close(fd)

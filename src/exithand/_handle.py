@@ -16,6 +16,7 @@ import math
 import select
 import signal as _signal
 import threading
+import time
 import warnings
 from collections.abc import Callable
 from typing import Any, Optional
@@ -68,11 +69,19 @@ def check_timeout(timeout: Optional[float]) -> Optional[float]:
     return float(timeout)
 
 
+#: poll(2) and epoll_wait(2) take an ``int`` of milliseconds, so one call waits at most INT_MAX
+#: ms (about 24.8 days; Python raises ``OverflowError`` beyond it).  Longer finite timeouts are
+#: waited for in slices of this size by every caller, which loops until its own deadline.
+MAX_POLL_MS = 2**31 - 1
+MAX_POLL_SECONDS = MAX_POLL_MS / 1000
+
+
 def poll_ms(seconds: Optional[float]) -> Optional[int]:
-    """Seconds -> ``poll``/``epoll`` milliseconds, rounded up so we never wake early."""
+    """Seconds -> ``poll``/``epoll`` milliseconds, rounded up so we never wake early, and at
+    most :data:`MAX_POLL_MS` (the caller loops until its deadline); ``None``: forever."""
     if seconds is None or math.isinf(seconds):
         return None
-    return max(0, math.ceil(seconds * 1000))
+    return min(MAX_POLL_MS, max(0, math.ceil(seconds * 1000)))
 
 
 class ExitHandle:
@@ -109,6 +118,10 @@ class ExitHandle:
         number now names a different process (the one you meant is dead).
         """
         pid = _identity.check_pid(pid)
+        for name, value, least in (("inode", inode, 1), ("start_time", start_time, 0)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value < least):
+                raise ValueError(f"invalid {name} {value!r}: must be an int >= {least} or None")
         b = _pick_backend(backend)
         try:
             ref = b.open(pid)
@@ -162,14 +175,17 @@ class ExitHandle:
         process must also be a child of ours: else the number names a newcomer, and this
         raises :class:`NoSuchProcess` rather than hand out a handle on it.
         """
+        if not (hasattr(popen, "pid") and hasattr(popen, "returncode")):
+            raise TypeError(f"from_popen() takes a subprocess.Popen, not {type(popen).__name__}")
         if popen.returncode is not None:
             raise NoSuchProcess(f"process {popen.pid} was already reaped by Popen "
                                 f"(returncode {popen.returncode})", popen.pid)
+        pid = _identity.check_pid(popen.pid)
         b = _pick_backend(backend)
         try:
-            ref = b.open(popen.pid)
+            ref = b.open(pid)
         except OSError as e:
-            raise _open_error(e, popen.pid) from None
+            raise _open_error(e, pid) from None
         try:
             ours = _sources.is_own_child(ref)
         except BaseException:
@@ -177,8 +193,8 @@ class ExitHandle:
             raise
         if not ours or popen.returncode is not None:
             ref.close()
-            raise NoSuchProcess(f"process {popen.pid} was already reaped (the number now "
-                                "names a process that is not our child)", popen.pid)
+            raise NoSuchProcess(f"process {pid} was already reaped (the number now "
+                                "names a process that is not our child)", pid)
         return cls(ref, popen)
 
     # ----- identity -------------------------------------------------------------------------
@@ -230,10 +246,14 @@ class ExitHandle:
         if not ref.is_dead():
             p = select.poll()
             p.register(ref.fileno(), select.POLLIN)
-            # PEP 475: poll() retries on EINTR with the remaining timeout.
-            if not p.poll(poll_ms(timeout)):
-                raise TimeoutExpired(f"process {ref.pid} still running after {timeout} seconds",
-                                     ref.pid, timeout)
+            deadline = None if timeout is None else time.monotonic() + timeout
+            # PEP 475: poll() retries on EINTR with the remaining timeout.  A timeout longer
+            # than one poll() may take (MAX_POLL_MS) is waited for in slices.
+            while not p.poll(poll_ms(None if deadline is None else deadline - time.monotonic())):
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutExpired(
+                        f"process {ref.pid} still running after {timeout} seconds",
+                        ref.pid, timeout)
         return self._dead_status()
 
     def status(self) -> Optional[ExitStatus]:
@@ -294,8 +314,13 @@ class ExitHandle:
         """Signal exactly this process (``pidfd_send_signal``: a reused number is never hit).
 
         Raises :class:`NoSuchProcess` once it has been reaped, :class:`AccessDenied` without
-        kill(2) permission.  Signalling a zombie succeeds and does nothing, as kill(2) does.
+        kill(2) permission, ``ValueError`` for anything but an int from 0 (permission check
+        only, as kill(2)) to SIGRTMAX.  Signalling a zombie succeeds and does nothing.
         """
+        # int(sig) took True as SIGHUP and 9.0 as SIGKILL; a bool or float is a caller's bug
+        if isinstance(sig, bool) or not isinstance(sig, int) or not 0 <= sig <= _signal.SIGRTMAX:
+            raise ValueError(f"invalid signal {sig!r}: must be an int or signal.Signals from 0 "
+                             f"to {int(_signal.SIGRTMAX)}")
         ref = self._live_ref()
         try:
             ref.send_signal(int(sig))

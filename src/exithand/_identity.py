@@ -142,6 +142,8 @@ def parse_target(text: str) -> tuple[int, Optional[int]]:
 
     Raises ``ValueError`` with a message naming the target.
     """
+    if not isinstance(text, str):
+        raise TypeError(f"target must be a str, not {type(text).__name__}")
     pid_s, sep, ino_s = text.strip().partition(":")
     pid = _parse_int(pid_s, "pid", text)
     inode = _parse_int(ino_s, "inode", text) if sep else None
@@ -155,7 +157,11 @@ def parse_target(text: str) -> tuple[int, Optional[int]]:
 
 
 def _parse_int(s: str, what: str, whole: str) -> int:
-    if not s.isdigit() and not (s.startswith("-") and s[1:].isdigit()):
+    # ASCII decimal only, as strtol(3) reads pids in kill(1)/waitpid(1): str.isdigit() and
+    # int() also accept other scripts' digits ("\u0661\u0662" is 12) and int() then fails on
+    # some of them (superscripts), so test the characters themselves.
+    digits = s[1:] if s.startswith("-") else s
+    if not digits or not all("0" <= c <= "9" for c in digits):
         raise ValueError(f"invalid target {whole!r}: {what} must be an integer")
     return int(s)
 

@@ -203,6 +203,14 @@ class _Member:
             return None
         return mem
 
+    def wake_if_stopped(self) -> None:
+        """Continue the process if it is stopped: a stopped process keeps a catchable signal
+        pending until continued, so it would never die of it (bash's ``kill`` does the same
+        for a stopped job, systemd after SIGTERM).  A ptrace stop (``t``) is its tracer's."""
+        states = _tree._task_states(self.pid)
+        if states and "T" in states:
+            self.send(_signal.SIGCONT, record=False)
+
     def saw_dead(self) -> None:
         if self.t_dead is None:
             self.t_dead = time.monotonic()
@@ -302,7 +310,7 @@ def _open_target(t: Target) -> tuple[Optional[ExitHandle], bool, Optional[str], 
         return t, False, None, t.pid
     if isinstance(t, str):
         pid, inode = _identity.parse_target(t)
-    elif isinstance(t, tuple):
+    elif isinstance(t, tuple) and len(t) == 2:
         pid, inode = t
     elif isinstance(t, int) and not isinstance(t, bool):
         pid, inode = t, None
@@ -434,6 +442,8 @@ class _Killer:
                 continue
             if sent and sig == _signal.SIGKILL and m.signals[0] != sig:
                 m.escalated = True
+            if sent and sig != _signal.SIGKILL and not m.stopped:  # (ours are resumed later)
+                m.wake_if_stopped()
         live = [m for m in live if not m.denied]
         if sig == _signal.SIGKILL and self.release:
             for m in live:
@@ -502,6 +512,9 @@ def kill_and_wait(targets: Union[Target, Iterable[Target]], *,
     start = time.monotonic()
     deadline = None if timeout is None else start + timeout
     # one target, or a sequence of them (a tuple is a sequence, not a (pid, inode) pair)
+    if isinstance(targets, (bytes, bytearray, memoryview)):
+        # iterating them would give byte values: kill_and_wait(b"12") signalled pids 49 and 50
+        raise ValueError(f"invalid targets {targets!r}: bytes are not pids (decode them first)")
     items = cast("Iterable[Target]",
                  [targets] if isinstance(targets, (int, str, ExitHandle)) else targets)
 
@@ -517,6 +530,11 @@ def kill_and_wait(targets: Union[Target, Iterable[Target]], *,
                     _identity.parse_target(t)[1] if isinstance(t, str) else None)
                 order.append(_Gone(pid, inode, why or "no such process"))
                 continue
+            if h.pid == k.me and not h.poll():  # a live process with our number is us
+                if owned:
+                    h.close()
+                raise ValueError(f"process {k.me} is the caller itself: it cannot wait for "
+                                 "its own death")
             key = (h.pid, h.identity.inode)
             if key in seen:
                 if owned:

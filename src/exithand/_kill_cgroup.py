@@ -21,7 +21,7 @@ from typing import Any, Optional
 
 from . import _cgroup, _tree
 from ._errors import AccessDenied, Error, NoSuchProcess
-from ._handle import check_timeout
+from ._handle import MAX_POLL_SECONDS, check_timeout
 from ._handle import open as _open
 from ._kill import KillResult, _Member, _mrelease, check_signal
 
@@ -131,7 +131,8 @@ def kill_cgroup(path: str, *, signal: int = _signal.SIGKILL, grace: Optional[flo
         else:
             for m in members:
                 try:
-                    m.send(sig)
+                    if m.send(sig):
+                        m.wake_if_stopped()
                 except AccessDenied:
                     pass  # cgroup.kill will still reach it after the grace
         # every process gets at least ``grace`` after its own signal
@@ -155,7 +156,8 @@ def kill_cgroup(path: str, *, signal: int = _signal.SIGKILL, grace: Optional[flo
                     _cgroup_kill_all(real, members, release_memory, escalated=True)
                     continue
                 break
-            wait_s = -1.0 if not stops else max(0.0, min(stops) - now)
+            # at most MAX_POLL_SECONDS at once (epoll_wait's int of ms): the loop re-checks
+            wait_s = -1.0 if not stops else min(max(0.0, min(stops) - now), MAX_POLL_SECONDS)
             for fd, _ev in epoll.poll(wait_s):
                 m2 = by_fd.get(fd)
                 if m2 is not None:

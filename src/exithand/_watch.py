@@ -69,6 +69,8 @@ from typing import Any, Optional, Union
 
 from ._backends import _netlink
 from ._errors import BackendUnavailable
+from ._handle import check_timeout
+from ._identity import check_pid
 from ._status import signal_name
 
 #: longest time a dead group waits for the queue to drain before it is reported (seconds)
@@ -222,10 +224,24 @@ class ExitWatcher:
                  comm: Union[str, re.Pattern[str], None] = None, cgroup: Optional[str] = None,
                  nonzero: bool = False, timeout: Optional[float] = None,
                  count: Optional[int] = None, rcvbuf: Optional[int] = DEFAULT_RCVBUF) -> None:
-        if timeout is not None and not timeout >= 0:
-            raise ValueError(f"timeout must be >= 0 or None, not {timeout!r}")
-        if count is not None and count < 1:
-            raise ValueError(f"count must be at least 1, not {count!r}")
+        timeout = check_timeout(timeout)
+        if count is not None and (isinstance(count, bool) or not isinstance(count, int)
+                                  or count < 1):
+            raise ValueError(f"count must be an int >= 1 or None, not {count!r}")
+        if isinstance(pids, (str, bytes, bytearray)):
+            raise ValueError(f"pids must be a list of ints, not {pids!r}")
+        pids = [check_pid(p) for p in pids] if pids is not None else None
+        if uid is not None and (isinstance(uid, bool) or not isinstance(uid, int)
+                                or not 0 <= uid <= 2**32 - 2):
+            raise ValueError(f"uid must be an int from 0 to {2**32 - 2} or None, not {uid!r}")
+        if comm is not None and not isinstance(comm, (str, re.Pattern)):
+            raise ValueError(f"comm must be a str or re.Pattern or None, not {comm!r}")
+        if cgroup is not None and (not isinstance(cgroup, str) or not cgroup.strip()):
+            raise ValueError(f"cgroup must be a non-empty path or None, not {cgroup!r}")
+        if rcvbuf is not None and (isinstance(rcvbuf, bool) or not isinstance(rcvbuf, int)
+                                   or not 0 <= rcvbuf <= 2**31 - 1):
+            raise ValueError(f"rcvbuf must be an int from 0 to {2**31 - 1} bytes or None, "
+                             f"not {rcvbuf!r}")
         self._pids = set(pids) if pids else None
         self._uid = uid
         self._comm = re.compile(comm) if isinstance(comm, str) else comm
@@ -499,7 +515,8 @@ class ExitWatcher:
                     left = None if deadline is None else deadline - time.monotonic()
                     if left is not None and left <= 0:
                         break
-                    self._cond.wait(left)
+                    # a lock wait takes at most threading.TIMEOUT_MAX: slices, re-checked
+                    self._cond.wait(None if left is None else min(left, threading.TIMEOUT_MAX))
                 batch = list(self._queue)
                 self._queue.clear()
                 ended = self._ended

@@ -196,7 +196,9 @@ class _Listener(Driver):
     def _start(self) -> tuple[bool, str]:
         rcvbuf = DEFAULT_RCVBUF
         env = os.environ.get("EXITHAND_CONNECTOR_RCVBUF")
-        if env and env.isdigit():
+        # ASCII digits that fit SO_RCVBUF's int, else ignored (isdigit() alone let "\u00b2"
+        # through to int(), and 2**33 made setsockopt() raise)
+        if env and env.isascii() and env.isdigit() and int(env) <= 2**31 - 1:
             rcvbuf = int(env)
         sock, filtered, why = _netlink.subscribe_checked(_netlink.PROC_EVENT_EXIT, rcvbuf)
         if sock is None:

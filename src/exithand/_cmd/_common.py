@@ -70,7 +70,11 @@ def open_targets(targets: list[Target],
     try:
         for t in targets:
             try:
-                opened.append((t, opener(t.pid, t.inode)))
+                h = opener(t.pid, t.inode)
+                opened.append((t, h))
+                if h.pid == os.getpid():  # pinned and alive: this very process
+                    raise CommandError(f"{t.text}: that is this exithand process itself; it "
+                                       f"cannot wait for its own death{consequence}")
             except exithand.NotProcessLeader as e:
                 raise CommandError(f"{e}{consequence}") from None
             except exithand.NoSuchProcess as e:
@@ -86,14 +90,32 @@ def open_targets(targets: list[Target],
     return opened, gone
 
 
+def is_ascii_decimal(text: str) -> bool:
+    """Only ASCII digits, at least one (``str.isdigit()`` also takes other scripts' digits
+    and superscripts, on some of which ``int()`` then fails)."""
+    return bool(text) and all("0" <= c <= "9" for c in text)
+
+
+def mountpoint_arg(text: str) -> str:
+    """argparse type for MOUNTPOINT: a non-empty path (``""`` would mean the current
+    directory, so ``exithand mount "$UNSET"`` would mount over it)."""
+    if not text:
+        raise argparse.ArgumentTypeError("invalid mount point '': empty path")
+    return text
+
+
 def timeout_arg(text: str) -> float:
     """argparse type for ``-t``: fractional seconds >= 0."""
     try:
         v = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid timeout {text!r}: not a number") from None
-    if v != v or v < 0 or v == float("inf"):
+    if v != v or v < 0:
         raise argparse.ArgumentTypeError(f"invalid timeout {text!r}: must be >= 0 seconds")
+    if v == float("inf"):  # also what 1e309 overflows to
+        raise argparse.ArgumentTypeError(
+            f"invalid timeout {text!r}: must be a finite number of seconds (leave -t out to "
+            "wait forever)")
     return v
 
 
@@ -108,10 +130,40 @@ def positive_int_arg(text: str) -> int:
     return v
 
 
+class OutputError(CommandError):
+    """Standard output cannot be written (closed with ``>&-``, ``/dev/full``): exit 1."""
+
+
 def emit(line: str) -> None:
-    """Print one line and flush (output is often piped to another program)."""
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+    """Print one line and flush (output is often piped to another program).
+
+    ``BrokenPipeError`` (the reader went away, ``| head``) propagates as is; a closed or
+    failing stdout raises :class:`OutputError`.
+    """
+    out = sys.stdout
+    if out is None:  # started with stdout closed (>&-)
+        raise OutputError("cannot write to standard output: it is closed")
+    try:
+        out.write(line + "\n")
+        out.flush()
+    except BrokenPipeError:
+        raise
+    except (OSError, ValueError) as e:  # ValueError: the file object itself was closed
+        abandon_stdout()
+        raise OutputError(f"cannot write to standard output: {e}") from None
+
+
+def abandon_stdout() -> None:
+    """Point fd 1 at /dev/null so the interpreter's last flush of what could not be written
+    does not fail again at exit (the recipe of the Python docs on SIGPIPE)."""
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(fd, sys.stdout.fileno() if sys.stdout is not None else 1)
+        finally:
+            os.close(fd)
+    except (OSError, ValueError):
+        pass
 
 
 def emit_json(obj: dict[str, Any]) -> None:
@@ -122,11 +174,17 @@ def emit_json(obj: dict[str, Any]) -> None:
 def debug(msg: str) -> None:
     """A line on stderr when ``EXITHAND_DEBUG=1`` (scripts and tests use it as a sync point)."""
     if os.environ.get("EXITHAND_DEBUG") == "1":
-        sys.stderr.write(f"exithand: debug: {msg}\n")
-        sys.stderr.flush()
+        warn(f"debug: {msg}")
 
 
 def warn(msg: str) -> None:
-    """An ``exithand: MSG`` line on stderr (errors and notes; stdout stays for results)."""
-    sys.stderr.write(f"exithand: {msg}\n")
-    sys.stderr.flush()
+    """An ``exithand: MSG`` line on stderr (errors and notes; stdout stays for results);
+    dropped if stderr is closed or failing (there is nowhere to report it)."""
+    err = sys.stderr
+    if err is None:
+        return
+    try:
+        err.write(f"exithand: {msg}\n")
+        err.flush()
+    except (OSError, ValueError):
+        pass

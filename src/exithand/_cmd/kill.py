@@ -23,7 +23,8 @@ Send SIGNAL (default TERM) to each TARGET, send KILL to the survivors after --gr
 wait until every one is really dead (a zombie counts as dead). TARGET is a PID, or PID:INODE to
 pin one exact process (the pidfs inode); a PID:INODE whose number now names another process is
 already gone and is never signalled. All targets are opened before the first signal, and every
-signal goes through a pidfd, so PID reuse cannot redirect it.
+signal goes through a pidfd, so PID reuse cannot redirect it. A stopped target is continued
+(SIGCONT) right after a catchable SIGNAL, or it could never act on it.
 
 --mrelease calls process_mrelease(2) right after each KILL, so the victim's memory is freed on
 this CPU at once instead of when the victim gets to run its exit (Linux 5.15; what Android's lmkd
@@ -71,20 +72,24 @@ On timeout (exit 124) the processes still alive are always listed: one line
 def signal_arg(text: str) -> int:
     """argparse type for ``-s``: ``TERM``, ``SIGTERM``, ``term``, ``15``, ``RTMIN+2``."""
     t = text.strip().upper()
-    if t.isdigit():
+    if _common.is_ascii_decimal(t):
         num = int(t)
     else:
         if t.startswith("SIG"):
             t = t[3:]
         num = -1
-        for base in ("RTMIN", "RTMAX"):
+        # kill(1)'s forms: RTMIN, RTMIN+N, RTMAX, RTMAX-N (RTMIN-N would name a signal the C
+        # library reserves for itself, RTMAX+N none at all)
+        for base, sign in (("RTMIN", "+"), ("RTMAX", "-")):
             if t.startswith(base):
                 off = t[len(base):]
                 b = int(getattr(_signal, "SIG" + base))
-                try:
-                    num = b + int(off) if off else b
-                except ValueError:
-                    num = -1
+                if not off:
+                    num = b
+                elif off[0] == sign and _common.is_ascii_decimal(off[1:]):
+                    num = b + int(off)
+                    if not int(_signal.SIGRTMIN) <= num <= int(_signal.SIGRTMAX):
+                        raise argparse.ArgumentTypeError(f"invalid signal {text!r}")
         if num < 0:
             sig = getattr(_signal, "SIG" + t, None)
             if not isinstance(sig, _signal.Signals):

@@ -72,7 +72,8 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("mount", help=HELP, description=DESCRIPTION, epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mountpoint", metavar="MOUNTPOINT", help="an existing empty directory")
+    p.add_argument("mountpoint", metavar="MOUNTPOINT", type=_common.mountpoint_arg,
+                   help="an existing empty directory")
     p.add_argument("--policy", choices=POLICIES, default=DEFAULT_POLICY,
                    help="who may read exit statuses (default: %(default)s)")
     p.add_argument("-f", "--foreground", action="store_true",

@@ -32,7 +32,7 @@ exit status:
 def register(sub: Any) -> None:
     p = sub.add_parser("umount", help=HELP, description=DESCRIPTION, epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mountpoint", metavar="MOUNTPOINT")
+    p.add_argument("mountpoint", metavar="MOUNTPOINT", type=_common.mountpoint_arg)
     p.add_argument("-l", "--lazy", action="store_true", help="detach now (umount -l)")
     p.set_defaults(func=run)
 

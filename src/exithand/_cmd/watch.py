@@ -65,10 +65,15 @@ def _pid_arg(text: str) -> int:
     return pid
 
 
+_UID_MAX = 2**32 - 2  # (uid_t)-1 means "no uid" to the kernel
+
+
 def _uid_arg(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"invalid uid {text!r}: must be a number >= 0")
-    return int(text)
+    t = text.strip()
+    if not _common.is_ascii_decimal(t) or int(t) > _UID_MAX:
+        raise argparse.ArgumentTypeError(
+            f"invalid uid {text!r}: must be a number from 0 to {_UID_MAX}")
+    return int(t)
 
 
 def _regex_arg(text: str) -> re.Pattern[str]:
