@@ -338,8 +338,13 @@ sys.stdin.read()
 """
 
 
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143),
+                                           (signal.SIGHUP, 129)], ids=["INT", "TERM", "HUP"])
 @pytest.mark.parametrize("tree", [False, True], ids=["plain", "tree"])
-def test_cli_kill_ctrl_c_exits_130_and_leaves_nothing_stopped(tree: bool) -> None:
+def test_cli_kill_ctrl_c_exits_130_and_leaves_nothing_stopped(tree: bool, sig: int,
+                                                              code: int) -> None:
+    """Interrupted (Ctrl-C, or SIGTERM/SIGHUP as from timeout(1)): 128 + signal, no
+    traceback, and the victim is alive and not left stopped."""
     victim = subprocess.Popen([sys.executable, "-c", _TERM_REPORTER], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE)
     assert victim.stdout is not None and victim.stdin is not None
@@ -350,9 +355,9 @@ def test_cli_kill_ctrl_c_exits_130_and_leaves_nothing_stopped(tree: bool) -> Non
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env=env_with_src())
         assert victim.stdout.readline() == b"term\n"  # signalled: the CLI now waits
-        cli.send_signal(signal.SIGINT)
+        cli.send_signal(sig)
         _out, err = cli.communicate(timeout=30)
-        assert cli.returncode == 130, err
+        assert cli.returncode == code, err
         assert "Traceback" not in err
         with open(f"/proc/{victim.pid}/stat") as f:
             state = f.read().rsplit(")", 1)[1].split()[0]

@@ -63,6 +63,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         parser.exit(_common.EXIT_USAGE, f"exithand {args.command}: error: {e}\n")
     except KeyboardInterrupt:
         return _common.EXIT_INTERRUPTED
+    except _common.Terminated as e:  # SIGTERM/SIGHUP where a command asked for cleanup
+        return 128 + e.signum
     except BrokenPipeError:  # the reader of our output went away (| head): no message
         _common.abandon_stdout()
         return _common.EXIT_ERROR

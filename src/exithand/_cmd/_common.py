@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
+from collections.abc import Iterator
 from typing import Any, Callable, NamedTuple, Optional
 
 import exithand
@@ -32,6 +35,32 @@ class UsageError(Exception):
 
 class CommandError(Exception):
     """The command cannot go on (a target is missing, a thread, not ours): message, exit 1."""
+
+
+class Terminated(BaseException):
+    """SIGTERM/SIGHUP turned into an exception, so cleanup (``finally``) runs as for Ctrl-C.
+
+    A BaseException like KeyboardInterrupt: library code that undoes half-done work on any
+    exception (e.g. resuming a tree frozen with SIGSTOP) undoes it here too.  Exit 128 + signal.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def terminate_as_exception() -> Iterator[None]:
+    """While active, SIGTERM and SIGHUP raise :class:`Terminated` in the main thread."""
+    def handler(signum: int, _frame: object) -> None:
+        raise Terminated(signum)
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 class Target(NamedTuple):

@@ -136,6 +136,13 @@ def _report(args: argparse.Namespace, r: exithand.KillResult) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # SIGTERM/SIGHUP (e.g. from timeout(1)) must not leave a half-frozen tree behind: they
+    # become an exception, so kill_and_wait resumes what it stopped, as for Ctrl-C.
+    with _common.terminate_as_exception():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.cgroup is not None:
         return _run_cgroup(args)
     if not args.targets:
