@@ -6,8 +6,9 @@ pidfd is.  The status files follow the policy the daemon was started with:
 ``same-user`` (default)
     root (uid 0, or CAP_SYS_PTRACE in the daemon's user namespace), the target's parent, or a
     caller whose uid equals the target's real *and* effective uid as last seen alive.  A
-    process that became setuid-other during its life is refused.  This mirrors the kernel's
-    ``ptrace_may_access``.
+    process that became setuid-other during its life is refused.  This follows the uid part
+    of the kernel's ``ptrace_may_access`` (as DESIGN.md words the policy); unlike the kernel it
+    does not look at the saved uid or the "dumpable" flag.
 ``public``
     anyone (FreeBSD-like: any user may learn any exit status there).
 ``parent``
