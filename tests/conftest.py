@@ -237,6 +237,17 @@ def run_as(uid: int, fn: Callable[[], Any], timeout: float = 30) -> Any:
     return value
 
 
+def sleeps_in_poll(tid: int) -> bool:
+    """Does thread ``tid`` of this process sleep in poll/epoll_wait/select (its kernel wait
+    channel)?  For tests that must act only once a thread is blocked in the kernel."""
+    try:
+        with open(f"/proc/self/task/{tid}/wchan") as f:
+            w = f.read()
+    except FileNotFoundError:
+        return False
+    return "poll" in w or "select" in w
+
+
 def wait_dead(pid: int, timeout: float = 10) -> None:
     """Block (on a pidfd, no sleeping) until ``pid`` is dead or gone."""
     try:

@@ -12,7 +12,7 @@ from typing import Any, Callable
 import pytest
 
 import exithand
-from conftest import env_with_src, run_cli
+from conftest import env_with_src, run_cli, sleeps_in_poll
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -136,9 +136,9 @@ def test_watch_huge_timeout(backend_availability, victim_factory) -> None:
         out: list[Any] = []
         t = threading.Thread(target=lambda: out.extend(w))
         t.start()
-        # white-box: wait until the iterating thread sleeps on the stream's condition (the
-        # OverflowError came from that wait), or has ended with the error
-        while t.is_alive() and not w._cond._waiters:  # type: ignore[attr-defined]
+        # wait until the iterating thread sleeps in poll() (the OverflowError came from that
+        # wait's timeout), or has ended with the error
+        while t.is_alive() and not (t.native_id and sleeps_in_poll(t.native_id)):
             os.sched_yield()
         v.exit(5)
         t.join()

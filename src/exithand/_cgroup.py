@@ -34,6 +34,7 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
+from . import _sigwake
 from ._errors import AccessDenied, Error
 
 
@@ -285,24 +286,33 @@ def wait_unpopulated(path: str, timeout: Optional[float] = None) -> bool:
     try:
         p = select.poll()
         p.register(fd, select.POLLPRI | select.POLLERR)
-        while True:
-            try:
-                data = os.pread(fd, 4096, 0)
-            except OSError as e:
-                if e.errno in (errno.ENODEV, errno.ENOENT):
-                    return True  # the cgroup was removed: it was empty
-                raise _path_error(e, path, "read cgroup.events") from None
-            if not _populated(data):
-                return True
-            if deadline is None:
-                ms = -1
-            else:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                # poll(2) takes an int of ms: wait in slices of at most INT_MAX, the loop
-                # re-checks the deadline
-                ms = min(2**31 - 1, max(1, int(left * 1000 + 0.999)))
-            p.poll(ms)
+        with _sigwake.signal_pipe() as sig_r:  # a signal handler that raises ends the wait
+            if sig_r is not None:
+                p.register(sig_r, select.POLLIN)
+            return _wait_unpopulated(fd, p, sig_r, path, deadline)
     finally:
         os.close(fd)
+
+
+def _wait_unpopulated(fd: int, p: select.poll, sig_r: Optional[int], path: str,
+                      deadline: Optional[float]) -> bool:
+    while True:
+        try:
+            data = os.pread(fd, 4096, 0)
+        except OSError as e:
+            if e.errno in (errno.ENODEV, errno.ENOENT):
+                return True  # the cgroup was removed: it was empty
+            raise _path_error(e, path, "read cgroup.events") from None
+        if not _populated(data):
+            return True
+        if deadline is None:
+            ms = -1
+        else:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            # poll(2) takes an int of ms: wait in slices of at most INT_MAX, the loop
+            # re-checks the deadline
+            ms = min(2**31 - 1, max(1, int(left * 1000 + 0.999)))
+        if p.poll(ms) and sig_r is not None:
+            _sigwake.drain(sig_r)  # a handler ran and did not raise: re-read, wait on

@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any, Optional
 
-from . import _creds, _identity, _sources, _sys
+from . import _creds, _identity, _sigwake, _sources, _sys
 from ._backends import Backend, ProcessRef, default_backend, get_backend
 from ._creds import ProcessCredentials
 from ._errors import (
@@ -244,17 +244,36 @@ class ExitHandle:
         timeout = check_timeout(timeout)
         ref = self._live_ref()
         if not ref.is_dead():
-            p = select.poll()
-            p.register(ref.fileno(), select.POLLIN)
-            deadline = None if timeout is None else time.monotonic() + timeout
-            # PEP 475: poll() retries on EINTR with the remaining timeout.  A timeout longer
-            # than one poll() may take (MAX_POLL_MS) is waited for in slices.
-            while not p.poll(poll_ms(None if deadline is None else deadline - time.monotonic())):
+            self._block(ref, timeout)
+        return self._dead_status()
+
+    @staticmethod
+    def _block(ref: ProcessRef, timeout: Optional[float]) -> None:
+        """Sleep in poll() until ``ref``'s fd is readable; TimeoutExpired after ``timeout``.
+
+        PEP 475: poll() retries on EINTR with the remaining timeout.  A timeout longer than one
+        poll() may take (MAX_POLL_MS) is waited for in slices.  In the main thread a signal
+        pipe is polled too, so a signal handler that raises (Ctrl-C) always ends the wait
+        (see :mod:`._sigwake` for the race this closes).
+        """
+        fd = ref.fileno()
+        p = select.poll()
+        p.register(fd, select.POLLIN)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with _sigwake.signal_pipe() as sig_r:
+            if sig_r is not None:
+                p.register(sig_r, select.POLLIN)
+            while True:
+                ready = p.poll(poll_ms(None if deadline is None
+                                       else deadline - time.monotonic()))
+                if any(rfd == fd for rfd, _ev in ready):
+                    return
+                if sig_r is not None and ready:
+                    _sigwake.drain(sig_r)  # the handler ran and did not raise: go on
                 if deadline is not None and time.monotonic() >= deadline:
                     raise TimeoutExpired(
                         f"process {ref.pid} still running after {timeout} seconds",
                         ref.pid, timeout)
-        return self._dead_status()
 
     def status(self) -> Optional[ExitStatus]:
         """The exit status if dead (maybe ``known=False`` with a reason), ``None`` if alive.

@@ -12,6 +12,7 @@ kernel but not listed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal as _signal
@@ -19,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from . import _cgroup, _tree
+from . import _cgroup, _sigwake, _tree
 from ._errors import AccessDenied, Error, NoSuchProcess
 from ._handle import MAX_POLL_SECONDS, check_timeout
 from ._handle import open as _open
@@ -98,7 +99,12 @@ def kill_cgroup(path: str, *, signal: int = _signal.SIGKILL, grace: Optional[flo
     members: list[_Member] = []
     epoll = select.epoll()
     events_fd = -1
+    # in the main thread a signal whose handler raises (Ctrl-C) must end the waits below
+    sig_pipe = contextlib.ExitStack()
     try:
+        sig_r = sig_pipe.enter_context(_sigwake.signal_pipe())
+        if sig_r is not None:
+            epoll.register(sig_r, select.EPOLLIN)
         for pid in pids:
             try:
                 h = _open(pid)
@@ -159,6 +165,9 @@ def kill_cgroup(path: str, *, signal: int = _signal.SIGKILL, grace: Optional[flo
             # at most MAX_POLL_SECONDS at once (epoll_wait's int of ms): the loop re-checks
             wait_s = -1.0 if not stops else min(max(0.0, min(stops) - now), MAX_POLL_SECONDS)
             for fd, _ev in epoll.poll(wait_s):
+                if fd == sig_r:
+                    _sigwake.drain(fd)  # a handler ran and did not raise: wait on
+                    continue
                 m2 = by_fd.get(fd)
                 if m2 is not None:
                     m2.saw_dead()
@@ -178,6 +187,9 @@ def kill_cgroup(path: str, *, signal: int = _signal.SIGKILL, grace: Optional[flo
                 if not got:
                     break
                 for fd, _ev in got:
+                    if fd == sig_r:
+                        _sigwake.drain(fd)
+                        continue
                     m2 = by_fd.pop(fd, None)
                     if m2 is not None:
                         m2.saw_dead()
@@ -194,6 +206,7 @@ def kill_cgroup(path: str, *, signal: int = _signal.SIGKILL, grace: Optional[flo
         return CgroupKillResult(real, empty, secs, results, remaining)
     finally:
         epoll.close()
+        sig_pipe.close()
         if events_fd >= 0:
             os.close(events_fd)
         for m in members:

@@ -35,7 +35,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Optional
 
-from . import _fdlimit
+from . import _fdlimit, _sigwake
 from ._errors import FdLimitError, translate_oserror
 from ._handle import ExitHandle, check_timeout, poll_ms
 
@@ -44,10 +44,12 @@ _BATCH = 1024
 
 
 def _make_wakeup() -> tuple[int, int]:
-    """An (rfd, wfd) pair that becomes readable when written: eventfd (Linux 2.6.22), else pipe."""
-    if hasattr(os, "eventfd"):
-        fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
-        return fd, fd
+    """An (rfd, wfd) pipe, both ends non-blocking, that becomes readable when written.
+
+    A pipe, not an eventfd: the same pipe is the main thread's signal wakeup fd while it waits
+    (:mod:`._sigwake`), and CPython's signal handler writes single bytes, which an eventfd
+    refuses (EINVAL).
+    """
     r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
     return r, w
 
@@ -232,14 +234,14 @@ class WaitSet:
             if self._released:
                 return
             try:
-                os.write(self._wake_w, b"\x01\0\0\0\0\0\0\0")
+                os.write(self._wake_w, b"\x01")
             except OSError:
                 pass  # already pending (pipe full / eventfd at max): fine
 
     def _drain(self) -> None:
         try:
-            os.read(self._wake_r, 4096)
-        except (BlockingIOError, OSError):
+            _sigwake.drain(self._wake_r)
+        except OSError:
             pass
 
     def _check_not_closed(self) -> None:
@@ -271,9 +273,12 @@ class WaitSet:
             self._waiters += 1
         out = []
         try:
-            # PEP 475: epoll.poll() retries on EINTR with the remaining timeout.
+            # PEP 475: epoll.poll() retries on EINTR with the remaining timeout.  In the main
+            # thread the wake-up pipe is also the signal wakeup fd, so a signal whose handler
+            # raises (Ctrl-C) always ends the wait (the race this closes: see _sigwake).
             ms = poll_ms(timeout)
-            events = self._ep.poll(-1 if ms is None else ms / 1000, maxevents)
+            with _sigwake.wake_on_signal(self._wake_w):
+                events = self._ep.poll(-1 if ms is None else ms / 1000, maxevents)
             for fd, _ev in events:
                 if fd == self._wake_r:
                     self._drain()
@@ -419,8 +424,7 @@ class WaitSet:
             self._released = True
         self._ep.close()
         os.close(self._wake_r)
-        if self._wake_w != self._wake_r:
-            os.close(self._wake_w)
+        os.close(self._wake_w)
 
     def __del__(self) -> None:
         if getattr(self, "_closed", True) is False:

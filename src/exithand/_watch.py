@@ -67,9 +67,10 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
+from . import _sigwake
 from ._backends import _netlink
 from ._errors import BackendUnavailable
-from ._handle import check_timeout
+from ._handle import check_timeout, poll_ms
 from ._identity import check_pid
 from ._status import signal_name
 
@@ -272,7 +273,7 @@ class ExitWatcher:
         os.set_blocking(self._ready_r, False)
         os.set_blocking(self._ready_w, False)
         self._thread = threading.Thread(target=self._reader, name="exithand-watch", daemon=True)
-        self._thread.start()
+        _sigwake.start_thread(self._thread)
 
     # ----- state -----------------------------------------------------------------------------
 
@@ -509,23 +510,41 @@ class ExitWatcher:
         if self._sock is None:
             raise ValueError("watch() stream is closed")
         deadline = None if self._timeout is None else time.monotonic() + self._timeout
-        while not self._done():
-            with self._cond:
-                while not self._queue and not self._ended:
-                    left = None if deadline is None else deadline - time.monotonic()
-                    if left is not None and left <= 0:
-                        break
-                    # a lock wait takes at most threading.TIMEOUT_MAX: slices, re-checked
-                    self._cond.wait(None if left is None else min(left, threading.TIMEOUT_MAX))
-                batch = list(self._queue)
-                self._queue.clear()
-                ended = self._ended
-            self._check_error()
-            yield from self._take(batch)
-            if ended or (deadline is not None and time.monotonic() >= deadline
-                         and not batch):
-                break
+        p = select.poll()
+        p.register(self._ready_r, select.POLLIN)
+        # In the main thread a signal pipe is polled too: a handler that raises (Ctrl-C) ends
+        # the wait even when the signal lands in another thread (see _sigwake).
+        with _sigwake.signal_pipe() as sig_r:
+            if sig_r is not None:
+                p.register(sig_r, select.POLLIN)
+            while not self._done():
+                batch, ended = self._wait_batch(p, sig_r, deadline)
+                self._check_error()
+                yield from self._take(batch)
+                if ended or (deadline is not None and time.monotonic() >= deadline
+                             and not batch):
+                    break
         yield from self._final()
+
+    def _wait_batch(self, p: select.poll, sig_r: Optional[int],
+                    deadline: Optional[float]) -> tuple[list[WatchEvent], bool]:
+        """Wait (poll on the ready pipe, which :meth:`_push` writes after queueing) until
+        events are queued, the stream ended or ``deadline`` passed; take the queue."""
+        while True:
+            _sigwake.drain(self._ready_r)  # before looking: a push after the look leaves a byte
+            with self._cond:
+                if self._queue or self._ended:
+                    break
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            ready = p.poll(poll_ms(left))
+            if sig_r is not None and any(fd == sig_r for fd, _ in ready):
+                _sigwake.drain(sig_r)  # a handler ran and did not raise: wait on
+        with self._cond:
+            batch = list(self._queue)
+            self._queue.clear()
+            return batch, self._ended
 
     async def _aiter(self) -> AsyncIterator[WatchEvent]:
         if self._sock is None:
@@ -549,7 +568,7 @@ class ExitWatcher:
                     break
                 finally:
                     loop.remove_reader(self._ready_r)
-                    _drain(self._ready_r)
+                    _sigwake.drain(self._ready_r)
                 continue
             self._check_error()
             for e in self._take(batch):
@@ -587,14 +606,6 @@ class ExitWatcher:
 def _set_done(f: asyncio.Future[None]) -> None:
     if not f.done():
         f.set_result(None)
-
-
-def _drain(fd: int) -> None:
-    try:
-        while os.read(fd, 4096):
-            pass
-    except BlockingIOError:
-        pass
 
 
 def _read_comm(pid: int) -> Optional[str]:

@@ -73,6 +73,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Optional
 
+from .. import _sigwake
 from .._status import SOURCE_CONNECTOR, ExitStatus
 from . import _netlink
 from ._base import Backend, ProcessRef
@@ -208,7 +209,7 @@ class _Listener(Driver):
         self._alive = True
         t = threading.Thread(target=self._run, args=(sock,), name="exithand-connector",
                              daemon=True)
-        t.start()
+        _sigwake.start_thread(t)
         return True, ""
 
     # ----- the thread ---------------------------------------------------------------------

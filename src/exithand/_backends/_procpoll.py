@@ -46,7 +46,7 @@ import threading
 import weakref
 from typing import Callable, Optional
 
-from .. import _identity
+from .. import _identity, _sigwake
 from .._identity import ProcessIdentity
 from ._base import Backend, ProcessRef
 
@@ -222,7 +222,7 @@ class PollMonitor(Driver):
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="exithand-procpoll",
                                                 daemon=True)
-                self._thread.start()
+                _sigwake.start_thread(self._thread)
             self._cond.notify()
 
     def remove(self, ref: ProcRef) -> None:

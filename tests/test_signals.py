@@ -1,0 +1,196 @@
+"""Signals end blocking waits: the main thread's wakeup fd, and our threads' signal masks.
+
+CI once caught `exithand kill` ignoring a SIGTERM for ever (about 1 in 600 tries): the signal
+came just before the main thread went to sleep in epoll_wait, which therefore never returned.
+The deterministic form of that race used here: direct the signal at *another* thread while the
+main thread sleeps in the kernel.  That thread's C handler records it, the main thread's syscall
+is not interrupted, and only a wakeup fd in its poll set can end the wait.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+from kill_helpers import v2_cgroup
+
+import exithand
+from conftest import env_with_src
+
+# Run in a fresh interpreter (its main thread, its own handlers), with a victim child that
+# never dies on its own.  ``API`` is the blocking call under test.
+_SCRIPT = """
+import os, re, signal, subprocess, sys, threading, time
+import exithand
+from exithand import _cgroup
+
+class Hit(Exception):
+    pass
+
+calls = []
+def on_usr1(signum, frame):
+    calls.append(signum)
+    if RAISE:
+        raise Hit()
+signal.signal(signal.SIGUSR1, on_usr1)
+
+victim = subprocess.Popen(["sleep", "300"], preexec_fn=lambda: (
+    signal.signal(signal.SIGTERM, signal.SIG_IGN),
+    CGROUP and open(CGROUP + "/cgroup.procs", "w").write(str(os.getpid()))))
+pid = victim.pid
+MAIN = threading.get_native_id()
+
+def main_thread_sleeps_in_kernel():
+    with open(f"/proc/self/task/{MAIN}/wchan") as f:
+        return re.search("poll|select", f.read()) is not None
+
+def shooter():
+    # Wait (bounded) until the main thread sleeps in poll/epoll_wait/select, then signal this
+    # thread, not the main one: the main thread's syscall is not interrupted.
+    end = time.monotonic() + 20
+    while not main_thread_sleeps_in_kernel():
+        if time.monotonic() > end:
+            os.write(2, b"main thread never blocked\\n")
+            os._exit(3)
+        time.sleep(0.001)
+    signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)
+    if not RAISE:
+        # the handler returns: the wait must go on, then end at the death
+        victim.kill()
+
+threading.Thread(target=shooter, daemon=True).start()
+try:
+    result = API
+    print("returned", result is not None, calls)
+except Hit:
+    print("interrupted", calls)
+finally:
+    victim.kill()
+    victim.wait()
+print("wakeup fd after:", signal.set_wakeup_fd(-1))
+"""
+
+_APIS = {
+    "ExitHandle.wait": "exithand.open(pid).wait()",
+    "WaitSet.wait": "exithand.WaitSet([exithand.open(pid)]).wait()",
+    "WaitSet.as_exited": "next(exithand.WaitSet([exithand.open(pid)]).as_exited())",
+    "wait_all": "exithand.wait_all([pid])",
+    "kill_and_wait": "exithand.kill_and_wait([pid])",  # the victim ignores SIGTERM
+    "kill_cgroup": "exithand.kill_cgroup(CGROUP, signal=signal.SIGTERM)",
+    "wait_unpopulated": "_cgroup.wait_unpopulated(CGROUP)",
+    "watch": "next(iter(exithand.watch(pids=[pid])))",
+}
+_NEEDS_CGROUP = {"kill_cgroup", "wait_unpopulated"}
+
+
+def _run(api: str, raise_: bool, cgroup: str = "") -> subprocess.CompletedProcess[str]:
+    code = (f"API_CODE = {_APIS[api]!r}\nRAISE = {raise_!r}\nCGROUP = {cgroup!r}\n"
+            + _SCRIPT.replace("result = API", "result = eval(API_CODE)"))
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, timeout=40, env=env_with_src())
+
+
+def _skip_unless_possible(api: str, backend_availability) -> None:
+    if api == "watch":
+        ok, why = backend_availability["connector"]
+        if not ok:
+            pytest.skip(f"proc connector unavailable: {why}")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("api", list(_APIS))
+def test_signal_caught_by_another_thread_ends_the_wait(api: str, backend_availability) -> None:
+    """The handler raises: the blocking call ends with that exception, and the process's
+    wakeup fd is left as it was (none)."""
+    _skip_unless_possible(api, backend_availability)
+    if api in _NEEDS_CGROUP:
+        with v2_cgroup("sigwake") as cg:
+            res = _run(api, True, cg)
+    else:
+        res = _run(api, True)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == ["interrupted [10]", "wakeup fd after: -1"], res
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("api", ["ExitHandle.wait", "WaitSet.wait", "watch"])
+def test_handler_that_returns_does_not_end_the_wait(api: str, backend_availability) -> None:
+    """A handler that returns (e.g. one that only logs) wakes the wait, which goes on and ends
+    at the death as usual."""
+    _skip_unless_possible(api, backend_availability)
+    res = _run(api, False)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == ["returned True [10]", "wakeup fd after: -1"], res
+
+
+@pytest.mark.timeout(30)
+def test_event_loop_wakeup_fd_is_left_in_place(no_fd_leak) -> None:
+    """Where an event loop owns the wakeup fd, a blocking wait neither replaces nor clears it."""
+    r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    p = subprocess.Popen(["sleep", "300"])
+    old = signal.set_wakeup_fd(w)
+    try:
+        with exithand.open(p.pid) as h:
+            with pytest.raises(exithand.TimeoutExpired):
+                h.wait(timeout=0.01)
+            with exithand.WaitSet([h]) as ws:
+                assert ws.wait(timeout=0.01) == []
+        assert signal.set_wakeup_fd(w) == w
+    finally:
+        signal.set_wakeup_fd(old)
+        p.kill()
+        p.wait()
+        os.close(r)
+        os.close(w)
+
+
+def _blocked_signals(tid: int) -> set[int]:
+    with open(f"/proc/self/task/{tid}/status") as f:
+        for line in f:
+            if line.startswith("SigBlk:"):
+                mask = int(line.split()[1], 16)
+                return {n for n in range(1, 65) if mask & (1 << (n - 1))}
+    raise AssertionError("no SigBlk line")
+
+
+def _thread_named(name: str) -> threading.Thread:
+    ts = [t for t in threading.enumerate() if t.name == name]
+    assert len(ts) == 1, threading.enumerate()
+    return ts[0]
+
+
+@pytest.mark.timeout(30)
+def test_helper_threads_block_process_signals(backend_availability, exit_listener) -> None:
+    """Our threads block the asynchronous signals, so a process-directed SIGINT/SIGTERM goes to
+    the application's threads, whose sleeping syscalls it interrupts; fault signals stay
+    deliverable."""
+    wanted = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGCHLD}
+    faults = {signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL}
+    me = _blocked_signals(threading.get_native_id())
+    p = subprocess.Popen(["sleep", "300"])
+    try:
+        with exithand.open(p.pid, backend="procpoll"):
+            t = _thread_named("exithand-procpoll")
+            assert t.native_id is not None
+            blocked = _blocked_signals(t.native_id)
+            assert wanted <= blocked and not faults & blocked
+        if backend_availability["connector"][0]:
+            assert exit_listener
+            t = _thread_named("exithand-connector")
+            assert t.native_id is not None
+            blocked = _blocked_signals(t.native_id)
+            assert wanted <= blocked and not faults & blocked
+            with exithand.watch(pids=[p.pid]):
+                t = _thread_named("exithand-watch")
+                assert t.native_id is not None
+                blocked = _blocked_signals(t.native_id)
+                assert wanted <= blocked and not faults & blocked
+    finally:
+        p.kill()
+        p.wait()
+    assert _blocked_signals(threading.get_native_id()) == me  # the creator's mask restored
