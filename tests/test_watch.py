@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any, Optional
 
 import pytest
+from kill_helpers import v2_root
 
 import exithand
 from conftest import NOBODY, OTHER_UID, drop_to, env_with_src, run_as, run_cli, stop_process
@@ -130,9 +131,8 @@ def test_watch_filter_uid_and_comm(connector, eh5_bin, watch_cli) -> None:
 
 @pytest.mark.timeout(60)
 def test_watch_filter_cgroup(connector, eh5_bin, watch_cli) -> None:
-    root = "/sys/fs/cgroup/unified" if os.path.isdir("/sys/fs/cgroup/unified") else \
-        "/sys/fs/cgroup"
-    if os.geteuid() != 0 or not os.path.exists(f"{root}/cgroup.procs"):
+    root = v2_root()  # found in /proc/self/mountinfo
+    if root is None:
         pytest.skip("needs root and a cgroup v2 hierarchy")
     cg = f"{root}/exithand-eh5-{os.getpid()}"
     os.mkdir(cg)
@@ -160,6 +160,25 @@ def test_watch_filter_cgroup(connector, eh5_bin, watch_cli) -> None:
             p.kill()
         p.communicate()
         os.rmdir(cg)
+
+
+@pytest.mark.timeout(30)
+def test_watch_nonexistent_cgroup_is_an_error(connector) -> None:
+    """A misspelt --cgroup used to match nothing, silently, for ever."""
+    root = v2_root()
+    missing = [f"/exithand-no-such-cgroup-{os.getpid()}"]  # v2 path as /proc/PID/cgroup has it
+    if root is not None:
+        missing.append(os.path.join(root, f"exithand-no-such-cgroup-{os.getpid()}"))
+    for path in missing:
+        res = run_cli("watch", "--cgroup", path, "-t", "5")
+        assert res.returncode == 1, res
+        assert "no such cgroup" in res.stderr and "Traceback" not in res.stderr
+        assert res.stdout == ""
+        with pytest.raises(exithand.CgroupError, match="no such cgroup"):
+            exithand.watch(cgroup=path)
+    if root is not None:  # an existing one, both spellings: accepted
+        for path in (root, "/"):
+            exithand.watch(cgroup=path, timeout=0).close()
 
 
 @pytest.mark.timeout(60)

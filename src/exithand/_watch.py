@@ -67,8 +67,9 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
-from . import _sigwake
+from . import _cgroup, _sigwake
 from ._backends import _netlink
+from ._cgroup import CgroupError
 from ._errors import BackendUnavailable
 from ._handle import check_timeout, poll_ms
 from ._identity import check_pid
@@ -187,7 +188,9 @@ def _cgroup_target(path: str) -> tuple[_CgroupKey, str]:
     """Which hierarchy and which cgroup in it ``path`` names.
 
     A path under a mounted cgroup filesystem (v2, or a v1 controller hierarchy) is resolved
-    through ``/proc/self/mountinfo``; anything else is taken as a cgroup v2 path.
+    through ``/proc/self/mountinfo``; anything else is taken as a cgroup v2 path (as
+    ``/proc/<pid>/cgroup`` prints it).  Either must name an existing cgroup, else
+    :class:`CgroupError`: a typo would otherwise match nothing, silently, for ever.
     """
     p = os.path.normpath(path)
     best: Optional[tuple[str, _CgroupKey]] = None
@@ -205,7 +208,18 @@ def _cgroup_target(path: str) -> tuple[_CgroupKey, str]:
             if best is None or len(mnt) > len(best[0]):
                 best = (mnt, key)
     if best is None:
-        return frozenset(), "/" + p.strip("/")
+        rel = "/" + p.strip("/")
+        v2 = _cgroup.cgroup2_mount()
+        if v2 is None:
+            raise CgroupError(f"{path}: not under a mounted cgroup hierarchy, and no cgroup v2 "
+                              "is mounted to look it up in", path)
+        full = os.path.join(v2.mount_point, rel.lstrip("/"))
+        if not os.path.isdir(full):
+            raise CgroupError(f"{path}: no such cgroup (not under a cgroup mount, and no "
+                              f"directory {full})", path)
+        return frozenset(), rel
+    if not os.path.isdir(p):
+        raise CgroupError(f"{path}: no such cgroup directory", path)
     rel = p[len(best[0]):] or "/"
     return best[1], "/" + rel.strip("/")
 
@@ -629,8 +643,10 @@ def watch(*, pids: Optional[list[int]] = None, uid: Optional[int] = None,
     drains the kernel socket meanwhile (so fields are captured while processes live); records
     not yet iterated are kept in memory, so iterate (or close) a watcher you no longer need.
 
-    Raises :class:`exithand.BackendUnavailable` where the proc connector cannot be used, and
-    ``ValueError`` for a bad argument (``re.error`` for a bad ``comm`` pattern).
+    Raises :class:`exithand.BackendUnavailable` where the proc connector cannot be used,
+    :class:`exithand.CgroupError` when ``cgroup`` names no existing cgroup (it must exist when
+    the watch starts), and ``ValueError`` for a bad argument (``re.error`` for a bad ``comm``
+    pattern).
     """
     return ExitWatcher(pids=pids, uid=uid, comm=comm, cgroup=cgroup, nonzero=nonzero,
                        timeout=timeout, count=count, rcvbuf=rcvbuf)

@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         w = exithand.watch(pids=args.pids, uid=args.uid, comm=args.comm, cgroup=args.cgroup,
                            nonzero=args.nonzero, timeout=args.timeout, count=args.count)
-    except exithand.BackendUnavailable as e:
+    except (exithand.BackendUnavailable, exithand.CgroupError) as e:
         warn(str(e))
         return _common.EXIT_ERROR
     seen = 0
