@@ -14,9 +14,10 @@ is dead.
    to callers with ptrace read access (``PTRACE_MODE_READ_FSCREDS``) and ``0`` to everyone else,
    so 0 alone proves nothing.  We ask the same access question of the kernel by reading the
    ``/proc/<pid>/exe`` link, which is guarded by the same check: EACCES means no access; on a
-   zombie an allowed caller gets ENOENT (its mm is gone).  Limitation: if the leader called
-   ``pthread_exit`` and a later thread ``exit_group``-ed, waitpid reports the group code while
-   field 52 holds the leader's; source 5 is exact after the reap.
+   zombie an allowed caller gets ENOENT (its mm is gone).  For a whole thread group the kernel
+   prints the group's exit code once a group exit began, as waitpid reports it (measured on
+   6.18: a leader that called ``pthread_exit``, then another thread's ``exit(7)``, shows 7<<8,
+   not the leader's own 0; tests/test_connector_threads.py).
 5. **pidfd_info** -- ``PIDFD_GET_INFO`` with ``PIDFD_INFO_EXIT`` (Linux 6.15), after the reap.
 
 Each read of ``/proc/<pid>`` is followed by a check that our pidfd's process was not reaped in

@@ -56,16 +56,29 @@ the listener reads without blocking until the queue is empty and resynchronises 
 (found the hard way: a death was missed in 1 run of 6 under load before this).  Were
 the listener thread to fail, its refs move to the polling monitor of :mod:`._procpoll`.
 
+Threads.  Every thread's exit sends an event under the group's ``tgid``, and the group's status
+is its *last* event's: a leader that called ``pthread_exit`` sends an early event with code 0
+while its other threads live on and may still ``exit(7)``.  A watch therefore keeps the latest
+of its group's events while the zombie holds the number, and the listener reads in batches
+(everything queued), so that even a lagging listener, which meets the early event when the
+group is already dead, sees the last one with it (:meth:`_Listener._on_exits`).
+
 Waiting for an in-flight event.  A pidfd turns readable in ``exit_notify()``, a moment before
 the kernel sends the exit event, so a ``status()`` right after a wakeup may come before the
-event.  For an armed watch with no gap the event is certain to come, so the provider waits for it
-(bounded by :data:`EVENT_GRACE`, normally microseconds); otherwise it does not wait.
+event.  The provider first lets the listener catch up with what is queued (the batch in
+progress, and one more if the socket is readable), then, for an armed watch with no gap and no
+event yet, waits for the event, which is certain to come; each wait bounded by
+:data:`EVENT_GRACE` (normally microseconds).  Remaining window: a status read after an early
+thread event was taken and before the last thread, preempted between ``exit_notify()`` and
+sending its event, sends it, gets the early code; a ``/proc`` zombie read (source 4 in
+:mod:`exithand._sources`) has no such window but needs ptrace access.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import select
 import socket
 import threading
 import time
@@ -101,13 +114,14 @@ class ListenerStatistics:
 class _Watch:
     """One registered handle's process: its ref (weakly) and its exit event once seen."""
 
-    __slots__ = ("armed", "event", "gap", "not_before", "ref")
+    __slots__ = ("armed", "batch", "event", "gap", "not_before", "ref")
 
     def __init__(self, ref: ProcessRef) -> None:
         self.ref = weakref.ref(ref)
         self.armed = False
         self.gap = False
         self.event: Optional[_netlink.ProcEvent] = None
+        self.batch = -1  # the listener batch ``event`` was taken in
         # CLOCK_MONOTONIC ns: an exit event stamped earlier was sent before this process could
         # have died (it belongs to an earlier owner of the number, still queued when read)
         self.not_before = _born_not_before(ref)
@@ -182,6 +196,8 @@ class _Listener(Driver):
         self._driven: dict[int, set[ProcRef]] = {}
         self._fallback: Optional[PollMonitor] = None
         self._congested = False
+        self._in_batch = False  # events taken from the socket, not yet matched
+        self._batch_seq = 0  # batches matched so far
         self.events = 0
         self.gaps = 0
 
@@ -215,19 +231,20 @@ class _Listener(Driver):
     # ----- the thread ---------------------------------------------------------------------
 
     def _run(self, sock: socket.socket) -> None:
+        # Events are read in *batches*: wait for data without taking it (MSG_PEEK), mark a
+        # batch in progress, then take everything queued (non-blocking reads until EAGAIN) and
+        # process it in order.  A batch lets a lagging listener see a thread group's *last*
+        # exit event along with earlier ones (see _on_exits), and the in-progress mark plus
+        # the queue's readability let event_for() wait until everything queued has been seen.
+        #
         # After ENOBUFS the socket stays "congested" (NETLINK_S_CONGESTED) until a receive finds
         # the queue empty, and drops meanwhile raise no new ENOBUFS.  So the resynchronisation
         # happens when the queue has been drained (a non-blocking receive would block): every
         # drop before that moment is covered by it, and any drop after it reports ENOBUFS anew.
         while True:
             try:
-                if self._congested:
-                    data = sock.recv(65536, socket.MSG_DONTWAIT)
-                else:
-                    data = sock.recv(65536)
-            except BlockingIOError:
-                self._resync()
-                continue
+                if not self._congested:
+                    sock.recv(1, socket.MSG_PEEK)  # blocks until something is queued
             except InterruptedError:
                 continue
             except OSError as e:
@@ -236,24 +253,62 @@ class _Listener(Driver):
                     continue
                 self._on_broken(e)
                 return
-            for ev in _netlink.parse(data):
-                if ev.what == _netlink.PROC_EVENT_EXIT:
-                    self._on_exit(ev)
-
-    def _on_exit(self, ev: _netlink.ProcEvent) -> None:
-        with self._cond:
-            self.events += 1
-            for w in self._watches.get(ev.tgid, ()):
-                if w.event is not None or ev.timestamp_ns < w.not_before:
-                    continue  # (sent before our process could have died: not ours)
-                pr = w.probe()
-                if pr is None:
+            with self._lock:
+                self._in_batch = True
+            events, empty, err = _read_batch(sock)
+            self._on_exits(events)
+            if err is not None:
+                if err.errno == errno.ENOBUFS:
+                    self._on_gap()
                     continue
-                dead, reaped = pr
-                if dead and (not reaped or (w.armed and not w.gap)):
-                    w.event = ev
-                    self._cond.notify_all()
-            refs = list(self._driven.get(ev.tgid, ()))
+                self._on_broken(err)
+                return
+            if empty and self._congested:
+                self._resync()
+
+    def _on_exits(self, events: list[_netlink.ProcEvent]) -> None:
+        """Match one batch of exit events (in the order the kernel sent them) to watches.
+
+        Every thread's exit sends an event under the group's ``tgid``; the group's status is
+        that of its *last* event (threads that exit after a group exit began all carry the
+        group's code, and the group dies with its last thread).  A leader that called
+        ``pthread_exit`` sends an earlier event with its own code (0) while the group lives on:
+        a listener reading in time skips it (the process is alive then), a lagging one meets
+        it with the group already dead.  Hence, for each watch whose process is dead:
+
+        * not reaped (our zombie holds the number, so every event under it is ours): the
+          latest event wins, also over one taken in an earlier batch;
+        * reaped (armed, no gap; see the module docstring): the latest event *of this batch*
+          wins, but a first event taken in an earlier batch is kept (the number may have been
+          reused since), and a second leader event (``pid == tgid``) in the batch is a newcomer's.
+        """
+        with self._cond:
+            self._batch_seq += 1
+            seq = self._batch_seq
+            self.events += len(events)
+            probes: dict[int, Optional[tuple[bool, bool]]] = {}
+            done: set[int] = set()
+            for ev in events:
+                for w in self._watches.get(ev.tgid, ()):
+                    key = id(w)
+                    if key in done or ev.timestamp_ns < w.not_before:
+                        continue  # (stamped before our process could have died: not ours)
+                    if key not in probes:
+                        probes[key] = w.probe()
+                    pr = probes[key]
+                    if pr is None or not pr[0]:
+                        continue
+                    if not pr[1]:
+                        w.event, w.batch = ev, seq
+                    elif w.armed and not w.gap and w.batch in (-1, seq):
+                        prev = w.event
+                        if prev is not None and prev.pid == prev.tgid and ev.pid == ev.tgid:
+                            done.add(key)  # a second leader exit: a newcomer's, stop here
+                            continue
+                        w.event, w.batch = ev, seq
+            self._in_batch = False
+            self._cond.notify_all()
+            refs = [r for tgid in {ev.tgid for ev in events} for r in self._driven.get(tgid, ())]
         for r in refs:
             if r.check():
                 self.remove(r)
@@ -365,6 +420,7 @@ class _Listener(Driver):
         self._state = None
         self._alive = False
         self._congested = False
+        self._in_batch = False
         self._watches.clear()
         self._by_ref.clear()
         self._driven.clear()
@@ -380,6 +436,12 @@ class _Listener(Driver):
             w = self._by_ref.get(id(ref))
             if w is None:
                 return None
+            if self._alive and self._sock is not None:
+                # catch up first: a batch in progress, and then one more if events are queued,
+                # may hold a later event of the group (its last thread's)
+                target = self._batch_seq + self._in_batch + _queued(self._sock)
+                self._cond.wait_for(lambda: self._batch_seq >= target or not self._alive,
+                                    EVENT_GRACE)
             if w.event is None and w.armed and not w.gap and self._alive:
                 self._cond.wait_for(lambda: w.event is not None or w.gap or not self._alive,
                                     EVENT_GRACE)
@@ -392,6 +454,35 @@ class _Listener(Driver):
                 running=self._alive, filtered=self._filtered, events=self.events,
                 gaps=self.gaps, watches=len(self._by_ref),
                 driven=sum(len(s) for s in self._driven.values()), reason=why)
+
+
+#: most datagrams read into one batch (each holds one event), so a flood cannot starve status
+#: readers waiting for the batch to end
+MAX_BATCH = 1024
+
+
+def _read_batch(sock: socket.socket) -> tuple[list[_netlink.ProcEvent], bool, Optional[OSError]]:
+    """Take what is queued, without blocking: ``(exit events, queue found empty, error)``."""
+    events: list[_netlink.ProcEvent] = []
+    for _ in range(MAX_BATCH):
+        try:
+            data = sock.recv(65536, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return events, True, None
+        except InterruptedError:
+            continue
+        except OSError as e:
+            return events, False, e
+        events.extend(ev for ev in _netlink.parse(data) if ev.what == _netlink.PROC_EVENT_EXIT)
+    return events, False, None
+
+
+def _queued(sock: socket.socket) -> bool:
+    """Is anything (or an error) queued on the socket?  poll(), which takes nothing: a peek
+    from this thread could take the listener's ENOBUFS."""
+    p = select.poll()
+    p.register(sock.fileno(), select.POLLIN)
+    return bool(p.poll(0))
 
 
 LISTENER = _Listener()

@@ -1,0 +1,131 @@
+"""Exit statuses of multi-threaded processes: the group's code, never an early thread's.
+
+Every thread's exit sends a proc connector event under the group's tgid.  A leader that calls
+``pthread_exit`` sends one with code 0 while its other threads live on; when a later thread
+calls ``exit(7)`` the process's status (what waitpid reports) is 7.  A listener that lags
+behind meets the leader's early event with the group already dead: it used to take it and
+report "exited with status 0".  The lag is made deterministic (white-box) by holding the
+listener's lock while the process dies, so both events wait in the socket.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import select
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import exithand
+from exithand._backends import _connector
+
+# The parent of the thread group (so it is not ours): starts it, forwards cues, reaps on cue.
+_PARENT = """
+import subprocess, sys
+p = subprocess.Popen([sys.argv[1]], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+assert p.stdout.readline() == b"ready\\n"
+print(p.pid, flush=True)
+for cmd in sys.stdin:
+    if cmd == "leader\\n":      # the leader calls pthread_exit
+        p.stdin.write(b"\\n"); p.stdin.flush()
+        assert p.stdout.readline() == b"leader-gone\\n"
+        print("leader-gone", flush=True)
+    elif cmd == "exit\\n":      # the last thread calls exit(7)
+        p.stdin.write(b"\\n"); p.stdin.flush()
+        print("sent", flush=True)
+    elif cmd == "reap\\n":
+        print(p.wait(), flush=True)
+p.kill()
+p.wait()
+"""
+
+
+@pytest.fixture(scope="session")
+def on_cue(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Path of the compiled tests/helpers/leader_exits_on_cue.c."""
+    src = Path(__file__).parent / "helpers" / "leader_exits_on_cue.c"
+    out = tmp_path_factory.mktemp("bin") / "leader_exits_on_cue"
+    subprocess.run(["gcc", "-O1", "-pthread", "-o", str(out), str(src)], check=True, timeout=60)
+    return str(out)
+
+
+class _Group:
+    def __init__(self, binary: str) -> None:
+        self.parent = subprocess.Popen([sys.executable, "-c", _PARENT, binary],
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.parent.stdout is not None
+        self.pid = int(self.parent.stdout.readline())
+
+    def cue(self, what: str) -> str:
+        assert self.parent.stdin is not None and self.parent.stdout is not None
+        self.parent.stdin.write(what + "\n")
+        self.parent.stdin.flush()
+        return self.parent.stdout.readline().strip()
+
+    def close(self) -> None:
+        assert self.parent.stdin is not None and self.parent.stdout is not None
+        self.parent.stdin.close()
+        self.parent.wait(timeout=10)
+        self.parent.stdout.close()
+
+
+@contextlib.contextmanager
+def _group(binary: str) -> Iterator[_Group]:
+    g = _Group(binary)
+    try:
+        yield g
+    finally:
+        g.close()
+
+
+def _die(g: _Group, h: exithand.ExitHandle) -> None:
+    """Leader exits first (the group lives on), then the group exits with 7."""
+    assert g.cue("leader") == "leader-gone"
+    assert not h.poll(), "a group whose leader exited is not dead"
+    assert g.cue("exit") == "sent"
+    assert select.select([h], [], [], 10)[0], "the group did not die"
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("when", ["in-time", "lagging", "lagging-reaped"])
+def test_connector_status_is_the_groups_last_event(no_fd_leak, backend_availability,
+                                                   exit_listener, on_cue: str,
+                                                   when: str) -> None:
+    ok, why = backend_availability["connector"]
+    if not ok:
+        pytest.skip(f"proc connector unavailable: {why}")
+    assert exit_listener is True
+    with _group(on_cue) as g, exithand.open(g.pid) as h:
+        lock = _connector.LISTENER._lock
+        lagging = when != "in-time"
+        if lagging:
+            lock.acquire()  # the listener cannot match events: they wait in the socket
+        try:
+            _die(g, h)
+            if when == "lagging-reaped":
+                assert g.cue("reap") == "7"
+        finally:
+            if lagging:
+                lock.release()
+        st = h.wait(timeout=10)
+        assert st.known and st.source == "connector", st
+        assert (st.exit_code, st.signal) == (7, None), st
+
+
+@pytest.mark.timeout(30)
+def test_kernel_sources_report_the_group_code(no_fd_leak, on_cue: str) -> None:
+    """/proc field 52 of the zombie and PIDFD_INFO_EXIT after the reap give the group's code
+    too (the leader's own was 0): what _sources.py says of them."""
+    with _group(on_cue) as g, exithand.open(g.pid) as h, exithand.open(g.pid) as later:
+        _die(g, h)
+        st = h.wait(timeout=10)
+        assert st.known and st.source == "zombie" and st.exit_code == 7, st
+        assert g.cue("reap") == "7"
+        st2 = later.status()
+        assert st2 is not None
+        if st2.source != "pidfd_info":
+            pytest.skip(f"no PIDFD_INFO_EXIT here: {st2}")
+        assert st2.known and st2.exit_code == 7, st2
