@@ -10,7 +10,7 @@ Kernel facts relied on (epoll(7), pidfd_open(2)):
 * epoll forgets an fd by itself when the last reference to its *file* is closed, and a thread
   already inside ``epoll_wait`` is not woken by that.  A handle closed while in the set would
   therefore just never fire.  :meth:`ExitHandle.close` calls a hook first: the set unregisters the
-  fd, remembers the handle, and writes to an internal eventfd that is registered in the same
+  fd, remembers the handle, and writes to an internal pipe that is registered in the same
   epoll, which wakes any waiter; the next wait raises ``ValueError`` naming the process.
 * ``epoll_event.data`` holds the fd *number*, and numbers are reused as soon as they are closed.
   An event returned by one ``epoll_wait`` may be consumed after its handle was removed and a new
@@ -91,10 +91,16 @@ class WaitSet:
             raise translate_oserror(e, None, "create a WaitSet (epoll)") from None
         try:
             self._wake_r, self._wake_w = _make_wakeup()
+        except OSError as e:
+            self._ep.close()
+            raise translate_oserror(e, None, "create a WaitSet (pipe)") from None
+        try:
             self._ep.register(self._wake_r, select.EPOLLIN)
         except OSError as e:
             self._ep.close()
-            raise translate_oserror(e, None, "create a WaitSet (eventfd)") from None
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            raise translate_oserror(e, None, "create a WaitSet (epoll_ctl)") from None
         self._lock = threading.Lock()
         # fd -> (handle, registration seq, pid)
         self._by_fd: dict[int, tuple[ExitHandle, int, int]] = {}
@@ -236,7 +242,7 @@ class WaitSet:
             try:
                 os.write(self._wake_w, b"\x01")
             except OSError:
-                pass  # already pending (pipe full / eventfd at max): fine
+                pass  # already pending (pipe full): fine
 
     def _drain(self) -> None:
         try:
