@@ -129,6 +129,67 @@ def test_stale_exit_event_of_previous_process_is_not_taken(backend_availability,
         keeper.stdout.close()
 
 
+# The opposite order: our process O dies (3) and is reaped, then a newcomer A takes its number,
+# runs a thread and exits (5), all while the listener lags, so both groups' events arrive in one
+# batch behind O's.  (Review finding: the batch rule once let A's events replace O's.)
+NEWCOMER_KEEPER = textwrap.dedent("""
+    import os, sys, threading
+    r, w = os.pipe()
+    o = os.fork()
+    if o == 0:
+        os.close(w); os.read(r, 1); os._exit(3)
+    os.close(r)
+    print(o, flush=True)
+    sys.stdin.readline()
+    os.write(w, b"x"); os.waitpid(o, 0)       # O exits with 3 and is reaped
+    for _ in range(200):
+        with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+            f.write(str(o - 1))
+        a = os.fork()
+        if a == 0:
+            if os.getpid() == o:             # A: one thread (its own exit event), then exit 5
+                t = threading.Thread(target=lambda: None); t.start(); t.join()
+            os._exit(5)
+        os.waitpid(a, 0)
+        if a == o:
+            break
+    print("reused" if a == o else "fail", flush=True)
+    sys.stdin.readline()
+""")
+
+
+@pytest.mark.timeout(60)
+def test_newcomers_events_in_the_same_batch_are_not_taken(no_fd_leak, backend_availability,
+                                                          exit_listener) -> None:
+    ok, why = backend_availability["connector"]
+    if not ok or not exit_listener:
+        pytest.skip(f"proc connector unavailable: {why}")
+    if os.geteuid() != 0 or not os.access("/proc/sys/kernel/ns_last_pid", os.W_OK):
+        pytest.skip("needs root in the initial pid namespace (ns_last_pid)")
+    keeper = subprocess.Popen([sys.executable, "-c", NEWCOMER_KEEPER], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    assert keeper.stdin is not None and keeper.stdout is not None
+    lock = _connector.LISTENER._lock
+    try:
+        with exithand.open(int(keeper.stdout.readline())) as h:
+            with lock:  # the listener lags: O's and A's events all wait in the socket
+                keeper.stdin.write("go\n")
+                keeper.stdin.flush()
+                assert keeper.stdout.readline() == "reused\n"
+            st = h.wait(timeout=10)
+            # O exited with 3: A's 5 (or its thread's 0) must never be reported for it; the
+            # connector, unable to tell, declines, and PIDFD_INFO_EXIT (6.15+) answers
+            assert st.exit_code not in (0, 5) and st.signal is None, st
+            if st.known:
+                assert st.exit_code == 3, st
+            else:
+                assert "disagree" in (st.reason or ""), st
+    finally:
+        keeper.stdin.close()
+        keeper.wait(timeout=10)
+        keeper.stdout.close()
+
+
 TIMENS_SCRIPT = textwrap.dedent("""
     import json, os, exithand
     assert exithand.start_exit_listener()

@@ -286,7 +286,8 @@ def wait_unpopulated(path: str, timeout: Optional[float] = None) -> bool:
     try:
         p = select.poll()
         p.register(fd, select.POLLPRI | select.POLLERR)
-        with _sigwake.signal_pipe() as sig_r:  # a signal handler that raises ends the wait
+        # a signal handler that raises (Ctrl-C) ends the wait
+        with _sigwake.signal_pipe(blocking=timeout is None or timeout > 0) as sig_r:
             if sig_r is not None:
                 p.register(sig_r, select.POLLIN)
             return _wait_unpopulated(fd, p, sig_r, path, deadline)

@@ -260,7 +260,7 @@ class ExitHandle:
         p = select.poll()
         p.register(fd, select.POLLIN)
         deadline = None if timeout is None else time.monotonic() + timeout
-        with _sigwake.signal_pipe() as sig_r:
+        with _sigwake.signal_pipe(blocking=timeout != 0) as sig_r:
             if sig_r is not None:
                 p.register(sig_r, select.POLLIN)
             while True:

@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Optional
@@ -63,44 +64,111 @@ def start_thread(t: threading.Thread) -> None:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
+#: write ends of our pipes currently installed as the wakeup fd (main thread; normally 0 or 1)
+_installed: set[int] = set()
+
+
+def _loop_running_here() -> bool:
+    """Is an asyncio or trio loop running in this thread?  It owns the wakeup fd then (a blocking
+    wait inside it blocks the loop anyway), so it is left alone, not even swapped for a moment:
+    asyncio dispatches ``add_signal_handler`` callbacks from the bytes written to it."""
+    if _asyncio_running_loop() is not None:
+        return True
+    trio = sys.modules.get("trio")
+    if trio is not None:
+        try:
+            trio.lowlevel.current_task()
+        except (RuntimeError, AttributeError):
+            return False
+        return True
+    return False
+
+
+def _asyncio_running_loop() -> object:
+    aio = sys.modules.get("asyncio")
+    if aio is None:
+        return None
+    try:
+        return aio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _put_back(ours: int) -> None:
+    """Leave no wakeup fd of ours installed (another one found installed is kept)."""
+    try:
+        cur = signal.set_wakeup_fd(-1)
+        if cur != -1 and cur != ours:
+            signal.set_wakeup_fd(cur)
+    except ValueError:  # not the main thread (any more): nothing of ours can be installed
+        pass
+    _installed.discard(ours)
+
+
 @contextlib.contextmanager
-def wake_on_signal(write_fd: int) -> Iterator[bool]:
+def wake_on_signal(write_fd: int, read_fd: Optional[int] = None) -> Iterator[bool]:
     """While active, a signal with a Python handler writes a byte to ``write_fd`` (non-blocking).
 
-    Yields True when installed; False (and does nothing) outside the main thread or when an
-    event loop already owns the process's wakeup fd.  The caller polls the read end along with
-    what it waits for and drains it when it wakes (see :func:`drain`).
+    Yields True when installed; False (and does nothing) outside the main thread, while an
+    asyncio or trio loop runs in this thread, or when another wakeup fd is installed (an event
+    loop between runs): that one is put back at once, and any signal byte that reached our pipe
+    in between is forwarded to it when ``read_fd`` (our pipe's read end, holding only signal
+    bytes) is given.  On exit the wakeup fd is reset only if it is still ours, so even a handler
+    that raised right after the install leaves nothing dangling.  Only for waits that may
+    block: a zero timeout needs none of this.
     """
-    if threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread() or _loop_running_here():
         yield False
         return
     try:
-        prev = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
-    except ValueError:  # not the main interpreter, or a bad fd
-        yield False
-        return
-    if prev != -1:  # an event loop's: leave it in place
-        signal.set_wakeup_fd(prev)
-        yield False
-        return
-    try:
+        try:
+            prev = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+        except ValueError:  # not the main interpreter, or a bad fd
+            yield False
+            return
+        _installed.add(write_fd)
+        if prev != -1:  # someone else's: give it back, with what it may have missed
+            signal.set_wakeup_fd(prev)
+            _installed.discard(write_fd)
+            if read_fd is not None:
+                _forward(read_fd, prev)
+            yield False
+            return
         yield True
     finally:
-        signal.set_wakeup_fd(-1)
+        if write_fd in _installed:
+            _put_back(write_fd)
+
+
+def _forward(read_fd: int, to_fd: int) -> None:
+    try:
+        data = os.read(read_fd, 4096)
+    except OSError:
+        return
+    if data:
+        with contextlib.suppress(OSError):
+            os.write(to_fd, data)
 
 
 @contextlib.contextmanager
-def signal_pipe() -> Iterator[Optional[int]]:
+def signal_pipe(blocking: bool = True) -> Iterator[Optional[int]]:
     """A fresh pipe installed with :func:`wake_on_signal` for one wait: yields its read end to
-    poll, or None where no wakeup fd can be installed (then no fd is made)."""
-    if threading.current_thread() is not threading.main_thread():
+    poll, or None where none is needed or possible (not blocking, not the main thread, an event
+    loop's fd, no fd left: then the wait is as before, without this protection)."""
+    if not blocking or threading.current_thread() is not threading.main_thread():
         yield None
         return
-    r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
     try:
-        with wake_on_signal(w) as on:
+        r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:  # EMFILE/ENFILE: waiting matters more than this protection
+        yield None
+        return
+    try:
+        with wake_on_signal(w, r) as on:
             yield r if on else None
     finally:
+        if w in _installed:  # (a raise between install and the with) never leave it dangling
+            _put_back(w)
         os.close(r)
         os.close(w)
 
@@ -113,3 +181,15 @@ def drain(fd: int) -> None:
             pass
     except (BlockingIOError, InterruptedError):
         pass
+
+
+def _after_fork_in_child() -> None:
+    # A fork from another thread while the main thread waited: the child inherits our pipe as
+    # its wakeup fd (the interpreter's setting), shared with the parent.  Reset it there.
+    if _installed:
+        _put_back(next(iter(_installed)))
+        _installed.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

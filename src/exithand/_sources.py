@@ -42,7 +42,8 @@ from ._status import (
 )
 
 #: Extra providers (e.g. the proc connector) consulted after child/popen and before /proc.
-#: Each takes the ref and returns a status or None.
+#: Each takes the ref and returns a status, None, or an unknown status whose reason is kept
+#: (the next sources are still asked).
 Provider = Callable[[ProcessRef], Optional[ExitStatus]]
 _providers: list[Provider] = []
 
@@ -196,11 +197,14 @@ def resolve(ref: ProcessRef, popen: Any = None) -> ExitStatus:
     st = child_status(ref) or popen_status(ref, popen)
     if st is not None:
         return st
+    reasons: list[str] = []
     for provider in list(_providers):
         st = provider(ref)
         if st is not None:
-            return st
-    reasons = []
+            if st.known:
+                return st
+            if st.reason:
+                reasons.append(st.reason)  # it cannot tell: the sources below may
     for source in (zombie_status, pidfd_info_status):
         st, why = source(ref)
         if st is not None:

@@ -10,7 +10,7 @@ Kernel facts relied on (epoll(7), pidfd_open(2)):
 * epoll forgets an fd by itself when the last reference to its *file* is closed, and a thread
   already inside ``epoll_wait`` is not woken by that.  A handle closed while in the set would
   therefore just never fire.  :meth:`ExitHandle.close` calls a hook first: the set unregisters the
-  fd, remembers the handle, and writes to an internal pipe that is registered in the same
+  fd, remembers the handle, and writes to an internal eventfd that is registered in the same
   epoll, which wakes any waiter; the next wait raises ``ValueError`` naming the process.
 * ``epoll_event.data`` holds the fd *number*, and numbers are reused as soon as they are closed.
   An event returned by one ``epoll_wait`` may be consumed after its handle was removed and a new
@@ -26,6 +26,7 @@ names the limit (see :mod:`exithand._fdlimit`).  No process is ever dropped sile
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import threading
@@ -44,12 +45,10 @@ _BATCH = 1024
 
 
 def _make_wakeup() -> tuple[int, int]:
-    """An (rfd, wfd) pipe, both ends non-blocking, that becomes readable when written.
-
-    A pipe, not an eventfd: the same pipe is the main thread's signal wakeup fd while it waits
-    (:mod:`._sigwake`), and CPython's signal handler writes single bytes, which an eventfd
-    refuses (EINVAL).
-    """
+    """An (rfd, wfd) pair that becomes readable when written: eventfd (Linux 2.6.22), else pipe."""
+    if hasattr(os, "eventfd"):
+        fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        return fd, fd
     r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
     return r, w
 
@@ -93,14 +92,17 @@ class WaitSet:
             self._wake_r, self._wake_w = _make_wakeup()
         except OSError as e:
             self._ep.close()
-            raise translate_oserror(e, None, "create a WaitSet (pipe)") from None
+            raise translate_oserror(e, None, "create a WaitSet (eventfd)") from None
         try:
             self._ep.register(self._wake_r, select.EPOLLIN)
         except OSError as e:
             self._ep.close()
             os.close(self._wake_r)
-            os.close(self._wake_w)
+            if self._wake_w != self._wake_r:
+                os.close(self._wake_w)
             raise translate_oserror(e, None, "create a WaitSet (epoll_ctl)") from None
+        # the signal pipe: made at the first blocking wait in the main thread (see _sigwake)
+        self._sig_r = self._sig_w = -1
         self._lock = threading.Lock()
         # fd -> (handle, registration seq, pid)
         self._by_fd: dict[int, tuple[ExitHandle, int, int]] = {}
@@ -240,14 +242,14 @@ class WaitSet:
             if self._released:
                 return
             try:
-                os.write(self._wake_w, b"\x01")
+                os.write(self._wake_w, b"\x01\0\0\0\0\0\0\0")
             except OSError:
-                pass  # already pending (pipe full): fine
+                pass  # already pending (pipe full / eventfd at max): fine
 
     def _drain(self) -> None:
         try:
-            _sigwake.drain(self._wake_r)
-        except OSError:
+            os.read(self._wake_r, 4096)
+        except (BlockingIOError, OSError):
             pass
 
     def _check_not_closed(self) -> None:
@@ -279,15 +281,19 @@ class WaitSet:
             self._waiters += 1
         out = []
         try:
-            # PEP 475: epoll.poll() retries on EINTR with the remaining timeout.  In the main
-            # thread the wake-up pipe is also the signal wakeup fd, so a signal whose handler
-            # raises (Ctrl-C) always ends the wait (the race this closes: see _sigwake).
+            # PEP 475: epoll.poll() retries on EINTR with the remaining timeout.  A blocking
+            # wait in the main thread also watches a signal pipe, so a signal whose handler
+            # raises (Ctrl-C) always ends it (the race this closes: see _sigwake).
             ms = poll_ms(timeout)
-            with _sigwake.wake_on_signal(self._wake_w):
+            sig_w = self._signal_pipe() if ms != 0 else -1
+            with _sigwake.wake_on_signal(sig_w, self._sig_r) if sig_w >= 0 \
+                    else contextlib.nullcontext(False):
                 events = self._ep.poll(-1 if ms is None else ms / 1000, maxevents)
             for fd, _ev in events:
                 if fd == self._wake_r:
                     self._drain()
+                elif fd == self._sig_r:
+                    _sigwake.drain(fd)  # a handler ran and did not raise: wait on
                 else:
                     out.append((fd, seq))
         finally:
@@ -299,6 +305,26 @@ class WaitSet:
         if self._closed:
             raise ValueError("the WaitSet was closed while waiting")
         return out
+
+    def _signal_pipe(self) -> int:
+        """Write end of this set's signal pipe (registered in the epoll), made on first use by
+        a main-thread waiter; -1 in other threads, or when no fd is left for it."""
+        if threading.current_thread() is not threading.main_thread():
+            return -1
+        with self._lock:
+            if self._sig_w < 0 and not self._released:
+                try:
+                    r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+                except OSError:
+                    return -1  # EMFILE: wait without this protection rather than fail
+                try:
+                    self._ep.register(r, select.EPOLLIN)
+                except OSError:
+                    os.close(r)
+                    os.close(w)
+                    return -1
+                self._sig_r, self._sig_w = r, w
+            return self._sig_w
 
     def _claim(self, fd: int, seq: int) -> Optional[ExitHandle]:
         """Take the member reported ready on ``fd`` out of the set (None if it is not ours)."""
@@ -430,7 +456,11 @@ class WaitSet:
             self._released = True
         self._ep.close()
         os.close(self._wake_r)
-        os.close(self._wake_w)
+        if self._wake_w != self._wake_r:
+            os.close(self._wake_w)
+        if self._sig_r >= 0:
+            os.close(self._sig_r)
+            os.close(self._sig_w)
 
     def __del__(self) -> None:
         if getattr(self, "_closed", True) is False:

@@ -185,43 +185,49 @@ _MOUNT_OPTS = {"rw", "ro", "relatime", "noatime", "nosuid", "nodev", "noexec", "
 
 
 def _cgroup_target(path: str) -> tuple[_CgroupKey, str]:
-    """Which hierarchy and which cgroup in it ``path`` names.
+    """Which hierarchy and which cgroup in it ``path`` names, as ``/proc/<pid>/cgroup`` shows it.
 
     A path under a mounted cgroup filesystem (v2, or a v1 controller hierarchy) is resolved
-    through ``/proc/self/mountinfo``; anything else is taken as a cgroup v2 path (as
-    ``/proc/<pid>/cgroup`` prints it).  Either must name an existing cgroup, else
+    through ``/proc/self/mountinfo`` (the mount's root, e.g. a container's bind-mounted subtree,
+    is prefixed); anything else is taken as a cgroup v2 path as ``/proc/<pid>/cgroup`` prints
+    it.  Either must name an existing cgroup where that can be checked, else
     :class:`CgroupError`: a typo would otherwise match nothing, silently, for ever.
     """
     p = os.path.normpath(path)
-    best: Optional[tuple[str, _CgroupKey]] = None
-    text = _read("/proc/self/mountinfo") or ""
+    best: Optional[tuple[str, str, _CgroupKey]] = None
+    text = _read("/proc/self/mountinfo")
+    if text is None:
+        raise CgroupError(f"{path}: cannot read /proc/self/mountinfo to find cgroup mounts", path)
     for line in text.splitlines():
         left, _, right = line.partition(" - ")
         fields, rfields = left.split(), right.split()
         if len(fields) < 5 or len(rfields) < 3 or rfields[0] not in ("cgroup", "cgroup2"):
             continue
-        mnt = fields[4]
+        root, mnt = _cgroup._unescape(fields[3]), _cgroup._unescape(fields[4])
         if p == mnt or p.startswith(mnt.rstrip("/") + "/"):
             key: _CgroupKey = frozenset() if rfields[0] == "cgroup2" else frozenset(
                 o for o in rfields[2].split(",") if (o not in _MOUNT_OPTS and "=" not in o)
                 or o.startswith("name="))
             if best is None or len(mnt) > len(best[0]):
-                best = (mnt, key)
+                best = (mnt, root, key)
     if best is None:
         rel = "/" + p.strip("/")
-        v2 = _cgroup.cgroup2_mount()
+        v2 = next((m for m in _cgroup.parse_mountinfo(text) if m.version == 2), None)
         if v2 is None:
             raise CgroupError(f"{path}: not under a mounted cgroup hierarchy, and no cgroup v2 "
                               "is mounted to look it up in", path)
-        full = os.path.join(v2.mount_point, rel.lstrip("/"))
-        if not os.path.isdir(full):
-            raise CgroupError(f"{path}: no such cgroup (not under a cgroup mount, and no "
-                              f"directory {full})", path)
-        return frozenset(), rel
+        root = "/" + v2.root.strip("/")
+        if root == "/" or rel == root or rel.startswith(root + "/"):
+            full = os.path.join(v2.mount_point, rel[len(root):].lstrip("/"))
+            if not os.path.isdir(full):
+                raise CgroupError(f"{path}: no such cgroup (not under a cgroup mount, and no "
+                                  f"directory {full})", path)
+        return frozenset(), rel  # (outside the mounted subtree: cannot be checked here)
     if not os.path.isdir(p):
         raise CgroupError(f"{path}: no such cgroup directory", path)
-    rel = p[len(best[0]):] or "/"
-    return best[1], "/" + rel.strip("/")
+    mnt, root, key = best
+    rel = "/" + (root.strip("/") + "/" + p[len(mnt):].strip("/")).strip("/")
+    return key, rel
 
 
 def _boot_to_mono_ns() -> int:
@@ -284,6 +290,8 @@ class ExitWatcher:
         self._scan()
         self._wake_r, self._wake_w = os.pipe()
         self._ready_r, self._ready_w = os.pipe()
+        self._waiting = 0  # iterations sleeping on the ready pipe
+        self._release_pending = False  # closed while some slept: the last one closes the pipe
         os.set_blocking(self._ready_r, False)
         os.set_blocking(self._ready_w, False)
         self._thread = threading.Thread(target=self._reader, name="exithand-watch", daemon=True)
@@ -524,41 +532,65 @@ class ExitWatcher:
         if self._sock is None:
             raise ValueError("watch() stream is closed")
         deadline = None if self._timeout is None else time.monotonic() + self._timeout
-        p = select.poll()
-        p.register(self._ready_r, select.POLLIN)
-        # In the main thread a signal pipe is polled too: a handler that raises (Ctrl-C) ends
-        # the wait even when the signal lands in another thread (see _sigwake).
-        with _sigwake.signal_pipe() as sig_r:
-            if sig_r is not None:
-                p.register(sig_r, select.POLLIN)
-            while not self._done():
-                batch, ended = self._wait_batch(p, sig_r, deadline)
-                self._check_error()
-                yield from self._take(batch)
-                if ended or (deadline is not None and time.monotonic() >= deadline
-                             and not batch):
-                    break
+        while not self._done():
+            batch, ended = self._wait_batch(deadline)
+            self._check_error()
+            yield from self._take(batch)
+            if ended or (deadline is not None and time.monotonic() >= deadline and not batch):
+                break
         yield from self._final()
 
-    def _wait_batch(self, p: select.poll, sig_r: Optional[int],
-                    deadline: Optional[float]) -> tuple[list[WatchEvent], bool]:
-        """Wait (poll on the ready pipe, which :meth:`_push` writes after queueing) until
-        events are queued, the stream ended or ``deadline`` passed; take the queue."""
-        while True:
-            _sigwake.drain(self._ready_r)  # before looking: a push after the look leaves a byte
-            with self._cond:
-                if self._queue or self._ended:
-                    break
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                break
-            ready = p.poll(poll_ms(left))
-            if sig_r is not None and any(fd == sig_r for fd, _ in ready):
-                _sigwake.drain(sig_r)  # a handler ran and did not raise: wait on
+    def _wait_batch(self, deadline: Optional[float]) -> tuple[list[WatchEvent], bool]:
+        """Wait until events are queued, the stream ended or ``deadline`` passed; take the queue.
+
+        Sleeps in poll() on the ready pipe, which :meth:`_push` writes after queueing.  In the
+        main thread a signal pipe is polled too (installed for this wait only, never across a
+        ``yield``): a handler that raises (Ctrl-C) ends the wait even when the signal lands in
+        another thread (see _sigwake).  The ready pipe stays open meanwhile even if another
+        thread calls :meth:`close` (see :meth:`_enter_wait`).
+        """
+        if self._enter_wait():
+            try:
+                p = select.poll()
+                p.register(self._ready_r, select.POLLIN)
+                left = None if deadline is None else deadline - time.monotonic()
+                with _sigwake.signal_pipe(blocking=left is None or left > 0) as sig_r:
+                    if sig_r is not None:
+                        p.register(sig_r, select.POLLIN)
+                    while True:
+                        # drain before looking: a push after the look leaves a byte
+                        _sigwake.drain(self._ready_r)
+                        with self._cond:
+                            if self._queue or self._ended:
+                                break
+                        left = None if deadline is None else deadline - time.monotonic()
+                        if left is not None and left <= 0:
+                            break
+                        ready = p.poll(poll_ms(left))
+                        if sig_r is not None and any(fd == sig_r for fd, _ in ready):
+                            _sigwake.drain(sig_r)  # a handler ran and did not raise: wait on
+            finally:
+                self._leave_wait()
         with self._cond:
             batch = list(self._queue)
             self._queue.clear()
             return batch, self._ended
+
+    def _enter_wait(self) -> bool:
+        """Count a sleeper on the ready pipe; False (do not sleep) when events are queued, the
+        stream has ended, or the pipe is closed."""
+        with self._cond:
+            if self._queue or self._ended or self._ready_r < 0:
+                return False
+            self._waiting += 1
+            return True
+
+    def _leave_wait(self) -> None:
+        with self._cond:
+            self._waiting -= 1
+            release = self._waiting == 0 and self._release_pending
+        if release:
+            self._close_ready()
 
     async def _aiter(self) -> AsyncIterator[WatchEvent]:
         if self._sock is None:
@@ -573,16 +605,21 @@ class ExitWatcher:
                 left = None if deadline is None else deadline - loop.time()
                 if left is not None and left <= 0:
                     break
-                ready: asyncio.Future[None] = loop.create_future()
-                loop.add_reader(self._ready_r, _set_done, ready)
+                if not self._enter_wait():
+                    continue
                 try:
-                    if not self._queue and not self._ended:
-                        await asyncio.wait_for(asyncio.shield(ready), left)
-                except asyncio.TimeoutError:
-                    break
+                    ready: asyncio.Future[None] = loop.create_future()
+                    loop.add_reader(self._ready_r, _set_done, ready)
+                    try:
+                        if not self._queue and not self._ended:
+                            await asyncio.wait_for(asyncio.shield(ready), left)
+                    except asyncio.TimeoutError:
+                        break
+                    finally:
+                        loop.remove_reader(self._ready_r)
+                        _sigwake.drain(self._ready_r)
                 finally:
-                    loop.remove_reader(self._ready_r)
-                    _sigwake.drain(self._ready_r)
+                    self._leave_wait()
                 continue
             self._check_error()
             for e in self._take(batch):
@@ -596,15 +633,32 @@ class ExitWatcher:
     # ----- lifetime ----------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop the reader thread and close the socket.  Idempotent."""
+        """Stop the reader thread and close the socket.  Idempotent.
+
+        An iteration in progress in another thread ends (the stream is ended before anything
+        it uses is closed; its ready pipe is closed by the last waiter to leave).
+        """
         sock, self._sock = self._sock, None
         if sock is None:
             return
         os.write(self._wake_w, b"x")
-        self._thread.join()
+        self._thread.join()  # its last push ends the stream and wakes any waiter
         sock.close()
-        for fd in (self._wake_r, self._wake_w, self._ready_r, self._ready_w):
-            os.close(fd)
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        with self._cond:
+            self._ended = True
+            release = self._waiting == 0
+            self._release_pending = not release
+        if release:
+            self._close_ready()
+
+    def _close_ready(self) -> None:
+        with self._cond:
+            r, w, self._ready_r, self._ready_w = self._ready_r, self._ready_w, -1, -1
+        if r >= 0:
+            os.close(r)
+            os.close(w)
 
     def __enter__(self) -> ExitWatcher:
         return self

@@ -56,22 +56,25 @@ the listener reads without blocking until the queue is empty and resynchronises 
 (found the hard way: a death was missed in 1 run of 6 under load before this).  Were
 the listener thread to fail, its refs move to the polling monitor of :mod:`._procpoll`.
 
-Threads.  Every thread's exit sends an event under the group's ``tgid``, and the group's status
-is its *last* event's: a leader that called ``pthread_exit`` sends an early event with code 0
-while its other threads live on and may still ``exit(7)``.  A watch therefore keeps the latest
-of its group's events while the zombie holds the number, and the listener reads in batches
-(everything queued), so that even a lagging listener, which meets the early event when the
-group is already dead, sees the last one with it (:meth:`_Listener._on_exits`).
+Threads.  Every thread's exit sends an event under the group's ``tgid``, and threads exiting
+after a group exit began carry the group's code, but a leader that called ``pthread_exit`` sends
+an early event with its own code (0) while its other threads live on and may still ``exit(7)``.
+A lagging listener meets that early event with the group already dead, and events sent from
+different CPUs may be queued out of order.  So a watch counts the wait statuses of every event
+it can tell is its group's (all of them while the zombie holds the number; after the reap, those
+read before the listener next found its queue empty), and when they differ the provider declines
+with a reason: the group's status then comes from the exact sources (``/proc`` field 52 of the
+zombie, ``PIDFD_INFO_EXIT`` after the reap), or is reported unknown.  The listener reads in
+batches (everything queued) so that a backlog is seen together (:meth:`_Listener._on_exits`).
 
 Waiting for an in-flight event.  A pidfd turns readable in ``exit_notify()``, a moment before
 the kernel sends the exit event, so a ``status()`` right after a wakeup may come before the
 event.  The provider first lets the listener catch up with what is queued (the batch in
-progress, and one more if the socket is readable), then, for an armed watch with no gap and no
-event yet, waits for the event, which is certain to come; each wait bounded by
-:data:`EVENT_GRACE` (normally microseconds).  Remaining window: a status read after an early
-thread event was taken and before the last thread, preempted between ``exit_notify()`` and
-sending its event, sends it, gets the early code; a ``/proc`` zombie read (source 4 in
-:mod:`exithand._sources`) has no such window but needs ptrace access.
+progress, then one more if the socket is still readable), then, for an armed watch with no gap
+and no event yet, waits for the event, which is certain to come; bounded by
+:data:`EVENT_GRACE` in all (normally microseconds).  Remaining window: a status read after an
+early thread event was counted and before the last thread, preempted between ``exit_notify()``
+and sending its event, sends it, gets the early code.
 """
 
 from __future__ import annotations
@@ -114,14 +117,15 @@ class ListenerStatistics:
 class _Watch:
     """One registered handle's process: its ref (weakly) and its exit event once seen."""
 
-    __slots__ = ("armed", "batch", "event", "gap", "not_before", "ref")
+    __slots__ = ("armed", "batch", "codes", "event", "gap", "not_before", "ref")
 
     def __init__(self, ref: ProcessRef) -> None:
         self.ref = weakref.ref(ref)
         self.armed = False
         self.gap = False
-        self.event: Optional[_netlink.ProcEvent] = None
+        self.event: Optional[_netlink.ProcEvent] = None  # the first event taken
         self.batch = -1  # the listener batch ``event`` was taken in
+        self.codes: set[int] = set()  # wait statuses of every event counted as the group's
         # CLOCK_MONOTONIC ns: an exit event stamped earlier was sent before this process could
         # have died (it belongs to an earlier owner of the number, still queued when read)
         self.not_before = _born_not_before(ref)
@@ -198,6 +202,8 @@ class _Listener(Driver):
         self._congested = False
         self._in_batch = False  # events taken from the socket, not yet matched
         self._batch_seq = 0  # batches matched so far
+        self._last_drained = 0  # the last batch after which the queue was found empty
+        self._thread: Optional[threading.Thread] = None
         self.events = 0
         self.gaps = 0
 
@@ -225,6 +231,7 @@ class _Listener(Driver):
         self._alive = True
         t = threading.Thread(target=self._run, args=(sock,), name="exithand-connector",
                              daemon=True)
+        self._thread = t
         _sigwake.start_thread(t)
         return True, ""
 
@@ -256,7 +263,7 @@ class _Listener(Driver):
             with self._lock:
                 self._in_batch = True
             events, empty, err = _read_batch(sock)
-            self._on_exits(events)
+            self._on_exits(events, empty)
             if err is not None:
                 if err.errno == errno.ENOBUFS:
                     self._on_gap()
@@ -266,46 +273,51 @@ class _Listener(Driver):
             if empty and self._congested:
                 self._resync()
 
-    def _on_exits(self, events: list[_netlink.ProcEvent]) -> None:
-        """Match one batch of exit events (in the order the kernel sent them) to watches.
+    def _on_exits(self, events: list[_netlink.ProcEvent], drained: bool) -> None:
+        """Match one batch of exit events (in the order they were queued) to watches.
 
-        Every thread's exit sends an event under the group's ``tgid``; the group's status is
-        that of its *last* event (threads that exit after a group exit began all carry the
-        group's code, and the group dies with its last thread).  A leader that called
-        ``pthread_exit`` sends an earlier event with its own code (0) while the group lives on:
-        a listener reading in time skips it (the process is alive then), a lagging one meets
-        it with the group already dead.  Hence, for each watch whose process is dead:
+        ``drained``: the read that ended the batch found the queue empty.
 
-        * not reaped (our zombie holds the number, so every event under it is ours): the
-          latest event wins, also over one taken in an earlier batch;
-        * reaped (armed, no gap; see the module docstring): the latest event *of this batch*
-          wins, but a first event taken in an earlier batch is kept (the number may have been
-          reused since), and a second leader event (``pid == tgid``) in the batch is a newcomer's.
+        Every thread's exit sends an event under the group's ``tgid``.  Threads that exit after
+        a group exit began carry the group's code, but a leader that called ``pthread_exit``
+        sends an early event with its own (0) while the group lives on.  A listener reading in
+        time skips it (the process is alive then); a lagging one meets it with the group
+        already dead, and events sent from different CPUs may even be queued out of order.  So
+        no single event can be trusted when a group sent several with different codes: each
+        watch counts the wait statuses of all the events it can tell are its group's, and the
+        provider declines (the group's status is then left to the exact sources: /proc field 52
+        of the zombie, PIDFD_INFO_EXIT after the reap) when they differ.  For a dead process:
+
+        * not reaped: our zombie holds the number, so every event under it is ours: counted;
+        * reaped (armed, no gap; see the module docstring): the first event is taken, and later
+          ones are counted until the listener has drained the queue once since (a lagging
+          listener's backlog); after that the number may have been reused and they are ignored.
         """
         with self._cond:
             self._batch_seq += 1
             seq = self._batch_seq
             self.events += len(events)
             probes: dict[int, Optional[tuple[bool, bool]]] = {}
-            done: set[int] = set()
             for ev in events:
-                for w in self._watches.get(ev.tgid, ()):
+                for w in list(self._watches.get(ev.tgid, ())):
                     key = id(w)
-                    if key in done or ev.timestamp_ns < w.not_before:
+                    if ev.timestamp_ns < w.not_before:
                         continue  # (stamped before our process could have died: not ours)
                     if key not in probes:
                         probes[key] = w.probe()
                     pr = probes[key]
                     if pr is None or not pr[0]:
                         continue
-                    if not pr[1]:
-                        w.event, w.batch = ev, seq
-                    elif w.armed and not w.gap and w.batch in (-1, seq):
-                        prev = w.event
-                        if prev is not None and prev.pid == prev.tgid and ev.pid == ev.tgid:
-                            done.add(key)  # a second leader exit: a newcomer's, stop here
+                    reaped = pr[1]
+                    if w.event is None:
+                        if reaped and (not w.armed or w.gap):
                             continue
                         w.event, w.batch = ev, seq
+                    elif reaped and not (w.batch == seq or self._last_drained < w.batch):
+                        continue  # the backlog of its death was read: maybe a newcomer's
+                    w.codes.add(ev.exit_code)
+            if drained:
+                self._last_drained = seq
             self._in_batch = False
             self._cond.notify_all()
             refs = [r for tgid in {ev.tgid for ev in events} for r in self._driven.get(tgid, ())]
@@ -431,21 +443,35 @@ class _Listener(Driver):
                 r._driver = self._fallback
                 self._fallback.add(r)
 
-    def event_for(self, ref: ProcessRef) -> Optional[_netlink.ProcEvent]:
+    def event_for(self, ref: ProcessRef) -> tuple[Optional[_netlink.ProcEvent], set[int]]:
+        """``ref``'s exit event and the wait statuses of all its group's events seen; waits
+        (bounded by :data:`EVENT_GRACE` in all) for the listener to catch up with what is
+        queued, and for an event certain to come."""
         with self._cond:
             w = self._by_ref.get(id(ref))
             if w is None:
-                return None
-            if self._alive and self._sock is not None:
-                # catch up first: a batch in progress, and then one more if events are queued,
-                # may hold a later event of the group (its last thread's)
-                target = self._batch_seq + self._in_batch + _queued(self._sock)
-                self._cond.wait_for(lambda: self._batch_seq >= target or not self._alive,
-                                    EVENT_GRACE)
-            if w.event is None and w.armed and not w.gap and self._alive:
-                self._cond.wait_for(lambda: w.event is not None or w.gap or not self._alive,
-                                    EVENT_GRACE)
-            return w.event
+                return None, set()
+            if self._alive and self._sock is not None \
+                    and threading.current_thread() is not self._thread:
+                deadline = time.monotonic() + EVENT_GRACE
+                # a batch in progress, then one more if events are queued (or being read):
+                # either may hold a later event of the group (its last thread's)
+                sock = self._sock
+                for _ in range(2):
+                    if not (self._in_batch or _queued(sock)):
+                        break
+                    if not self._wait_next_batch(deadline):
+                        break
+                if w.event is None and w.armed and not w.gap and self._alive:
+                    self._cond.wait_for(lambda: w.event is not None or w.gap or not self._alive,
+                                        max(0.0, deadline - time.monotonic()))
+            return w.event, set(w.codes)
+
+    def _wait_next_batch(self, deadline: float) -> bool:
+        """(Lock held.)  Wait until the listener ends one more batch; False on timeout."""
+        target = self._batch_seq + 1
+        return self._cond.wait_for(lambda: self._batch_seq >= target or not self._alive,
+                                   max(0.0, deadline - time.monotonic()))
 
     def statistics(self) -> ListenerStatistics:
         with self._lock:
@@ -491,10 +517,17 @@ if hasattr(os, "register_at_fork"):
 
 
 def _provider(ref: ProcessRef) -> Optional[ExitStatus]:
-    """Status provider for :mod:`exithand._sources`: the exit event kept for this handle."""
-    ev = LISTENER.event_for(ref)
+    """Status provider for :mod:`exithand._sources`: the exit event kept for this handle, or
+    an unknown status (with the reason; later sources are still asked) when its thread group
+    sent events with different codes."""
+    ev, codes = LISTENER.event_for(ref)
     if ev is None:
         return None
+    if len(codes) > 1:
+        seen = ", ".join(ExitStatus.from_wait_status(ref.pid, c, SOURCE_CONNECTOR).describe()
+                         .split(": ", 1)[-1].rstrip(".") for c in sorted(codes))
+        return ExitStatus.unknown(ref.pid, "its threads' exit events disagree (" + seen + "), "
+                                  "so the proc connector cannot tell the process's status")
     return ExitStatus.from_wait_status(ref.pid, ev.exit_code, SOURCE_CONNECTOR)
 
 
