@@ -120,13 +120,14 @@ def wake_on_signal(write_fd: int, read_fd: Optional[int] = None) -> Iterator[boo
     if threading.current_thread() is not threading.main_thread() or _loop_running_here():
         yield False
         return
+    _installed.add(write_fd)  # first: a handler raising right after the install is covered
     try:
         try:
             prev = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
         except ValueError:  # not the main interpreter, or a bad fd
+            _installed.discard(write_fd)
             yield False
             return
-        _installed.add(write_fd)
         if prev != -1:  # someone else's: give it back, with what it may have missed
             signal.set_wakeup_fd(prev)
             _installed.discard(write_fd)
