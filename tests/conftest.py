@@ -20,6 +20,14 @@ from typing import Any, Callable, Optional
 
 import pytest
 
+# A runner started in the background by a non-interactive shell ignores SIGINT (and nohup
+# SIGHUP); an ignored signal stays ignored across exec, and Python then installs no
+# KeyboardInterrupt handler in the CLIs the tests start.  The Ctrl-C tests need the default.
+for _sig in (signal.SIGINT, signal.SIGHUP):
+    if signal.getsignal(_sig) == signal.SIG_IGN:
+        signal.signal(_sig, signal.default_int_handler if _sig == signal.SIGINT
+                      else signal.SIG_DFL)
+
 SRC = str(Path(__file__).resolve().parent.parent / "src")
 if SRC not in sys.path:  # test this checkout's code, whatever else is installed
     sys.path.insert(0, SRC)

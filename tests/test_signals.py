@@ -63,6 +63,7 @@ def shooter():
         # the handler returns: the wait must go on, then end at the death
         victim.kill()
 
+exec(SETUP)  # e.g. subscribe a watch: its bounded self-test sleeps in select(), not the wait
 threading.Thread(target=shooter, daemon=True).start()
 try:
     result = API
@@ -83,13 +84,15 @@ _APIS = {
     "kill_and_wait": "exithand.kill_and_wait([pid])",  # the victim ignores SIGTERM
     "kill_cgroup": "exithand.kill_cgroup(CGROUP, signal=signal.SIGTERM)",
     "wait_unpopulated": "_cgroup.wait_unpopulated(CGROUP)",
-    "watch": "next(iter(exithand.watch(pids=[pid])))",
+    "watch": "next(iter(W))",
 }
+_SETUP = {"watch": "W = exithand.watch(pids=[pid])"}
 _NEEDS_CGROUP = {"kill_cgroup", "wait_unpopulated"}
 
 
 def _run(api: str, raise_: bool, cgroup: str = "") -> subprocess.CompletedProcess[str]:
     code = (f"API_CODE = {_APIS[api]!r}\nRAISE = {raise_!r}\nCGROUP = {cgroup!r}\n"
+            f"SETUP = {_SETUP.get(api, '')!r}\n"
             + _SCRIPT.replace("result = API", "result = eval(API_CODE)"))
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
                           text=True, timeout=40, env=env_with_src())
