@@ -292,13 +292,18 @@ def wait_reaped(pidfd: int, timeout: float = 10) -> None:
         pause = min(pause * 2, 0.05)
 
 
+def build_helper(name: str, out_dir: Path) -> str:
+    """Compile tests/helpers/NAME.c (needs gcc) into ``out_dir``; the binary's path."""
+    src = Path(__file__).parent / "helpers" / f"{name}.c"
+    out = out_dir / name
+    subprocess.run(["gcc", "-O1", "-pthread", "-o", str(out), str(src)], check=True, timeout=60)
+    return str(out)
+
+
 @pytest.fixture(scope="session")
 def leader_exits_first(tmp_path_factory: pytest.TempPathFactory) -> str:
     """Path of the compiled tests/helpers/leader_exits_first.c (needs gcc)."""
-    src = Path(__file__).parent / "helpers" / "leader_exits_first.c"
-    out = tmp_path_factory.mktemp("bin") / "leader_exits_first"
-    subprocess.run(["gcc", "-O1", "-pthread", "-o", str(out), str(src)], check=True, timeout=60)
-    return str(out)
+    return build_helper("leader_exits_first", tmp_path_factory.mktemp("bin"))
 
 
 @contextlib.contextmanager
@@ -336,10 +341,7 @@ def eh5_bin() -> Iterator[dict[str, str]]:
     os.chmod(out, 0o755)
     paths = {}
     for name in ("eh5_burst", "eh5_deny_pidfd"):
-        src = Path(__file__).parent / "helpers" / f"{name}.c"
-        subprocess.run(["gcc", "-O1", "-pthread", "-o", str(out / name), str(src)],
-                       check=True, timeout=60)
-        paths[name] = str(out / name)
+        paths[name] = build_helper(name, out)
     yield paths
     shutil.rmtree(out, ignore_errors=True)
 

@@ -20,11 +20,11 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 import exithand
+from conftest import build_helper
 from exithand._backends import _connector
 
 # The parent of the thread group (so it is not ours): starts it, forwards cues, reaps on cue.
@@ -51,10 +51,7 @@ p.wait()
 @pytest.fixture(scope="session")
 def on_cue(tmp_path_factory: pytest.TempPathFactory) -> str:
     """Path of the compiled tests/helpers/leader_exits_on_cue.c."""
-    src = Path(__file__).parent / "helpers" / "leader_exits_on_cue.c"
-    out = tmp_path_factory.mktemp("bin") / "leader_exits_on_cue"
-    subprocess.run(["gcc", "-O1", "-pthread", "-o", str(out), str(src)], check=True, timeout=60)
-    return str(out)
+    return build_helper("leader_exits_on_cue", tmp_path_factory.mktemp("bin"))
 
 
 class _Group:

@@ -57,7 +57,7 @@ def shooter():
         if time.monotonic() > end:
             os.write(2, b"main thread never blocked\\n")
             os._exit(3)
-        time.sleep(0.001)
+        time.sleep(0.001)  # no event says "a thread sleeps in the kernel": /proc, bounded
     signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)
     if not RAISE:
         # the handler returns: the wait must go on, then end at the death
@@ -287,7 +287,7 @@ def forker():
     end = time.monotonic() + 20
     while not re.search("poll|select", open(f"/proc/self/task/{os.getpid()}/wchan").read()):
         assert time.monotonic() < end
-        time.sleep(0.001)
+        time.sleep(0.001)  # no event says "a thread sleeps in the kernel": /proc, bounded
     pid = os.fork()   # while the main thread waits with its signal pipe installed
     if pid == 0:
         os._exit(7 if signal.set_wakeup_fd(-1) == -1 else 8)
