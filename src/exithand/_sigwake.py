@@ -20,10 +20,8 @@ CPython and kernel facts this relies on:
   signal came: a byte written before the syscall is already there, one written during it wakes
   it.  The interpreter then runs the Python handler at its next check, right after the poll call
   returns.  Only the main thread may set it, there is one per process, and an event loop
-  (asyncio, trio) owns it while it runs: :func:`wake_on_signal` installs ours only where none is
-  set, for one wait, and puts ``-1`` back after.  (Where a loop's fd was set, the loop's fd is
-  put back with ``warn_on_full_buffer`` at its default: a blocking wait inside a running event
-  loop blocks that loop anyway.)
+  (asyncio, trio) owns it while it runs: :func:`signal_pipe` installs ours only where none is
+  set and no loop runs in the thread, for one wait, and resets it after.
 
 * Threads inherit the creator's signal mask.  :func:`start_thread` starts our helper threads
   with the asynchronous signals blocked, so process-directed signals go to the application's
@@ -64,16 +62,39 @@ def start_thread(t: threading.Thread) -> None:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-#: write ends of our pipes currently installed as the wakeup fd (main thread; normally 0 or 1)
-_installed: set[int] = set()
+#: The process's signal pipe ``(read end, write end)``, both non-blocking: made once, never
+#: closed (a new one in a forked child).  Never closing it is what makes the wakeup fd safe
+#: against a handler that raises at any point of the install/reset dance: the worst case is our
+#: live pipe left installed (later signals then fill it, harmlessly), never a closed fd number
+#: that a file could reuse and receive signal bytes.
+_pipe: Optional[tuple[int, int]] = None
+_pipe_lock = threading.Lock()
+
+
+def _the_pipe() -> Optional[tuple[int, int]]:
+    global _pipe
+    if _pipe is None:
+        with _pipe_lock:
+            if _pipe is None:
+                try:
+                    _pipe = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+                except OSError:  # EMFILE/ENFILE: waiting matters more than this protection
+                    return None
+    return _pipe
 
 
 def _loop_running_here() -> bool:
     """Is an asyncio or trio loop running in this thread?  It owns the wakeup fd then (a blocking
     wait inside it blocks the loop anyway), so it is left alone, not even swapped for a moment:
     asyncio dispatches ``add_signal_handler`` callbacks from the bytes written to it."""
-    if _asyncio_running_loop() is not None:
-        return True
+    aio = sys.modules.get("asyncio")
+    if aio is not None:
+        try:
+            aio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            return True
     trio = sys.modules.get("trio")
     if trio is not None:
         try:
@@ -84,61 +105,50 @@ def _loop_running_here() -> bool:
     return False
 
 
-def _asyncio_running_loop() -> object:
-    aio = sys.modules.get("asyncio")
-    if aio is None:
-        return None
-    try:
-        return aio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
 def _put_back(ours: int) -> None:
-    """Leave no wakeup fd of ours installed (another one found installed is kept)."""
+    """Leave our pipe uninstalled (another wakeup fd found installed is kept)."""
     try:
         cur = signal.set_wakeup_fd(-1)
-        if cur != -1 and cur != ours:
+        if cur not in (-1, ours):
             signal.set_wakeup_fd(cur)
     except ValueError:  # not the main thread (any more): nothing of ours can be installed
         pass
-    _installed.discard(ours)
 
 
 @contextlib.contextmanager
-def wake_on_signal(write_fd: int, read_fd: Optional[int] = None) -> Iterator[bool]:
-    """While active, a signal with a Python handler writes a byte to ``write_fd`` (non-blocking).
-
-    Yields True when installed; False (and does nothing) outside the main thread, while an
-    asyncio or trio loop runs in this thread, or when another wakeup fd is installed (an event
-    loop between runs): that one is put back at once, and any signal byte that reached our pipe
-    in between is forwarded to it when ``read_fd`` (our pipe's read end, holding only signal
-    bytes) is given.  On exit the wakeup fd is reset only if it is still ours, so even a handler
-    that raised right after the install leaves nothing dangling.  Only for waits that may
-    block: a zero timeout needs none of this.
+def signal_pipe(blocking: bool = True) -> Iterator[Optional[int]]:
+    """For one wait that may block: the read end of the signal pipe, installed as the wakeup fd,
+    for the caller to poll along with what it waits for (and :func:`drain` when it wakes);
+    ``None`` (nothing done) when not needed or possible: not blocking, not the main thread, an
+    asyncio or trio loop running here, no fd left, or another wakeup fd installed (an event loop
+    between runs: it is put back at once, with any signal byte our pipe caught meanwhile).
+    Reset after the wait, only if still ours.
     """
-    if threading.current_thread() is not threading.main_thread() or _loop_running_here():
-        yield False
+    if not blocking or threading.current_thread() is not threading.main_thread() \
+            or _loop_running_here():
+        yield None
         return
-    _installed.add(write_fd)  # first: a handler raising right after the install is covered
-    try:
+    p = _the_pipe()
+    if p is None:
+        yield None
+        return
+    r, w = p
+    drain(r)  # bytes of earlier signals: their handlers have run
+    try:  # (the install inside: a handler raising right after it still gets it reset)
         try:
-            prev = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
-        except ValueError:  # not the main interpreter, or a bad fd
-            _installed.discard(write_fd)
-            yield False
-            return
-        if prev != -1:  # someone else's: give it back, with what it may have missed
-            signal.set_wakeup_fd(prev)
-            _installed.discard(write_fd)
-            if read_fd is not None:
-                _forward(read_fd, prev)
-            yield False
-            return
-        yield True
+            prev = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        except ValueError:  # not the main interpreter
+            prev = None
+        if prev is None or prev not in (-1, w):
+            if prev is not None:
+                with contextlib.suppress(ValueError):
+                    signal.set_wakeup_fd(prev)
+                _forward(r, prev)
+            yield None
+        else:
+            yield r
     finally:
-        if write_fd in _installed:
-            _put_back(write_fd)
+        _put_back(w)
 
 
 def _forward(read_fd: int, to_fd: int) -> None:
@@ -149,29 +159,6 @@ def _forward(read_fd: int, to_fd: int) -> None:
     if data:
         with contextlib.suppress(OSError):
             os.write(to_fd, data)
-
-
-@contextlib.contextmanager
-def signal_pipe(blocking: bool = True) -> Iterator[Optional[int]]:
-    """A fresh pipe installed with :func:`wake_on_signal` for one wait: yields its read end to
-    poll, or None where none is needed or possible (not blocking, not the main thread, an event
-    loop's fd, no fd left: then the wait is as before, without this protection)."""
-    if not blocking or threading.current_thread() is not threading.main_thread():
-        yield None
-        return
-    try:
-        r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-    except OSError:  # EMFILE/ENFILE: waiting matters more than this protection
-        yield None
-        return
-    try:
-        with wake_on_signal(w, r) as on:
-            yield r if on else None
-    finally:
-        if w in _installed:  # (a raise between install and the with) never leave it dangling
-            _put_back(w)
-        os.close(r)
-        os.close(w)
 
 
 def drain(fd: int) -> None:
@@ -185,11 +172,14 @@ def drain(fd: int) -> None:
 
 
 def _after_fork_in_child() -> None:
-    # A fork from another thread while the main thread waited: the child inherits our pipe as
-    # its wakeup fd (the interpreter's setting), shared with the parent.  Reset it there.
-    if _installed:
-        _put_back(next(iter(_installed)))
-        _installed.clear()
+    # The child shares the parent's pipe (and, after a fork from another thread while the main
+    # thread waited, has it installed as its wakeup fd): uninstall it, and make a new one when
+    # needed.  The inherited ends are left open (closing them could recycle their numbers
+    # under an inherited epoll registration); exec closes them (O_CLOEXEC).
+    global _pipe
+    if _pipe is not None:
+        _put_back(_pipe[1])
+        _pipe = None
 
 
 if hasattr(os, "register_at_fork"):

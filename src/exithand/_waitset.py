@@ -101,8 +101,8 @@ class WaitSet:
             if self._wake_w != self._wake_r:
                 os.close(self._wake_w)
             raise translate_oserror(e, None, "create a WaitSet (epoll_ctl)") from None
-        # the signal pipe: made at the first blocking wait in the main thread (see _sigwake)
-        self._sig_r = self._sig_w = -1
+        # the process's signal pipe, once registered (first blocking wait in the main thread)
+        self._sig_r = -1
         self._lock = threading.Lock()
         # fd -> (handle, registration seq, pid)
         self._by_fd: dict[int, tuple[ExitHandle, int, int]] = {}
@@ -285,15 +285,15 @@ class WaitSet:
             # wait in the main thread also watches a signal pipe, so a signal whose handler
             # raises (Ctrl-C) always ends it (the race this closes: see _sigwake).
             ms = poll_ms(timeout)
-            sig_w = self._signal_pipe() if ms != 0 else -1
-            with _sigwake.wake_on_signal(sig_w, self._sig_r) if sig_w >= 0 \
-                    else contextlib.nullcontext(False):
+            with _sigwake.signal_pipe(blocking=ms != 0) as sig_r:
+                if sig_r is not None:
+                    self._watch_signal_pipe(sig_r)
                 events = self._ep.poll(-1 if ms is None else ms / 1000, maxevents)
             for fd, _ev in events:
                 if fd == self._wake_r:
                     self._drain()
                 elif fd == self._sig_r:
-                    _sigwake.drain(fd)  # a handler ran and did not raise: wait on
+                    pass  # a handler ran and did not raise (signal_pipe drains): wait on
                 else:
                     out.append((fd, seq))
         finally:
@@ -306,25 +306,17 @@ class WaitSet:
             raise ValueError("the WaitSet was closed while waiting")
         return out
 
-    def _signal_pipe(self) -> int:
-        """Write end of this set's signal pipe (registered in the epoll), made on first use by
-        a main-thread waiter; -1 in other threads, or when no fd is left for it."""
-        if threading.current_thread() is not threading.main_thread():
-            return -1
+    def _watch_signal_pipe(self, sig_r: int) -> None:
+        """Register the process's signal pipe (see _sigwake) in this set's epoll, once.
+
+        Edge-triggered: a waiter in another thread (which does not drain it) is woken once per
+        signal, never kept spinning; the main thread's waits drain it before they sleep.
+        """
         with self._lock:
-            if self._sig_w < 0 and not self._released:
-                try:
-                    r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-                except OSError:
-                    return -1  # EMFILE: wait without this protection rather than fail
-                try:
-                    self._ep.register(r, select.EPOLLIN)
-                except OSError:
-                    os.close(r)
-                    os.close(w)
-                    return -1
-                self._sig_r, self._sig_w = r, w
-            return self._sig_w
+            if self._sig_r != sig_r and not self._released:
+                with contextlib.suppress(OSError):
+                    self._ep.register(sig_r, select.EPOLLIN | select.EPOLLET)
+                    self._sig_r = sig_r
 
     def _claim(self, fd: int, seq: int) -> Optional[ExitHandle]:
         """Take the member reported ready on ``fd`` out of the set (None if it is not ours)."""
@@ -458,9 +450,7 @@ class WaitSet:
         os.close(self._wake_r)
         if self._wake_w != self._wake_r:
             os.close(self._wake_w)
-        if self._sig_r >= 0:
-            os.close(self._sig_r)
-            os.close(self._sig_w)
+
 
     def __del__(self) -> None:
         if getattr(self, "_closed", True) is False:
