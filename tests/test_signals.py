@@ -333,3 +333,53 @@ def test_watch_iterator_holds_no_wakeup_fd_between_events(backend_availability) 
     finally:
         p.kill()
         p.wait()
+
+
+_ALARM_SCRIPT = """
+import os, signal, subprocess
+import exithand
+from exithand import _sigwake
+
+class Timeout(Exception):
+    pass
+def on_alarm(signum, frame):
+    raise Timeout()
+signal.signal(signal.SIGALRM, on_alarm)
+child = subprocess.Popen(["sleep", "300"])
+h = exithand.open(child.pid)
+fds = None
+bad = []
+for i in range(2000):  # alarm-based timeouts around a blocking wait, firing anywhere in it
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 1e-6 * (1 + i % 80))
+        h.wait(timeout=1)  # (bounded: this test is about what is left installed, not speed)
+    except (Timeout, exithand.TimeoutExpired):
+        pass
+    while True:
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            break
+        except Timeout:
+            pass
+    cur = signal.set_wakeup_fd(-1)
+    if cur != -1 and (_sigwake._pipe is None or cur != _sigwake._pipe[1]):
+        bad.append(cur)  # installed and not our live pipe: a number a file could get
+    if i == 1000:  # (an alarm inside the pipe's one-time creation may leak that pair: bounded)
+        fds = len(os.listdir("/proc/self/fd"))
+    elif i > 1000 and len(os.listdir("/proc/self/fd")) != fds:
+        bad.append(("fds", len(os.listdir("/proc/self/fd")), fds))
+child.kill()
+child.wait()
+print(bad)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_handlers_raising_anywhere_in_a_wait_leave_no_dangling_wakeup_fd() -> None:
+    """SIGALRM timeouts around h.wait() raise at arbitrary points, including inside the
+    install/reset of the wakeup fd: what may stay installed is only our live pipe, never a
+    closed fd number (a file reusing it would receive signal bytes), and no fd leaks."""
+    res = subprocess.run([sys.executable, "-c", _ALARM_SCRIPT], capture_output=True, text=True,
+                         timeout=100, env=env_with_src())
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]", res
