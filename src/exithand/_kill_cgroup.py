@@ -102,7 +102,7 @@ def kill_cgroup(path: str, *, signal: int = _signal.SIGKILL, grace: Optional[flo
     # in the main thread a signal whose handler raises (Ctrl-C) must end the waits below
     sig_pipe = contextlib.ExitStack()
     try:
-        sig_r = sig_pipe.enter_context(_sigwake.signal_pipe())
+        sig_r = sig_pipe.enter_context(_sigwake.signal_pipe(blocking=timeout != 0))
         if sig_r is not None:
             epoll.register(sig_r, select.EPOLLIN)
         for pid in pids:

@@ -222,7 +222,12 @@ def _cgroup_target(path: str) -> tuple[_CgroupKey, str]:
             if not os.path.isdir(full):
                 raise CgroupError(f"{path}: no such cgroup (not under a cgroup mount, and no "
                                   f"directory {full})", path)
-        return frozenset(), rel  # (outside the mounted subtree: cannot be checked here)
+            return frozenset(), rel
+        # the mount shows a subtree (root): a path relative to the mount point is under it
+        full = os.path.join(v2.mount_point, rel.lstrip("/"))
+        if not os.path.isdir(full):
+            raise CgroupError(f"{path}: no such cgroup (neither {root}{rel} nor {full})", path)
+        return frozenset(), "/" + (root.strip("/") + rel).strip("/")
     if not os.path.isdir(p):
         raise CgroupError(f"{path}: no such cgroup directory", path)
     mnt, root, key = best

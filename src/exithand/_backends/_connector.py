@@ -290,8 +290,10 @@ class _Listener(Driver):
 
         * not reaped: our zombie holds the number, so every event under it is ours: counted;
         * reaped (armed, no gap; see the module docstring): the first event is taken, and later
-          ones are counted until the listener has drained the queue once since (a lagging
-          listener's backlog); after that the number may have been reused and they are ignored.
+          ones are counted through the first batch read after the one that took it (the probe
+          runs after a batch is read, so the last thread's event can follow in the next one),
+          and on while the queue was not drained since (a lagging listener's backlog); after
+          that the number may have been reused and they are ignored.
         """
         with self._cond:
             self._batch_seq += 1
@@ -313,7 +315,7 @@ class _Listener(Driver):
                         if reaped and (not w.armed or w.gap):
                             continue
                         w.event, w.batch = ev, seq
-                    elif reaped and not (w.batch == seq or self._last_drained < w.batch):
+                    elif reaped and not (w.batch == seq or self._last_drained <= w.batch):
                         continue  # the backlog of its death was read: maybe a newcomer's
                     w.codes.add(ev.exit_code)
             if drained:
