@@ -32,6 +32,12 @@ SRC = str(Path(__file__).resolve().parent.parent / "src")
 if SRC not in sys.path:  # test this checkout's code, whatever else is installed
     sys.path.insert(0, SRC)
 
+from exithand import _sigwake  # noqa: E402
+
+# The signal pipe lives as long as the process and is made at its first blocking main-thread
+# wait: make it now, so the per-test fd-leak check does not count it in whichever test is first.
+_sigwake._the_pipe()
+
 # Backends the per-backend behaviour suite runs against (extended as backends are added).
 BACKENDS = ["pidfd", "connector", "procpoll"]
 

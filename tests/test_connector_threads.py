@@ -24,13 +24,12 @@ from collections.abc import Iterator
 import pytest
 
 import exithand
-from conftest import build_helper
 from exithand._backends import _connector
 
 # The parent of the thread group (so it is not ours): starts it, forwards cues, reaps on cue.
 _PARENT = """
 import subprocess, sys
-p = subprocess.Popen([sys.argv[1]], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+p = subprocess.Popen([sys.argv[1], "7", "cue"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 assert p.stdout.readline() == b"ready\\n"
 print(p.pid, flush=True)
 for cmd in sys.stdin:
@@ -49,9 +48,9 @@ p.wait()
 
 
 @pytest.fixture(scope="session")
-def on_cue(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """Path of the compiled tests/helpers/leader_exits_on_cue.c."""
-    return build_helper("leader_exits_on_cue", tmp_path_factory.mktemp("bin"))
+def on_cue(leader_exits_first: str) -> str:
+    """tests/helpers/leader_exits_first.c, run by _PARENT in its "cue" mode."""
+    return leader_exits_first
 
 
 class _Group:

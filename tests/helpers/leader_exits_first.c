@@ -1,16 +1,30 @@
 /* A process whose main thread exits first (pthread_exit) while another thread lives on.
  *
- * The worker joins the main thread, so it knows the leader is gone (its /proc state is then Z),
- * prints "leader-gone", waits for input on stdin, and exits the whole group with status
- * argv[1] (3 if not given).  Used to prove that a zombie *leader* is not a dead *process*.
+ * Usage: leader_exits_first [STATUS [cue]]  (STATUS defaults to 3)
+ *
+ * The main thread exits at once, or with "cue" only after printing "ready" and reading one
+ * line of stdin.  The worker joins it, so it knows the leader is gone (its /proc state is then
+ * Z; the kernel has sent the leader's own exit event, code 0), prints "leader-gone", waits for any
+ * input on stdin (or EOF), and exits the whole group with STATUS (a group exit: the process's status is
+ * STATUS, not the leader's 0).  Used to prove that a zombie *leader* is not a dead *process*,
+ * and that an early thread's exit event is not taken for the process's status.
  */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 static pthread_t leader;
 static int status = 3;
+
+static int line(void) {
+    char c;
+    while (read(0, &c, 1) == 1)
+        if (c == '\n')
+            return 0;
+    return -1;
+}
 
 static void *worker(void *arg) {
     char buf[16];
@@ -30,5 +44,11 @@ int main(int argc, char **argv) {
     leader = pthread_self();
     if (pthread_create(&t, NULL, worker, NULL) != 0)
         return 1;
+    if (argc > 2 && strcmp(argv[2], "cue") == 0) {
+        fputs("ready\n", stdout);
+        fflush(stdout);
+        if (line() < 0)
+            return 2;
+    }
     pthread_exit(NULL);
 }
