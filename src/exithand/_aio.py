@@ -244,7 +244,7 @@ def _make_trio_hook(watch: _TrioFdWatch) -> Callable[[Any, int], None]:
 async def wait_handle(h: ExitHandle) -> ExitStatus:
     """Body of :meth:`ExitHandle.wait_async`."""
     while True:
-        if h.poll():  # ValueError once closed
+        if not h.is_alive():  # ValueError once closed
             st = h.status()
             if st is not None:
                 return st

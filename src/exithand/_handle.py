@@ -235,6 +235,14 @@ class ExitHandle:
         """Is the process dead (zombie or reaped)?  Never blocks."""
         return self._live_ref().is_dead()
 
+    def is_alive(self) -> bool:
+        """Is the process still alive (not yet a zombie, not reaped)?  Never blocks.
+
+        A process whose thread-group leader exited while other threads run is alive: the
+        pidfd becomes readable only when the whole thread group is dead (Linux 5.3+).
+        """
+        return not self._live_ref().is_dead()
+
     def wait(self, timeout: Optional[float] = None) -> ExitStatus:
         """Block until the process is dead; return its :class:`ExitStatus`.
 

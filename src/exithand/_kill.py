@@ -199,7 +199,7 @@ class _Member:
         number may name a newcomer).
         """
         mem = memory_bytes(self.pid)
-        if mem is not None and self.handle.poll():
+        if mem is not None and not self.handle.is_alive():
             return None
         return mem
 
@@ -396,14 +396,14 @@ class _Killer:
                     continue
                 # Verify after open: while ``m`` is alive its children cannot be reaped by anyone
                 # but ``m``, so a pidfd whose process has ``m`` as parent is the child we listed.
-                if _tree.parent_of(kid) != parent or (m is not None and m.handle.poll()):
+                if _tree.parent_of(kid) != parent or (m is not None and not m.handle.is_alive()):
                     h.close()
                     continue
                 km = _Member(h, owned=True, parent=parent)
                 self.add(km)
                 known[kid] = km
                 new.append(km)
-                if h.poll():
+                if not h.is_alive():
                     km.saw_dead()
                     km.gone_reason = "died before it could be signalled"
                     continue
@@ -530,7 +530,7 @@ def kill_and_wait(targets: Union[Target, Iterable[Target]], *,
                     _identity.parse_target(t)[1] if isinstance(t, str) else None)
                 order.append(_Gone(pid, inode, why or "no such process"))
                 continue
-            if h.pid == k.me and not h.poll():  # a live process with our number is us
+            if h.pid == k.me and h.is_alive():  # a live process with our number is us
                 if owned:
                     h.close()
                 raise ValueError(f"process {k.me} is the caller itself: it cannot wait for "
@@ -544,7 +544,7 @@ def kill_and_wait(targets: Union[Target, Iterable[Target]], *,
             m = _Member(h, owned)
             k.add(m)
             order.append(m)
-            if h.poll():
+            if not h.is_alive():
                 m.saw_dead()
                 m.gone_reason = "dead before the call"
         roots = [m for m in k.members if m.gone_reason is None]

@@ -113,7 +113,7 @@ def kill_cgroup(path: str, *, signal: int = _signal.SIGKILL, grace: Optional[flo
             except Error:
                 continue  # e.g. a thread id listed during a race; cgroup.kill still gets it
             parent = _tree.parent_of(pid)  # read by number: checked by the poll() below
-            if not _in_cgroup(pid, rel) or h.poll():
+            if not _in_cgroup(pid, rel) or not h.is_alive():
                 h.close()  # died, or the number was reused outside the cgroup
                 continue
             members.append(_Member(h, owned=True, parent=parent))
@@ -222,7 +222,7 @@ def _safe_procs(path: str) -> list[int]:
 
 def _cgroup_kill_all(real: str, members: list[_Member], release_memory: bool,
                      escalated: bool) -> None:
-    hit = [m for m in members if m.t_dead is None and not m.handle.poll()]
+    hit = [m for m in members if m.t_dead is None and m.handle.is_alive()]
     now = time.monotonic()
     _cgroup.cgroup_kill(real)
     for m in hit:

@@ -87,7 +87,7 @@ class Watch:
         with self._scope:
             if self.closed:
                 return
-            if not self.handle.poll():
+            if self.handle.is_alive():
                 try:
                     await trio.lowlevel.wait_readable(self.handle.fileno())
                 except trio.ClosedResourceError:
