@@ -161,8 +161,8 @@ def _close_stdout() -> None:
 
 
 @pytest.mark.parametrize("where", ["closed", "full"])
-@pytest.mark.parametrize("args", [["info"], ["info", "--json"], ["wait", "-p", "-t", "0", "PID"],
-                                  ["wait", "--json", "-p", "-t", "0", "PID"]],
+@pytest.mark.parametrize("args", [["info"], ["info", "--json"], ["wait", "-p", "-t", "1ms", "PID"],
+                                  ["wait", "--json", "-p", "-t", "1ms", "PID"]],
                          ids=" ".join)
 def test_cli_unwritable_stdout_is_a_clear_error(args: list[str], where: str) -> None:
     args = [str(os.getpid()) if a == "PID" else a for a in args]  # alive: -p prints it
@@ -322,7 +322,7 @@ def test_bad_connector_rcvbuf_env_is_ignored(value: str, backend_availability) -
     env = env_with_src(EXITHAND_CONNECTOR_RCVBUF=value, EXITHAND_BACKEND="connector")
     res = run_cli("info", env=env)
     assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
-    res = run_cli("wait", "-t", "0", "-p", str(os.getpid()), env=env)
+    res = run_cli("wait", "-t", "1ms", "-p", str(os.getpid()), env=env)
     assert res.returncode == 124 and res.stdout == f"{os.getpid()}\n", res.stderr
 
 

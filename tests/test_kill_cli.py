@@ -122,7 +122,7 @@ def test_usage_errors():
         (["kill", "-s", "RTMIN-1", "1"], "unknown signal"),       # glibc's own signal 33
         (["kill", "-s", "RTMAX+1", "1"], "unknown signal"),
         (["kill", "-s", "RTMIN+100", "1"], "invalid signal"),
-        (["kill", "--grace", "-1", "1"], "invalid timeout"),
+        (["kill", "--grace", "-1", "1"], "invalid duration"),
         (["kill", "x:y"], "invalid target"),
         (["kill", "--tree", "--cgroup", "/x"], "not allowed with"),
         (["kill", "-v", "--json", "1"], "not allowed with"),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import signal
 import sys
@@ -12,6 +11,8 @@ from collections.abc import Iterator
 from typing import Any, Callable, NamedTuple, Optional
 
 import exithand
+
+from ._duration import DurationError, parse_duration
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -64,20 +65,50 @@ def terminate_as_exception() -> Iterator[None]:
 
 
 class Target(NamedTuple):
-    """A command-line target as given (``text``) and parsed."""
+    """A command-line target as given (``text``) and parsed.
+
+    ``gone`` is set when the target is known to be gone without opening it (a pid above
+    ``pid_max`` with ``-e``): the reason to report.
+    """
 
     text: str
     pid: int
     inode: Optional[int]
+    gone: Optional[str] = None
 
 
-def parse_targets(texts: list[str]) -> list[Target]:
-    """Parse ``PID`` / ``PID:INODE`` arguments; a malformed one is a usage error."""
+def read_pid_max() -> int:
+    """The kernel's ``pid_max`` (``/proc/sys/kernel/pid_max``), or the 64-bit limit 2**22."""
+    try:
+        with open("/proc/sys/kernel/pid_max", "rb") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 4194304
+
+
+def strip_proc(text: str) -> str:
+    """``/proc/1234`` (and ``/proc/1234/``) -> ``1234``: the Solaris form pwait(1) accepts."""
+    if text.startswith("/proc/"):
+        return text[len("/proc/"):].rstrip("/")
+    return text
+
+
+def parse_targets(texts: list[str], exited: bool = False) -> list[Target]:
+    """Parse ``PID`` / ``PID:INODE`` / ``/proc/PID`` arguments; a malformed one is a usage
+    error.  With ``exited`` (``-e``) a well-formed pid above ``pid_max`` is no error: no
+    process can have that number, so it has exited (as util-linux waitpid(1) -e treats it)."""
     out = []
     for t in texts:
+        bare = strip_proc(t)
         try:
-            pid, inode = exithand.parse_target(t)
+            pid, inode = exithand.parse_target(bare)
         except ValueError as e:
+            pid_s, _sep, ino_s = bare.strip().partition(":")
+            if (exited and is_ascii_decimal(pid_s) and (not ino_s or is_ascii_decimal(ino_s))
+                    and int(pid_s) > read_pid_max()):
+                out.append(Target(t, int(pid_s), int(ino_s) if ino_s else None,
+                                  f"no such process: {pid_s} is above the kernel's pid_max"))
+                continue
             raise UsageError(str(e)) from None
         out.append(Target(t, pid, inode))
     return out
@@ -98,6 +129,9 @@ def open_targets(targets: list[Target],
     gone: list[tuple[Target, str]] = []
     try:
         for t in targets:
+            if t.gone is not None:
+                gone.append((t, t.gone))
+                continue
             try:
                 h = opener(t.pid, t.inode)
                 opened.append((t, h))
@@ -133,19 +167,19 @@ def mountpoint_arg(text: str) -> str:
     return text
 
 
-def timeout_arg(text: str) -> float:
-    """argparse type for ``-t``: fractional seconds >= 0."""
+def timeout_arg(text: str) -> Optional[float]:
+    """argparse type for ``-t``: a duration (``1.5``, ``250ms``, ``2m``, ``1h``, ``1d``);
+    ``0`` means no timeout (``None``), as in pwait(1), waitpid(1) and timeout(1)."""
+    v = duration_arg(text)
+    return v if v > 0 else None
+
+
+def duration_arg(text: str) -> float:
+    """argparse type for other times (``--grace``): a duration >= 0, ``0`` meaning now."""
     try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid timeout {text!r}: not a number") from None
-    if v != v or v < 0:
-        raise argparse.ArgumentTypeError(f"invalid timeout {text!r}: must be >= 0 seconds")
-    if v == float("inf"):  # also what 1e309 overflows to
-        raise argparse.ArgumentTypeError(
-            f"invalid timeout {text!r}: must be a finite number of seconds (leave -t out to "
-            "wait forever)")
-    return v
+        return parse_duration(text)
+    except DurationError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def positive_int_arg(text: str) -> int:
@@ -197,6 +231,8 @@ def abandon_stdout() -> None:
 
 def emit_json(obj: dict[str, Any]) -> None:
     """Print one JSON object as one line (``--json`` output) and flush."""
+    import json  # only --json needs it: keep it off every command's start-up path
+
     emit(json.dumps(obj, sort_keys=False))
 
 

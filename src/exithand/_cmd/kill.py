@@ -106,8 +106,9 @@ def register(sub: Any) -> None:
     p.add_argument("targets", nargs="*", metavar="TARGET", help="PID or PID:INODE")
     p.add_argument("-s", "--signal", type=signal_arg, metavar="SIGNAL",
                    help="signal to send first: name or number (default TERM; KILL with --cgroup)")
-    p.add_argument("--grace", type=_common.timeout_arg, metavar="SECONDS",
-                   help="send KILL to whatever is still alive SECONDS after SIGNAL")
+    p.add_argument("--grace", type=_common.duration_arg, metavar="DURATION",
+                   help="send KILL to whatever is still alive DURATION after SIGNAL "
+                        "(seconds, or with a unit: 500ms, 2s, 1m, 1h, 1d)")
     p.add_argument("--mrelease", action="store_true",
                    help="call process_mrelease right after each KILL (Linux 5.15)")
     group = p.add_mutually_exclusive_group()
@@ -116,8 +117,8 @@ def register(sub: Any) -> None:
     group.add_argument("--cgroup", metavar="PATH",
                        help="kill every process of the cgroup v2 PATH (no TARGET); default "
                             "signal KILL via cgroup.kill")
-    p.add_argument("-t", "--timeout", type=_common.timeout_arg, metavar="SECONDS",
-                   help="give up after SECONDS; list the survivors and exit 124")
+    p.add_argument("-t", "--timeout", type=_common.timeout_arg, metavar="DURATION",
+                   help="give up after DURATION (0: never); list the survivors and exit 124")
     p.add_argument("-e", "--exited", action="store_true",
                    help="a target that is already gone is not an error")
     out = p.add_mutually_exclusive_group()
@@ -148,7 +149,7 @@ def _run(args: argparse.Namespace) -> int:
     if not args.targets:
         raise UsageError("give at least one TARGET (or --cgroup PATH)")
     opened, gone_targets = _common.open_targets(
-        _common.parse_targets(args.targets),
+        _common.parse_targets(args.targets, args.exited),
         lambda pid, inode: exithand.open(pid, inode=inode), args.exited,
         "; nothing was signalled")
     handles = [h for _t, h in opened]

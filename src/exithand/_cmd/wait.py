@@ -1,4 +1,5 @@
-"""``exithand wait``: a drop-in for FreeBSD pwait(1), util-linux waitpid(1), procps pidwait(1).
+"""``exithand wait``: wait for processes, in FreeBSD pwait(1)'s words (its exact peers are the
+``pwait``, ``waitpid`` and ``pidwait`` faces).
 
 Every target is opened (identity pinned) *before* any waiting starts, then all are waited on
 with one :class:`exithand.WaitSet` (one epoll).
@@ -18,18 +19,20 @@ from ._common import UsageError, debug, emit, emit_json, warn
 HELP = "wait until processes (not only your children) are dead"
 
 DESCRIPTION = """\
-Wait until the given processes are dead (a zombie counts as dead). TARGET is a PID, or PID:INODE
-to pin one exact process (the pidfs inode, as util-linux waitpid(1) accepts); a PID:INODE whose
-number now names another process counts as already gone. Every target is opened before waiting
-starts, so PID reuse during the wait cannot confuse it. Processes need not be your children.
+Wait until the given processes are dead (a zombie counts as dead). TARGET is a PID, /proc/PID,
+or PID:INODE to pin one exact process (the pidfs inode, as util-linux waitpid(1) accepts and
+'exithand id' prints); a PID:INODE whose number now names another process counts as already
+gone. Every target is opened before waiting starts, so PID reuse during the wait cannot confuse
+it. Processes need not be your children.
 """
 
 EPILOG = """\
 examples:
   exithand wait 1234                      wait for 1234 to die
   exithand wait -v -t 10 1234 5678        report each exit, give up after 10 s (exit 124)
+  exithand wait -t 1.5m /proc/1234        durations take ms, s, m, h, d; -t 0: no timeout
   exithand wait --any 1234 5678           return when the first one dies
-  exithand wait -c 2 -p -t 1.5 1 2 3      wait for two of three; at timeout print the living
+  exithand wait -c 2 -p -t 1.5 1 2 3      wait for two of three; then print the living
   exithand wait --json 1234:81234         one JSON object per exit, pinned to inode 81234
   exithand wait -e 1234 && echo gone      no error if 1234 has already exited
 
@@ -37,6 +40,7 @@ examples:
   1234: exited with status 7.
   1234: killed by signal 9.
   1234: exited (status unknown: REASON).
+  timeout                                 (-v, when -t runs out)
 The status is known for your own children (read without reaping them), for zombies you may
 ptrace, and on Linux 6.15+ for any process once its parent has reaped it.
 
@@ -50,20 +54,24 @@ fails with exit 1 and a message naming the limit.
 def register(sub: Any) -> None:
     p = sub.add_parser("wait", help=HELP, description=DESCRIPTION, epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("targets", nargs="+", metavar="TARGET", help="PID or PID:INODE")
-    p.add_argument("-t", "--timeout", type=_common.timeout_arg, metavar="SECONDS",
-                   help="give up after SECONDS (fractions allowed); exit 124")
+    p.add_argument("targets", nargs="+", metavar="TARGET", help="PID, /proc/PID or PID:INODE")
+    p.add_argument("-t", "--timeout", type=_common.timeout_arg, metavar="DURATION",
+                   help="give up after DURATION (seconds, or 500ms, 2s, 1.5m, 1h, 1d; 0: "
+                        "never); exit 124")
     p.add_argument("-o", "--any", action="store_true",
                    help="return when any one target is dead (same as -c 1)")
     p.add_argument("-c", "--count", type=_common.positive_int_arg, metavar="N",
                    help="return when N targets are dead")
     p.add_argument("-e", "--exited", action="store_true",
-                   help="a target that is already gone is not an error (it counts as exited)")
-    p.add_argument("-v", "--verbose", action="store_true", help="print each exit as it happens")
+                   help="a target that is already gone (or above pid_max) is not an error: "
+                        "it counts as exited")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="print each exit as it happens, and 'timeout' if -t runs out")
     p.add_argument("--json", action="store_true",
                    help="print each exit as one JSON object per line")
     p.add_argument("-p", "--print-remaining", action="store_true",
-                   help="on timeout, print the targets still alive (one per line)")
+                   help="on the way out (timeout, -o, -c), print the targets still alive "
+                        "(one per line)")
     p.set_defaults(func=run)
 
 
@@ -79,7 +87,7 @@ def _report(args: argparse.Namespace, st: exithand.ExitStatus, inode: Optional[i
 
 
 def run(args: argparse.Namespace) -> int:
-    targets = _common.parse_targets(args.targets)
+    targets = _common.parse_targets(args.targets, args.exited)
     count: Optional[int] = 1 if args.any else args.count
     if args.any and args.count not in (None, 1):
         raise UsageError("--any and --count N disagree; give one of them")
@@ -92,8 +100,9 @@ def run(args: argparse.Namespace) -> int:
         opened, gone_targets = _common.open_targets(
             targets, lambda pid, inode: ws.open(pid, inode=inode), args.exited)
         try:
-            gone = [(exithand.ExitStatus.unknown(t.pid, "not running when the wait started"),
-                     t.inode) for t, _why in gone_targets]
+            gone = [(exithand.ExitStatus.unknown(t.pid, why if t.gone else
+                                                 "not running when the wait started"),
+                     t.inode) for t, why in gone_targets]
             seen: dict[tuple[int, Optional[int]], str] = {}
             for t, h in opened:
                 key = (h.pid, h.identity.inode)
@@ -102,10 +111,23 @@ def run(args: argparse.Namespace) -> int:
                     ws.remove(h)
                 else:
                     seen[key] = t.text
-            return _wait(args, ws, gone, count)
+            rc = _wait(args, ws, gone, count)
+            if args.print_remaining:  # on every way out, as FreeBSD pwait -p
+                _print_remaining(args, ws)
+            return rc
         finally:
             for _t, h in opened:
                 h.close()
+
+
+def _print_remaining(args: argparse.Namespace, ws: exithand.WaitSet) -> None:
+    for h in sorted(ws.handles(), key=lambda h: h.pid):
+        if not h.is_alive():
+            continue  # died after the wait ended: it is not "remaining" any more
+        if args.json:
+            emit_json({"pid": h.pid, "inode": h.identity.inode, "running": True})
+        else:
+            emit(str(h.pid))
 
 
 def _wait(args: argparse.Namespace, ws: exithand.WaitSet,
@@ -130,11 +152,6 @@ def _wait(args: argparse.Namespace, ws: exithand.WaitSet,
         done += 1
         if done >= want:
             return _common.EXIT_OK
-    remaining = ws.handles()
-    if args.print_remaining:
-        for h in remaining:
-            if args.json:
-                emit_json({"pid": h.pid, "inode": h.identity.inode, "running": True})
-            else:
-                emit(str(h.pid))
+    if args.verbose and not args.json:
+        emit("timeout")
     return _common.EXIT_TIMEOUT

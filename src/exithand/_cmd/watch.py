@@ -96,8 +96,8 @@ def register(sub: Any) -> None:
                    help="only command names matching REGEX (searched, Python syntax)")
     p.add_argument("--cgroup", metavar="PATH",
                    help="only processes in this cgroup v2 (or below it)")
-    p.add_argument("-t", "--timeout", type=_common.timeout_arg, metavar="SECONDS",
-                   help="stop after SECONDS (fractions allowed)")
+    p.add_argument("-t", "--timeout", type=_common.timeout_arg, metavar="DURATION",
+                   help="stop after DURATION (seconds, or 500ms, 2m, 1h, 1d; 0: never)")
     p.add_argument("-c", "--count", type=_common.positive_int_arg, metavar="N",
                    help="stop after N matching exits")
     p.add_argument("-q", "--quiet", action="store_true",
