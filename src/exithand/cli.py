@@ -117,7 +117,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser, subparsers = _build(only)
     if only is not None:
         # parse with the subcommand's own parser: a mistyped option then shows its usage
-        args = subparsers[only].parse_args(argv[1:])
+        mod = sys.modules[f"exithand._cmd.{SUBCOMMANDS[only]}"]
+        rest = argv[1:]
+        if hasattr(mod, "preprocess_argv"):  # kill(1)'s -9 / -KILL forms
+            rest = mod.preprocess_argv(rest)
+        args = subparsers[only].parse_args(rest)
         args.command = only
     else:
         args = parser.parse_args(argv)

@@ -41,6 +41,8 @@ to it, as /proc/PID/cgroup prints it.
 EPILOG = """\
 examples:
   exithand kill 1234                      TERM, then wait until 1234 is dead
+  exithand kill -9 1234                   kill(1)'s forms: -9, -KILL, -SIGKILL, -s KILL
+  exithand kill -l                        list signal names (-l 9: KILL; -l KILL: 9; -L: table)
   exithand kill --grace 2 -v 1234 5678    TERM, KILL whatever lives after 2 s, print each end
   exithand kill -s KILL --mrelease 1234   KILL and free its memory on this CPU right away
   exithand kill --tree -t 10 1234         1234 and all its descendants; give up after 10 s
@@ -61,6 +63,10 @@ of killed, escalated, exited, died, already_gone, timed_out.
 
 On timeout (exit 124) the processes still alive are always listed: one line
 "PID: still running." each (or JSON objects with outcome timed_out).
+
+Without --grace or -t a target that ignores SIGNAL would be waited for in silence for ever:
+after 3 seconds, and every 10 seconds after that, a note on stderr says which processes are
+still alive and how to escalate (exithand kill -s KILL PID, or --grace).
 
 """ + _common.EXIT_CODES_HELP.replace(
     "0    done: the processes waited for are dead",
@@ -100,10 +106,85 @@ def signal_arg(text: str) -> int:
     return num
 
 
+def preprocess_argv(argv: list[str]) -> list[str]:
+    """kill(1)'s signal forms, ``-9``, ``-KILL``, ``-SIGKILL``, ``-RTMIN+2``, become ``-s N``
+    (argparse would read ``-9`` as a negative TARGET and ``-KILL`` as bundled short options).
+    Only words before ``--`` that name a signal are rewritten: ``-L``, ``-e``, ``-v`` stay
+    options (no signal has those names)."""
+    out: list[str] = []
+    for i, a in enumerate(argv):
+        if a == "--":
+            return out + argv[i:]
+        body = a[1:]
+        if (a.startswith("-") and not a.startswith("--")
+                and (_common.is_ascii_decimal(body) or (body[:1].isupper() and len(body) > 1))):
+            try:
+                signal_arg(body)
+            except argparse.ArgumentTypeError:
+                out.append(a)
+                continue
+            prev = out[-1] if out else ""
+            if prev in ("-s", "--signal", "-t", "--timeout", "--grace", "--cgroup", "-l",
+                        "--list"):
+                out.append(a)  # the value of the option before it, not a signal form
+                continue
+            out += ["-s", body]
+        else:
+            out.append(a)
+    return out
+
+
+def _signal_names() -> list[tuple[int, str]]:
+    """(number, name) of the standard signals, named as procps kill(1) -l names them (29 is
+    POLL there; Python calls it IO)."""
+    return [(n, "POLL" if n == 29 else _signal.Signals(n).name[3:]) for n in range(1, 32)
+            if n in set(_signal.Signals)]
+
+
+def _list_signals(which: Any) -> int:
+    """``-l``: names like kill(1) (wrapped at 80 columns); ``-l N`` a name (N > 128: the
+    signal of a shell's exit status 128+N); ``-l NAME`` its number."""
+    if which is True:
+        line = ""
+        for _n, name in _signal_names():
+            if line and len(line) + 1 + len(name) > 79:
+                emit(line)
+                line = ""
+            line = f"{line} {name}" if line else name
+        emit(line)
+        return _common.EXIT_OK
+    text = str(which)
+    if _common.is_ascii_decimal(text):
+        n = int(text)
+        n = n - 128 if n > 128 else n
+        for num, name in _signal_names():
+            if num == n:
+                emit(name)
+                return _common.EXIT_OK
+        raise UsageError(f"unknown signal {text!r}")
+    try:
+        emit(str(signal_arg(text)))
+    except argparse.ArgumentTypeError as e:
+        raise UsageError(str(e)) from None
+    return _common.EXIT_OK
+
+
+def _table() -> int:
+    """``-L``: the table of kill(1) -L, seven signals a row."""
+    cells = [f"{n:2d} {name:<7s}" for n, name in _signal_names()]
+    for i in range(0, len(cells), 7):
+        emit(" ".join(cells[i:i + 7]).rstrip())
+    return _common.EXIT_OK
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser("kill", help=HELP, description=DESCRIPTION, epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("targets", nargs="*", metavar="TARGET", help="PID or PID:INODE")
+    p.add_argument("-l", "--list", nargs="?", const=True, metavar="SIGNAL",
+                   help="list signal names (with SIGNAL: its name or number) and exit")
+    p.add_argument("-L", "--table", action="store_true",
+                   help="list signal numbers and names as a table and exit")
     p.add_argument("-s", "--signal", type=signal_arg, metavar="SIGNAL",
                    help="signal to send first: name or number (default TERM; KILL with --cgroup)")
     p.add_argument("--grace", type=_common.duration_arg, metavar="DURATION",
@@ -144,6 +225,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.list is not None or args.table:
+        if args.targets:
+            raise UsageError("-l/-L take no TARGET")
+        return _list_signals(args.list) if args.list is not None else _table()
     if args.cgroup is not None:
         return _run_cgroup(args)
     if not args.targets:
@@ -155,10 +240,14 @@ def _run(args: argparse.Namespace) -> int:
     handles = [h for _t, h in opened]
     gone = [exithand.KillResult(t.pid, t.inode, "already_gone", reason=why)
             for t, why in gone_targets]
+    sig = _signal.SIGTERM if args.signal is None else args.signal
+    note = None
+    if args.grace is None and args.timeout is None and handles:
+        note = _StillWaiting(handles, sig)
+        note.start()
     try:
         results = exithand.kill_and_wait(
-            handles, signal=_signal.SIGTERM if args.signal is None else args.signal,
-            grace=args.grace, release_memory=args.mrelease,
+            handles, signal=sig, grace=args.grace, release_memory=args.mrelease,
             timeout=args.timeout, tree=args.tree) if handles else []
     except exithand.AccessDenied as e:
         warn(f"{e}; nothing was signalled")
@@ -166,6 +255,8 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise UsageError(str(e)) from None
     finally:
+        if note is not None:
+            note.stop()
         for h in handles:
             h.close()
     rc = _common.EXIT_OK
@@ -174,6 +265,75 @@ def _run(args: argparse.Namespace) -> int:
         if r.outcome == "timed_out":
             rc = _common.EXIT_TIMEOUT
     return rc
+
+
+class _StillWaiting:
+    """Says on stderr, after :data:`FIRST` seconds and every :data:`EVERY` seconds after,
+    which targets are still alive and how to escalate: ``exithand kill`` without --grace or
+    -t never gives up, and a target that ignores the signal would otherwise keep it waiting
+    in silence.  On a terminal the note rewrites one line; elsewhere it prints full lines."""
+
+    FIRST = 3.0
+    EVERY = 10.0
+
+    def __init__(self, handles: list[exithand.ExitHandle], sig: int) -> None:
+        import threading
+
+        self._handles, self._sig = handles, sig
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="exithand-kill-note",
+                                        daemon=True)
+        self._tty = False
+        self._shown = False
+
+    def start(self) -> None:
+        import sys
+
+        try:
+            self._tty = sys.stderr is not None and sys.stderr.isatty()
+        except (OSError, ValueError):
+            self._tty = False
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        if self._shown and self._tty:
+            self._write("\n")
+
+    def _write(self, text: str) -> None:
+        import sys
+
+        try:
+            if sys.stderr is not None:
+                sys.stderr.write(text)
+                sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+
+    def _run(self) -> None:
+        import time
+
+        start = time.monotonic()
+        delay = self.FIRST
+        while not self._stop.wait(delay):
+            delay = self.EVERY
+            try:
+                alive = [h.pid for h in self._handles if not h.closed and h.is_alive()]
+            except (exithand.Error, ValueError, OSError):
+                return
+            if not alive:
+                continue
+            name = _signal.Signals(self._sig).name if self._sig in set(_signal.Signals) \
+                else f"signal {self._sig}"
+            pids = " ".join(map(str, alive))
+            how = ("it may be stuck in the kernel (state D); nothing stronger exists"
+                   if self._sig == _signal.SIGKILL else
+                   f"escalate with: exithand kill -s KILL {pids} (or use --grace)")
+            text = (f"exithand: still waiting for {pids} ({time.monotonic() - start:.0f} s "
+                    f"after {name}); {how}")
+            self._shown = True
+            self._write(f"\r{text}\x1b[K" if self._tty else text + "\n")
 
 
 def _run_cgroup(args: argparse.Namespace) -> int:
