@@ -7,27 +7,87 @@
 
 from __future__ import annotations
 
-from ._backends._connector import start_exit_listener
-from ._cgroup import CgroupError
-from ._creds import ProcessCredentials
-from ._errors import (
-    AccessDenied,
-    BackendUnavailable,
-    Error,
-    FdLimitError,
-    NoSuchProcess,
-    NotProcessLeader,
-    TimeoutExpired,
-)
-from ._handle import ExitHandle, open
-from ._identity import ProcessIdentity, parse_target
-from ._info import BackendInfo, backends, kernel_release, selected_backend
-from ._kill import KillResult, kill_and_wait
-from ._kill_cgroup import CgroupKillResult, kill_cgroup
-from ._status import ExitStatus
-from ._wait import wait_all, wait_any, wait_procs
-from ._waitset import WaitSet
-from ._watch import ExitGap, ExitWatcher, ProcessExit, watch
+TYPE_CHECKING = False  # not typing's: importing typing costs every CLI start
+
+# Names are imported when first used (PEP 562), so ``import exithand`` costs almost nothing
+# and a command-line tool pays only for what it runs: ``exithand wait`` needs handles and
+# wait sets, not asyncio, the proc connector or the killer.  The mapping is the public API;
+# ``__all__`` lists the same names.
+_LAZY = {
+    "start_exit_listener": "._backends._connector",
+    "CgroupError": "._cgroup",
+    "ProcessCredentials": "._creds",
+    "AccessDenied": "._errors",
+    "BackendUnavailable": "._errors",
+    "Error": "._errors",
+    "FdLimitError": "._errors",
+    "NoSuchProcess": "._errors",
+    "NotProcessLeader": "._errors",
+    "TimeoutExpired": "._errors",
+    "ExitHandle": "._handle",
+    "open": "._handle",
+    "ProcessIdentity": "._identity",
+    "parse_target": "._identity",
+    "BackendInfo": "._info",
+    "backends": "._info",
+    "kernel_release": "._info",
+    "selected_backend": "._info",
+    "KillResult": "._kill",
+    "kill_and_wait": "._kill",
+    "CgroupKillResult": "._kill_cgroup",
+    "kill_cgroup": "._kill_cgroup",
+    "ExitStatus": "._status",
+    "wait_all": "._wait",
+    "wait_any": "._wait",
+    "wait_procs": "._wait",
+    "WaitSet": "._waitset",
+    "ExitGap": "._watch",
+    "ExitWatcher": "._watch",
+    "ProcessExit": "._watch",
+    "watch": "._watch",
+}
+
+if TYPE_CHECKING:  # what the names are, for type checkers and IDEs
+    from typing import Any
+
+    from ._backends._connector import start_exit_listener
+    from ._cgroup import CgroupError
+    from ._creds import ProcessCredentials
+    from ._errors import (
+        AccessDenied,
+        BackendUnavailable,
+        Error,
+        FdLimitError,
+        NoSuchProcess,
+        NotProcessLeader,
+        TimeoutExpired,
+    )
+    from ._handle import ExitHandle, open
+    from ._identity import ProcessIdentity, parse_target
+    from ._info import BackendInfo, backends, kernel_release, selected_backend
+    from ._kill import KillResult, kill_and_wait
+    from ._kill_cgroup import CgroupKillResult, kill_cgroup
+    from ._status import ExitStatus
+    from ._wait import wait_all, wait_any, wait_procs
+    from ._waitset import WaitSet
+    from ._watch import ExitGap, ExitWatcher, ProcessExit, watch
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name on first use, then keep it as a plain module attribute."""
+    modname = _LAZY.get(name)
+    if modname is None:
+        raise AttributeError(f"module 'exithand' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(modname, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __version__ = "0.1.0"
 

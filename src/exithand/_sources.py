@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import errno
 import os
-import platform
 from typing import Any, Callable, Optional
 
 from . import _identity, _sys
@@ -179,7 +178,7 @@ def pidfd_info_status(ref: ProcessRef) -> tuple[Optional[ExitStatus], Optional[s
         info = _sys.pidfd_get_info(fd, _sys.PIDFD_INFO_EXIT)
     except OSError as e:
         if e.errno in (errno.ENOTTY, errno.EINVAL, errno.EOPNOTSUPP):
-            return None, (f"kernel {platform.release()} has no PIDFD_GET_INFO exit info "
+            return None, (f"kernel {os.uname().release} has no PIDFD_GET_INFO exit info "
                           "(needs Linux 6.15)")
         if e.errno == errno.ESRCH:
             return None, "reaped without exit info kept for this pidfd"
@@ -187,7 +186,7 @@ def pidfd_info_status(ref: ProcessRef) -> tuple[Optional[ExitStatus], Optional[s
     if info.exit_status is None:
         if info.mask & _sys.PIDFD_INFO_PID:  # still a zombie: exit info appears at reap
             return None, None
-        return None, (f"kernel {platform.release()} keeps no exit info for this pidfd "
+        return None, (f"kernel {os.uname().release} keeps no exit info for this pidfd "
                       "(PIDFD_INFO_EXIT needs Linux 6.15)")
     return ExitStatus.from_wait_status(ref.pid, info.exit_status, SOURCE_PIDFD_INFO), None
 

@@ -24,7 +24,6 @@ Kernel facts (checked on Linux 6.18):
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import fcntl
 import functools
@@ -93,7 +92,17 @@ def pidfd_get_info(pidfd: int, mask: int) -> PidfdInfo:
 
 @functools.cache
 def _libc() -> Optional[ctypes.CDLL]:
-    name = ctypes.util.find_library("c") or "libc.so.6"
+    # glibc's soname first: ctypes.util.find_library() runs ldconfig in a subprocess and
+    # imports subprocess/shutil/tempfile, a large part of a command-line start-up
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        pass
+    from ctypes.util import find_library
+
+    name = find_library("c")
+    if name is None:
+        return None
     try:
         return ctypes.CDLL(name, use_errno=True)
     except OSError:

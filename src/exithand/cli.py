@@ -14,13 +14,16 @@ subcommand's own usage.
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import os
 import sys
-from typing import Optional
 
 from ._cmd import _common
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy reads this name as typing's
+if TYPE_CHECKING:
+    import argparse
+    from typing import Optional
 
 #: subcommand name -> module under ``exithand._cmd`` (imported only when that command runs)
 SUBCOMMANDS = {
@@ -76,9 +79,13 @@ def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
 
 def _build(only: Optional[str],
            ) -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    import argparse  # only commands with argparse parsers (not the faces) pay for it
+
+    from ._cmd._argparse import HelpFormatter
+
     parser = argparse.ArgumentParser(
         prog="exithand", description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
         epilog="Run 'exithand COMMAND --help' for each command's options and its exit status.\n\n"
                + _EXIT_CODES_HELP)
     parser.add_argument("--version", action="version", version=_version())

@@ -23,18 +23,37 @@ from typing import Callable, Optional
 
 from .._errors import BackendUnavailable
 from ._base import Backend, ProcessRef
-from ._connector import ConnectorBackend
-from ._pidfd import PidfdBackend
-from ._procpoll import ProcpollBackend
 
 __all__ = ["Backend", "ProcessRef", "availability", "backend_names", "default_backend",
            "get_backend"]
 
+
+
+# Each backend's module is imported only when that backend is first asked for: the default
+# pidfd backend never pays for the connector's netlink machinery (start-up time of the CLI).
+def _make_pidfd() -> Backend:
+    from ._pidfd import PidfdBackend
+
+    return PidfdBackend()
+
+
+def _make_connector() -> Backend:
+    from ._connector import ConnectorBackend
+
+    return ConnectorBackend()
+
+
+def _make_procpoll() -> Backend:
+    from ._procpoll import ProcpollBackend
+
+    return ProcpollBackend()
+
+
 # name -> factory, in order of preference
 _FACTORIES: dict[str, Callable[[], Backend]] = {
-    "pidfd": PidfdBackend,
-    "connector": ConnectorBackend,
-    "procpoll": ProcpollBackend,
+    "pidfd": _make_pidfd,
+    "connector": _make_connector,
+    "procpoll": _make_procpoll,
 }
 _instances: dict[str, Backend] = {}
 _default: Optional[Backend] = None

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import signal
 import sys
-from collections.abc import Iterator
-from typing import Any, Callable, NamedTuple, Optional
 
 import exithand
 
 from ._duration import DurationError, parse_duration
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy reads this name as typing's
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any, Callable, NamedTuple, Optional
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -64,17 +66,22 @@ def terminate_as_exception() -> Iterator[None]:
             signal.signal(s, h)
 
 
-class Target(NamedTuple):
-    """A command-line target as given (``text``) and parsed.
+if TYPE_CHECKING:
+    class Target(NamedTuple):
+        """A command-line target as given (``text``) and parsed.
 
-    ``gone`` is set when the target is known to be gone without opening it (a pid above
-    ``pid_max`` with ``-e``): the reason to report.
-    """
+        ``gone`` is set when the target is known to be gone without opening it (a pid above
+        ``pid_max`` with ``-e``): the reason to report.
+        """
 
-    text: str
-    pid: int
-    inode: Optional[int]
-    gone: Optional[str] = None
+        text: str
+        pid: int
+        inode: Optional[int]
+        gone: Optional[str] = None
+else:
+    from collections import namedtuple
+
+    Target = namedtuple("Target", "text pid inode gone", defaults=(None,))
 
 
 def read_pid_max() -> int:
@@ -163,6 +170,8 @@ def mountpoint_arg(text: str) -> str:
     """argparse type for MOUNTPOINT: a non-empty path (``""`` would mean the current
     directory, so ``exithand mount "$UNSET"`` would mount over it)."""
     if not text:
+        import argparse
+
         raise argparse.ArgumentTypeError("invalid mount point '': empty path")
     return text
 
@@ -179,11 +188,15 @@ def duration_arg(text: str) -> float:
     try:
         return parse_duration(text)
     except DurationError as e:
+        import argparse
+
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def positive_int_arg(text: str) -> int:
     """argparse type for counts (``-c N``): an integer >= 1."""
+    import argparse
+
     try:
         v = int(text)
     except ValueError:

@@ -13,12 +13,15 @@ from __future__ import annotations
 import errno
 import os
 import sys
-from collections.abc import Iterator
-from typing import Callable, Optional
 
 import exithand
 
 from . import _common
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy reads this name as typing's
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Callable, Optional
 
 
 class FaceExit(Exception):

@@ -16,23 +16,29 @@ that fails drops it, never the scan.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from typing import NamedTuple, Optional
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy reads this name as typing's
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import NamedTuple, Optional
+
+    class Proc(NamedTuple):
+        """One process as the scan saw it."""
+
+        pid: int
+        comm: str
+        state: str
+        ppid: int
+        pgrp: int
+        session: int
+        tty_nr: int
+        start_time: int  # clock ticks since boot: the identity the pin is checked against
+else:
+    from collections import namedtuple
+
+    Proc = namedtuple("Proc", "pid comm state ppid pgrp session tty_nr start_time")
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-class Proc(NamedTuple):
-    """One process as the scan saw it."""
-
-    pid: int
-    comm: str
-    state: str
-    ppid: int
-    pgrp: int
-    session: int
-    tty_nr: int
-    start_time: int  # clock ticks since boot: the identity the pin is checked against
 
 
 def read_proc(pid: int) -> Optional[Proc]:

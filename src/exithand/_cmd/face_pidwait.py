@@ -26,18 +26,21 @@ between the scan and the wait is never waited for; deaths are seen the moment th
 
 from __future__ import annotations
 
-import argparse
 import errno
 import os
 import re
 import sys
-from typing import Callable, Optional
 
 import exithand
 
-from . import _face, _procscan
+from . import _face, _getopt, _procscan
 from ._common import emit
-from ._getopt import GetoptFailure, parse
+from ._getopt import GetoptFailure, Opt
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy reads this name as typing's
+if TYPE_CHECKING:
+    import argparse
+    from typing import Callable, Optional
 
 HELP = "procps pidwait(1), exactly: wait for processes chosen by name and pgrep's selection"
 
@@ -86,41 +89,41 @@ _CRITERIA = ("pidfile", "group", "pid", "parent", "uid", "pgroup", "newest", "ol
              "older", "session", "terminal", "euid", "runstates", "cgroup")
 
 
+OPTIONS = [
+    Opt("e", "echo", "echo", None, "display PIDs before waiting"),
+    Opt("c", "count", "count", None, "count of matching processes"),
+    Opt("f", "full", "full", None, "use full process name to match"),
+    Opt("g", "pgroup", "pgroup", "PGID,...", "match listed process group IDs"),
+    Opt("G", "group", "group", "GID,...", "match real group IDs"),
+    Opt("i", "ignore-case", "ignore_case", None, "match case insensitively"),
+    Opt("n", "newest", "newest", None, "select most recently started"),
+    Opt("o", "oldest", "oldest", None, "select least recently started"),
+    Opt("O", "older", "older", "SECONDS", "select where older than seconds"),
+    Opt("P", "parent", "parent", "PPID,...", "match only children of the given parent"),
+    Opt("p", "pid", "pid", "PID,...", "match only the listed process IDs"),
+    Opt("s", "session", "session", "SID,...", "match session IDs"),
+    Opt("t", "terminal", "terminal", "TTY,...", "match by controlling terminal"),
+    Opt("u", "euid", "euid", "ID,...", "match by effective IDs"),
+    Opt("U", "uid", "uid", "ID,...", "match by real IDs"),
+    Opt("x", "exact", "exact", None, "match exactly with the command name"),
+    Opt("F", "pidfile", "pidfile", "FILE", "read PIDs from file ('-': standard input)"),
+    Opt("L", "logpidfile", "logpidfile", None, "fail if PID file is not locked"),
+    Opt("r", "runstates", "runstates", "STATE", "match runstates [D,S,Z,...]"),
+    Opt("A", "ignore-ancestors", "ignore_ancestors", None, "exclude our ancestors"),
+    Opt(None, "inverse", "inverse", None, "negate the matching"),
+    Opt(None, "cgroup", "cgroup", "GRP,...", "match by cgroup v2 names"),
+    Opt(None, "ns", "ns", "PID", "match the processes in the same namespaces as PID"),
+    Opt(None, "nslist", "nslist", "NS,...",
+        "namespaces --ns considers: ipc, mnt, net, pid, user, uts"),
+    Opt("h", "help", "help", None, "display this help and exit"),
+    Opt("V", "version", "version", None, "output version information and exit"),
+]
+
+
 def build_parser(prog: str = "pidwait") -> argparse.ArgumentParser:
-    """The options, as data (help, man pages, completion); parsed with glibc getopt rules."""
-    p = argparse.ArgumentParser(prog=prog, add_help=False,
-                                description="Wait for the processes a pgrep(1) selection "
-                                            "finds (procps pidwait(1) compatible).")
-    a = p.add_argument
-    a("-e", "--echo", action="store_true", help="display PIDs before waiting")
-    a("-c", "--count", action="store_true", help="count of matching processes")
-    a("-f", "--full", action="store_true", help="use full process name to match")
-    a("-g", "--pgroup", metavar="PGID,...", help="match listed process group IDs")
-    a("-G", "--group", metavar="GID,...", help="match real group IDs")
-    a("-i", "--ignore-case", action="store_true", help="match case insensitively")
-    a("-n", "--newest", action="store_true", help="select most recently started")
-    a("-o", "--oldest", action="store_true", help="select least recently started")
-    a("-O", "--older", metavar="SECONDS", help="select where older than seconds")
-    a("-P", "--parent", metavar="PPID,...", help="match only children of the given parent")
-    a("-p", "--pid", metavar="PID,...", help="match only the listed process IDs")
-    a("-s", "--session", metavar="SID,...", help="match session IDs")
-    a("-t", "--terminal", metavar="TTY,...", help="match by controlling terminal")
-    a("-u", "--euid", metavar="ID,...", help="match by effective IDs")
-    a("-U", "--uid", metavar="ID,...", help="match by real IDs")
-    a("-x", "--exact", action="store_true", help="match exactly with the command name")
-    a("-F", "--pidfile", metavar="FILE", help="read PIDs from file ('-': standard input)")
-    a("-L", "--logpidfile", action="store_true", help="fail if PID file is not locked")
-    a("-r", "--runstates", metavar="STATE", help="match runstates [D,S,Z,...]")
-    a("-A", "--ignore-ancestors", action="store_true", help="exclude our ancestors")
-    a("--inverse", action="store_true", help="negate the matching")
-    a("--cgroup", metavar="GRP,...", help="match by cgroup v2 names")
-    a("--ns", metavar="PID", help="match the processes in the same namespaces as PID")
-    a("--nslist", metavar="NS,...", help="namespaces --ns considers: ipc, mnt, net, pid, "
-                                         "user, uts")
-    a("-h", "--help", action="store_true", help="display this help and exit")
-    a("-V", "--version", action="store_true", help="output version information and exit")
-    a("pattern", nargs="?", metavar="PATTERN")
-    return p
+    """The options as an argparse parser (help, man pages, completion; not used to parse)."""
+    return _getopt.build_parser(prog, "Wait for the processes a pgrep(1) selection finds "
+                                "(procps pidwait(1) compatible).", OPTIONS, "PATTERN")
 
 
 def main(argv: list[str], prog: str = "pidwait") -> int:
@@ -274,7 +277,7 @@ def _is_locked(fd: int) -> bool:
 
 def _main(argv: list[str], prog: str) -> int:
     try:
-        opts, operands = parse(build_parser(prog), argv, permute=True)
+        opts, operands = _getopt.parse(OPTIONS, argv, permute=True)
     except GetoptFailure as e:
         _face.warnx(prog, str(e))
         raise _usage_error(prog) from None

@@ -25,15 +25,18 @@ as dead, and every pid is pinned with a pidfd before the wait.
 
 from __future__ import annotations
 
-import argparse
 import os
-from typing import Optional
 
 import exithand
 
-from . import _face
+from . import _face, _getopt
 from ._common import emit, read_pid_max
-from ._getopt import GetoptFailure, parse
+from ._getopt import GetoptFailure, Opt
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy reads this name as typing's
+if TYPE_CHECKING:
+    import argparse
+    from typing import Optional
 
 HELP = "FreeBSD pwait(1), exactly: -t with s/m/h units, -o, -p, -v; timeout exits 124"
 
@@ -44,21 +47,20 @@ MAX_TIMEOUT = 100000000  # pwait.c: larger is "timeout value"
 USAGE = "usage: {prog} [-t timeout] [-opv] pid ..."
 
 
+OPTIONS = [
+    Opt("o", None, "any", None, "exit when any of the given processes has terminated"),
+    Opt("p", None, "print_remaining", None,
+        "on exit, print the pids of the processes that have not terminated"),
+    Opt("t", None, "timeout", "TIMEOUT",
+        "give up after TIMEOUT (seconds; s, m, h units) and exit 124"),
+    Opt("v", None, "verbose", None, "print the exit status (or 'timeout') of each process"),
+]
+
+
 def build_parser(prog: str = "pwait") -> argparse.ArgumentParser:
-    """The options, as data (help, man pages, completion); parsed with BSD getopt rules."""
-    p = argparse.ArgumentParser(prog=prog, add_help=False,
-                                description="Wait for processes to terminate (FreeBSD "
-                                            "pwait(1) compatible).")
-    p.add_argument("-o", dest="any", action="store_true",
-                   help="exit when any of the given processes has terminated")
-    p.add_argument("-p", dest="print_remaining", action="store_true",
-                   help="on exit, print the pids of the processes that have not terminated")
-    p.add_argument("-t", dest="timeout", metavar="TIMEOUT",
-                   help="give up after TIMEOUT (seconds; s, m, h units) and exit 124")
-    p.add_argument("-v", dest="verbose", action="store_true",
-                   help="print the exit status (or 'timeout') of each process")
-    p.add_argument("pids", nargs="*", metavar="pid")
-    return p
+    """The options as an argparse parser (help, man pages, completion; not used to parse)."""
+    return _getopt.build_parser(prog, "Wait for processes to terminate (FreeBSD pwait(1) "
+                                "compatible).", OPTIONS, "pid")
 
 
 def _usage(prog: str) -> _face.FaceExit:
@@ -120,7 +122,7 @@ def _pid(text: str, pid_max: int) -> Optional[int]:
 
 def _main(argv: list[str], prog: str) -> int:
     try:
-        opts, operands = parse(build_parser(prog), argv, permute=False)
+        opts, operands = _getopt.parse(OPTIONS, argv, permute=False)
     except GetoptFailure as e:
         # BSD getopt's words: "illegal option", "option requires an argument"
         msg = str(e)

@@ -18,16 +18,19 @@ counts as dead and ``PID:INODE`` is checked without a window.
 
 from __future__ import annotations
 
-import argparse
 import errno
 import sys
-from typing import Optional
 
 import exithand
 
-from . import _face
+from . import _face, _getopt
 from ._common import emit
-from ._getopt import GetoptFailure, parse
+from ._getopt import GetoptFailure, Opt
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy reads this name as typing's
+if TYPE_CHECKING:
+    import argparse
+    from typing import Optional
 
 HELP = "util-linux waitpid(1), exactly: PID[:INODE]..., -v, -t, -e, -c; timeout exits 3"
 
@@ -50,19 +53,20 @@ For more details see waitpid(1); this is exithand's waitpid face (exithand waitp
 """
 
 
+OPTIONS = [
+    Opt("v", "verbose", "verbose", None, "be more verbose"),
+    Opt("t", "timeout", "timeout", "TIMEOUT", "wait at most TIMEOUT seconds"),
+    Opt("e", "exited", "exited", None, "allow exited PIDs"),
+    Opt("c", "count", "count", "COUNT", "number of process exits to wait for"),
+    Opt("V", "version", "version", None, "display version"),
+    Opt("h", "help", "help", None, "display this help"),
+]
+
+
 def build_parser(prog: str = "waitpid") -> argparse.ArgumentParser:
-    """The options, as data (help, man pages, completion); parsed with getopt semantics."""
-    p = argparse.ArgumentParser(prog=prog, add_help=False,
-                                description="Wait for arbitrary processes to exit "
-                                            "(util-linux waitpid(1) compatible).")
-    p.add_argument("-v", "--verbose", action="store_true", help="be more verbose")
-    p.add_argument("-t", "--timeout", metavar="TIMEOUT", help="wait at most TIMEOUT seconds")
-    p.add_argument("-e", "--exited", action="store_true", help="allow exited PIDs")
-    p.add_argument("-c", "--count", metavar="COUNT", help="number of process exits to wait for")
-    p.add_argument("-V", "--version", action="store_true", help="display version")
-    p.add_argument("-h", "--help", action="store_true", help="display this help")
-    p.add_argument("pids", nargs="*", metavar="PID[:inode]")
-    return p
+    """The options as an argparse parser (help, man pages, completion; not used to parse)."""
+    return _getopt.build_parser(prog, "Wait for arbitrary processes to exit (util-linux "
+                                "waitpid(1) compatible).", OPTIONS, "PID[:inode]")
 
 
 def main(argv: list[str], prog: str = "waitpid") -> int:
@@ -124,7 +128,7 @@ def _target(prog: str, text: str) -> tuple[int, Optional[int]]:
 
 def _main(argv: list[str], prog: str) -> int:
     try:
-        opts, operands = parse(build_parser(prog), argv, permute=True)
+        opts, operands = _getopt.parse(OPTIONS, argv, permute=True)
     except GetoptFailure as e:
         _face.warnx(prog, str(e))
         sys.stderr.write(f"Try '{prog} --help' for more information.\n")

@@ -14,6 +14,7 @@ from typing import Any
 import exithand
 
 from . import _common
+from ._argparse import HelpFormatter
 from ._common import CommandError, emit
 
 HELP = "print PID:INODE for each process, to pin it for a later wait or kill"
@@ -40,7 +41,7 @@ exit status:
 
 def register(sub: Any) -> None:
     p = sub.add_parser("id", help=HELP, description=DESCRIPTION, epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=HelpFormatter)
     p.add_argument("targets", nargs="+", metavar="PID", help="PID or /proc/PID")
     p.set_defaults(func=run)
 

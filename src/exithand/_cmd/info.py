@@ -9,6 +9,7 @@ from typing import Any
 import exithand
 
 from . import _common
+from ._argparse import HelpFormatter
 from ._common import emit, emit_json, warn
 
 HELP = "show the kernel, each backend's availability, and where exit statuses come from"
@@ -42,7 +43,7 @@ exit status:
 
 def register(sub: Any) -> None:
     p = sub.add_parser("info", help=HELP, description=DESCRIPTION, epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=HelpFormatter)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 

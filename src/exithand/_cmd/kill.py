@@ -14,6 +14,7 @@ from typing import Any
 import exithand
 
 from . import _common
+from ._argparse import HelpFormatter
 from ._common import UsageError, emit, emit_json, warn
 
 HELP = "signal processes (a tree, a cgroup), escalate, and wait until they are dead"
@@ -179,7 +180,7 @@ def _table() -> int:
 
 def register(sub: Any) -> None:
     p = sub.add_parser("kill", help=HELP, description=DESCRIPTION, epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=HelpFormatter)
     p.add_argument("targets", nargs="*", metavar="TARGET", help="PID or PID:INODE")
     p.add_argument("-l", "--list", nargs="?", const=True, metavar="SIGNAL",
                    help="list signal names (with SIGNAL: its name or number) and exit")

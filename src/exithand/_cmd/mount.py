@@ -10,6 +10,7 @@ import argparse
 from typing import Any
 
 from . import _common
+from ._argparse import HelpFormatter
 from ._common import warn
 
 HELP = "serve MOUNTPOINT/<pid>/exithand files with FUSE (needs exithand[fs])"
@@ -71,7 +72,7 @@ def register(sub: Any) -> None:
     from ..fs.policy import DEFAULT_POLICY, POLICIES
 
     p = sub.add_parser("mount", help=HELP, description=DESCRIPTION, epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=HelpFormatter)
     p.add_argument("mountpoint", metavar="MOUNTPOINT", type=_common.mountpoint_arg,
                    help="an existing empty directory")
     p.add_argument("--policy", choices=POLICIES, default=DEFAULT_POLICY,

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from . import _common
+from ._argparse import HelpFormatter
 from ._common import warn
 
 HELP = "unmount an exithand filesystem (also clears a stale 'not connected' mount)"
@@ -31,7 +32,7 @@ exit status:
 
 def register(sub: Any) -> None:
     p = sub.add_parser("umount", help=HELP, description=DESCRIPTION, epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=HelpFormatter)
     p.add_argument("mountpoint", metavar="MOUNTPOINT", type=_common.mountpoint_arg)
     p.add_argument("-l", "--lazy", action="store_true", help="detach now (umount -l)")
     p.set_defaults(func=run)

@@ -14,6 +14,7 @@ from typing import Any, Optional
 import exithand
 
 from . import _common
+from ._argparse import HelpFormatter
 from ._common import UsageError, debug, emit, emit_json, warn
 
 HELP = "wait until processes (not only your children) are dead"
@@ -53,7 +54,7 @@ fails with exit 1 and a message naming the limit.
 
 def register(sub: Any) -> None:
     p = sub.add_parser("wait", help=HELP, description=DESCRIPTION, epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=HelpFormatter)
     p.add_argument("targets", nargs="+", metavar="TARGET", help="PID, /proc/PID or PID:INODE")
     p.add_argument("-t", "--timeout", type=_common.timeout_arg, metavar="DURATION",
                    help="give up after DURATION (seconds, or 500ms, 2s, 1.5m, 1h, 1d; 0: "

@@ -10,6 +10,7 @@ from typing import Any
 import exithand
 
 from . import _common
+from ._argparse import HelpFormatter
 from ._common import UsageError, emit, emit_json, warn
 
 HELP = "print every process exit on the system as it happens (like exitsnoop, without BPF)"
@@ -85,7 +86,7 @@ def _regex_arg(text: str) -> re.Pattern[str]:
 
 def register(sub: Any) -> None:
     p = sub.add_parser("watch", help=HELP, description=DESCRIPTION, epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=HelpFormatter)
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--nonzero", action="store_true",
                    help="only failed exits: exit code != 0 or killed by a signal")
