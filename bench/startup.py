@@ -13,6 +13,10 @@ exithand in a venv (compiled: this environment sets ``PYTHONDONTWRITEBYTECODE=1`
 compiling every module at every start would cost more than all the rest).
 
     python3 bench/startup.py [--rounds 40] [--python /path/to/venv/bin/python]
+                             [--baseline-src /path/to/other/checkout/src]
+
+``--baseline-src`` adds ``exithand wait -e GONE`` run from another checkout (e.g. before a
+change), in the same interleaved loop.
 
 Target (issue 10): every face within 2.5x of the bare interpreter.
 """
@@ -50,6 +54,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=40)
     ap.add_argument("--python", help="interpreter to use (default: a fresh plain venv of "
                                      "this one)")
+    ap.add_argument("--baseline-src", help="also time 'wait -e GONE' from this src directory")
     args = ap.parse_args()
     py = args.python or make_venv(os.path.realpath(sys.executable))
     src = os.path.join(tempfile.mkdtemp(prefix="exithand-startup-src-"), "src")
@@ -68,18 +73,26 @@ def main() -> int:
         "exithand pidwait -x NOMATCH": [*m, "pidwait", "-x", "no-such-name-eh"],
         "exithand id 1": [*m, "id", "1"],
     }
+    base_env = None
+    if args.baseline_src:
+        base = os.path.join(tempfile.mkdtemp(prefix="exithand-startup-base-"), "src")
+        shutil.copytree(args.baseline_src, base, ignore=shutil.ignore_patterns("__pycache__"))
+        subprocess.run([py, "-m", "compileall", "-q", base], check=True)
+        base_env = dict(env, PYTHONPATH=base)
+        cmds["baseline: exithand wait -e GONE"] = [*m, "wait", "-e", gone]
     for name, argv in (("waitpid (C, util-linux) -e GONE", ["waitpid", "-e", gone]),
                        ("pidwait (C, procps) -x NOMATCH", ["pidwait", "-x", "no-such-name-eh"])):
         if shutil.which(argv[0]):
             cmds[name] = argv
     wall: dict[str, list[float]] = {k: [] for k in cmds}
     cpu: dict[str, list[float]] = {k: [] for k in cmds}
-    for argv in cmds.values():  # warm the page cache once
-        subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for name, argv in cmds.items():  # warm the page cache once
+        run_once(argv, base_env if name.startswith("baseline") and base_env else env)
     load = os.getloadavg()[0]
     for _ in range(args.rounds):
         for name, argv in cmds.items():
-            w, c = run_once(argv, env)
+            w, c = run_once(argv, base_env if name.startswith("baseline") and base_env
+                            else env)
             wall[name].append(w)
             cpu[name].append(c)
     load = max(load, os.getloadavg()[0])

@@ -17,11 +17,16 @@ Kernel facts:
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass
-from typing import Optional
 
 from . import _sys
 from ._backends import ProcessRef
+
+TYPE_CHECKING = False  # mypy reads this as typing's; importing typing costs start-up time
+if TYPE_CHECKING:
+    from dataclasses import dataclass
+    from typing import Optional
+else:
+    from ._record import dataclass
 
 
 @dataclass(frozen=True)

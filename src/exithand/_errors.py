@@ -8,7 +8,10 @@ around one syscall and re-raise what this returns.
 from __future__ import annotations
 
 import errno
-from typing import Optional
+
+TYPE_CHECKING = False  # mypy reads this as typing's; importing typing costs start-up time
+if TYPE_CHECKING:
+    from typing import Optional
 
 
 class Error(Exception):

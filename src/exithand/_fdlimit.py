@@ -21,7 +21,10 @@ from __future__ import annotations
 import errno
 import resource
 import threading
-from typing import Optional
+
+TYPE_CHECKING = False  # mypy reads this as typing's; importing typing costs start-up time
+if TYPE_CHECKING:
+    from typing import Optional
 
 _lock = threading.Lock()
 

@@ -19,7 +19,6 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
-from typing import Any, Optional
 
 from . import _creds, _identity, _sigwake, _sources, _sys
 from ._backends import Backend, ProcessRef, default_backend, get_backend
@@ -34,6 +33,10 @@ from ._errors import (
 )
 from ._identity import ProcessIdentity
 from ._status import ExitStatus
+
+TYPE_CHECKING = False  # mypy reads this as typing's; importing typing costs start-up time
+if TYPE_CHECKING:
+    from typing import Any, Optional
 
 
 def _pick_backend(backend: Optional[str]) -> Backend:

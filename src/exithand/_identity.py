@@ -18,8 +18,13 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass
-from typing import Optional
+
+TYPE_CHECKING = False  # mypy reads this as typing's; importing typing costs start-up time
+if TYPE_CHECKING:
+    from dataclasses import dataclass
+    from typing import Optional
+else:
+    from ._record import dataclass
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,10 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
-from typing import Optional
+
+TYPE_CHECKING = False  # mypy reads this as typing's; importing typing costs start-up time
+if TYPE_CHECKING:
+    from typing import Optional
 
 #: Signals raised by a fault of the thread itself: left unblocked (blocking them does not
 #: stop the kernel from delivering them, and it would hide them from faulthandler).

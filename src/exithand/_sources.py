@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Any, Callable, Optional
 
 from . import _identity, _sys
 from ._backends import ProcessRef
@@ -40,10 +39,15 @@ from ._status import (
     ExitStatus,
 )
 
+TYPE_CHECKING = False  # mypy reads this as typing's; importing typing costs start-up time
+if TYPE_CHECKING:
+    from typing import Any, Callable, Optional
+
 #: Extra providers (e.g. the proc connector) consulted after child/popen and before /proc.
 #: Each takes the ref and returns a status, None, or an unknown status whose reason is kept
 #: (the next sources are still asked).
-Provider = Callable[[ProcessRef], Optional[ExitStatus]]
+if TYPE_CHECKING:
+    Provider = Callable[[ProcessRef], Optional[ExitStatus]]
 _providers: list[Provider] = []
 
 
@@ -61,7 +65,8 @@ def unregister_provider(fn: Provider) -> None:
 
 #: Hooks told about every ref an ExitHandle is made from (the proc connector registers one, to
 #: keep the exit event of every process someone holds a handle on).
-OpenHook = Callable[[ProcessRef], None]
+if TYPE_CHECKING:
+    OpenHook = Callable[[ProcessRef], None]
 _open_hooks: list[OpenHook] = []
 
 

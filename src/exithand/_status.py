@@ -13,8 +13,13 @@ from __future__ import annotations
 
 import os
 import signal as _signal
-from dataclasses import dataclass
-from typing import Any, Optional
+
+TYPE_CHECKING = False  # mypy reads this as typing's; importing typing costs start-up time
+if TYPE_CHECKING:
+    from dataclasses import dataclass
+    from typing import Any, Optional
+else:
+    from ._record import dataclass
 
 # Where a status came from, best first.  Values are stable strings (they appear in --json).
 SOURCE_CHILD = "child"  # waitid(P_PIDFD, WEXITED | WNOWAIT) on our own child

@@ -23,14 +23,19 @@ Kernel facts (checked on Linux 6.18):
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import fcntl
 import functools
 import os
 import struct
-from dataclasses import dataclass
-from typing import Optional
+
+TYPE_CHECKING = False  # mypy reads this as typing's; importing typing costs start-up time
+if TYPE_CHECKING:
+    import ctypes
+    from dataclasses import dataclass
+    from typing import Optional
+else:
+    from ._record import dataclass
 
 PIDFD_INFO_PID = 1 << 0
 PIDFD_INFO_CREDS = 1 << 1
@@ -92,8 +97,12 @@ def pidfd_get_info(pidfd: int, mask: int) -> PidfdInfo:
 
 @functools.cache
 def _libc() -> Optional[ctypes.CDLL]:
+    # ctypes is imported here, not at the top: a command that never needs libc (pidfds of
+    # processes already gone, older kernels) starts faster without it.
     # glibc's soname first: ctypes.util.find_library() runs ldconfig in a subprocess and
     # imports subprocess/shutil/tempfile, a large part of a command-line start-up
+    import ctypes
+
     try:
         return ctypes.CDLL("libc.so.6", use_errno=True)
     except OSError:
@@ -117,6 +126,8 @@ def process_mrelease(pidfd: int) -> None:
     libc = _libc()
     if libc is None or feature_disabled("mrelease"):
         raise OSError(errno.ENOSYS, "process_mrelease unavailable (libc missing or disabled)")
+    import ctypes
+
     res = libc.syscall(ctypes.c_long(SYS_PROCESS_MRELEASE), ctypes.c_int(pidfd), ctypes.c_uint(0))
     if res != 0:
         err = ctypes.get_errno()
@@ -136,6 +147,8 @@ def pidfd_has_unique_inode() -> bool:
         fd = os.pidfd_open(os.getpid())
     except OSError:
         return False
+    import ctypes
+
     try:
         buf = ctypes.create_string_buffer(256)  # struct statfs is 120 bytes on 64-bit
         if libc.fstatfs(ctypes.c_int(fd), buf) != 0:

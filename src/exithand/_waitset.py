@@ -34,11 +34,14 @@ import time
 import warnings
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from typing import Optional
 
 from . import _fdlimit, _sigwake
 from ._errors import FdLimitError, translate_oserror
 from ._handle import ExitHandle, check_timeout, poll_ms
+
+TYPE_CHECKING = False  # mypy reads this as typing's; importing typing costs start-up time
+if TYPE_CHECKING:
+    from typing import Optional
 
 #: epoll_wait's maxevents when the caller wants "all": the batch size of one syscall.
 _BATCH = 1024

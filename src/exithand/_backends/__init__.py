@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Callable, Optional
 
 from .._errors import BackendUnavailable
 from ._base import Backend, ProcessRef
+
+TYPE_CHECKING = False  # mypy reads this as typing's; importing typing costs start-up time
+if TYPE_CHECKING:
+    from typing import Callable, Optional
 
 __all__ = ["Backend", "ProcessRef", "availability", "backend_names", "default_backend",
            "get_backend"]

@@ -20,9 +20,12 @@ Contract for every backend:
 from __future__ import annotations
 
 import abc
-from typing import Optional
 
 from .._identity import ProcessIdentity
+
+TYPE_CHECKING = False  # mypy reads this as typing's; importing typing costs start-up time
+if TYPE_CHECKING:
+    from typing import Optional
 
 
 class ProcessRef(abc.ABC):

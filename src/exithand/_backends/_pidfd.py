@@ -20,11 +20,14 @@ import functools
 import os
 import select
 import signal
-from typing import Optional
 
 from .. import _identity, _sys
 from .._identity import ProcessIdentity
 from ._base import Backend, ProcessRef
+
+TYPE_CHECKING = False  # mypy reads this as typing's; importing typing costs start-up time
+if TYPE_CHECKING:
+    from typing import Optional
 
 
 @functools.cache

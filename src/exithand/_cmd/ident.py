@@ -9,13 +9,16 @@ got the same number.
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 import exithand
 
 from . import _common
 from ._argparse import HelpFormatter
 from ._common import CommandError, emit
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy reads this name as typing's
+if TYPE_CHECKING:
+    from typing import Any
 
 HELP = "print PID:INODE for each process, to pin it for a later wait or kill"
 

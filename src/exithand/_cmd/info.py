@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any
 
 import exithand
 
 from . import _common
 from ._argparse import HelpFormatter
 from ._common import emit, emit_json, warn
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy reads this name as typing's
+if TYPE_CHECKING:
+    from typing import Any
 
 HELP = "show the kernel, each backend's availability, and where exit statuses come from"
 

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import argparse
 import signal as _signal
-from typing import Any
 
 import exithand
 
 from . import _common
 from ._argparse import HelpFormatter
 from ._common import UsageError, emit, emit_json, warn
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy reads this name as typing's
+if TYPE_CHECKING:
+    from typing import Any
 
 HELP = "signal processes (a tree, a cgroup), escalate, and wait until they are dead"
 

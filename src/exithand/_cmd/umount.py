@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from . import _common
 from ._argparse import HelpFormatter
 from ._common import warn
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy reads this name as typing's
+if TYPE_CHECKING:
+    from typing import Any
 
 HELP = "unmount an exithand filesystem (also clears a stale 'not connected' mount)"
 

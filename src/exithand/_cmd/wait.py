@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Any, Optional
 
 import exithand
 
 from . import _common
 from ._argparse import HelpFormatter
 from ._common import UsageError, debug, emit, emit_json, warn
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy reads this name as typing's
+if TYPE_CHECKING:
+    from typing import Any, Optional
 
 HELP = "wait until processes (not only your children) are dead"
 
