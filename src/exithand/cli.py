@@ -121,6 +121,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     if argv and argv[0] in FACES:
         return run_face(argv[0], argv[1:])
     only = argv[0] if argv and argv[0] in SUBCOMMANDS else None
+    fast = None
+    if only is not None:  # a plain valid command line needs no argparse (start-up time)
+        mod = importlib.import_module(f"exithand._cmd.{SUBCOMMANDS[only]}")
+        if hasattr(mod, "fast_parse"):
+            fast = mod.fast_parse(argv[1:])
+    if fast is not None:
+        assert only is not None
+        fast.command = only
+        return _run(fast, None)
     parser, subparsers = _build(only)
     if only is not None:
         # parse with the subcommand's own parser: a mistyped option then shows its usage
@@ -135,6 +144,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return _common.EXIT_USAGE
+    return _run(args, parser)
+
+
+def _run(args: argparse.Namespace, parser: Optional[argparse.ArgumentParser]) -> int:
+    """Run the parsed command; errors become a message on stderr, never a traceback."""
     try:
         rc: int = args.func(args)
         return rc
@@ -142,7 +156,15 @@ def main(argv: Optional[list[str]] = None) -> int:
         _common.warn(str(e))
         return _common.EXIT_ERROR
     except _common.UsageError as e:
-        parser.exit(_common.EXIT_USAGE, f"exithand {args.command}: error: {e}\n")
+        msg = f"exithand {args.command}: error: {e}\n"
+        if parser is not None:
+            parser.exit(_common.EXIT_USAGE, msg)
+        if sys.stderr is not None:
+            try:
+                sys.stderr.write(msg)
+            except (OSError, ValueError):
+                pass
+        return _common.EXIT_USAGE
     except KeyboardInterrupt:
         return _common.EXIT_INTERRUPTED
     except _common.Terminated as e:  # SIGTERM/SIGHUP where a command asked for cleanup

@@ -8,17 +8,15 @@ got the same number.
 
 from __future__ import annotations
 
-import argparse
-
 import exithand
 
 from . import _common
-from ._argparse import HelpFormatter
 from ._common import CommandError, emit
 
 TYPE_CHECKING = False  # typing costs start-up time; mypy reads this name as typing's
 if TYPE_CHECKING:
-    from typing import Any
+    import argparse
+    from typing import Any, Optional
 
 HELP = "print PID:INODE for each process, to pin it for a later wait or kill"
 
@@ -43,10 +41,21 @@ exit status:
 
 
 def register(sub: Any) -> None:
+    from ._argparse import HelpFormatter  # argparse only when the parser is needed
+
     p = sub.add_parser("id", help=HELP, description=DESCRIPTION, epilog=EPILOG,
                        formatter_class=HelpFormatter)
     p.add_argument("targets", nargs="+", metavar="PID", help="PID or /proc/PID")
     p.set_defaults(func=run)
+
+
+def fast_parse(argv: list[str]) -> Optional[Any]:
+    """Plain PIDs without argparse (see ``wait.fast_parse``); None: let argparse parse."""
+    if not argv or any(a.startswith("-") for a in argv):
+        return None
+    from types import SimpleNamespace
+
+    return SimpleNamespace(targets=list(argv), func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,17 +7,16 @@ with one :class:`exithand.WaitSet` (one epoll).
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import exithand
 
 from . import _common
-from ._argparse import HelpFormatter
 from ._common import UsageError, debug, emit, emit_json, warn
 
 TYPE_CHECKING = False  # typing costs start-up time; mypy reads this name as typing's
 if TYPE_CHECKING:
+    import argparse
     from typing import Any, Optional
 
 HELP = "wait until processes (not only your children) are dead"
@@ -56,6 +55,8 @@ fails with exit 1 and a message naming the limit.
 
 
 def register(sub: Any) -> None:
+    from ._argparse import HelpFormatter  # argparse only when the parser is needed
+
     p = sub.add_parser("wait", help=HELP, description=DESCRIPTION, epilog=EPILOG,
                        formatter_class=HelpFormatter)
     p.add_argument("targets", nargs="+", metavar="TARGET", help="PID, /proc/PID or PID:INODE")
@@ -77,6 +78,44 @@ def register(sub: Any) -> None:
                    help="on the way out (timeout, -o, -c), print the targets still alive "
                         "(one per line)")
     p.set_defaults(func=run)
+
+
+_FLAGS = {"-o": "any", "--any": "any", "-e": "exited", "--exited": "exited",
+          "-v": "verbose", "--verbose": "verbose", "--json": "json",
+          "-p": "print_remaining", "--print-remaining": "print_remaining"}
+_VALUED = {"-t": ("timeout", _common.timeout_arg), "--timeout": ("timeout", _common.timeout_arg),
+           "-c": ("count", _common.positive_int_arg),
+           "--count": ("count", _common.positive_int_arg)}
+
+
+def fast_parse(argv: list[str]) -> Optional[Any]:
+    """The arguments of a plain, valid command line without argparse (whose import and parser
+    cost a quarter of the command's start), or None: then the argparse parser built by
+    :func:`register` parses it, with its help and its error messages.  Only exact option
+    spellings are taken here; anything else (abbreviations, bundles, ``--opt=value``, ``--``,
+    ``-h``, ``--version``, a bad value, no TARGET) falls back to argparse."""
+    from types import SimpleNamespace
+
+    ns = SimpleNamespace(targets=[], timeout=None, any=False, count=None, exited=False,
+                         verbose=False, json=False, print_remaining=False, func=run)
+    it = iter(argv)
+    for a in it:
+        if a in _FLAGS:
+            setattr(ns, _FLAGS[a], True)
+        elif a in _VALUED:
+            dest, conv = _VALUED[a]
+            value = next(it, None)
+            if value is None or value.startswith("-"):
+                return None
+            try:
+                setattr(ns, dest, conv(value))
+            except Exception:  # argparse.ArgumentTypeError: let argparse word it
+                return None
+        elif a.startswith("-"):
+            return None
+        else:
+            ns.targets.append(a)
+    return ns if ns.targets else None
 
 
 def _report(args: argparse.Namespace, st: exithand.ExitStatus, inode: Optional[int],
