@@ -347,8 +347,8 @@ REUSE = textwrap.dedent("""
     out = {"victim": victim}
     real_scan = _procscan.scan
 
-    def scan_then_reuse():
-        yield from real_scan()  # the victim is seen here, alive, with its start time
+    def scan_then_reuse(only=None):
+        yield from real_scan(only)  # the victim is seen here, alive, with its start time
         born = _procscan.read_proc(victim).start_time
         os.kill(victim, signal.SIGKILL)
         os.waitpid(victim, 0)
@@ -389,3 +389,19 @@ def test_reused_number_is_never_waited_for() -> None:
     # process: nothing left to wait for, exit 1 at once, and the newcomer was not waited for
     assert got["rc"] == 1 and got["reuser_alive"], got
     assert f"waiting for ehreuse (pid {got['victim']})" in res.stdout
+
+
+def test_pid_list_never_matches_a_thread_id() -> None:
+    # pgrep.c matches -p against thread-group ids: a thread's id is no match, although
+    # /proc/TID exists (the face reads only the listed pids, so it checks the Tgid)
+    import threading
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait)
+    t.start()
+    try:
+        assert t.native_id is not None and t.native_id != os.getpid()
+        rc, out, err = pidwait("face", None, "-c", "-p", str(t.native_id))
+        assert (rc, out, err) == (1, "0\n", "")
+    finally:
+        stop.set()
+        t.join()

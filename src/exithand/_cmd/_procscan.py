@@ -59,16 +59,33 @@ def read_proc(pid: int) -> Optional[Proc]:
         return None
 
 
-def scan() -> Iterator[Proc]:
-    """Every process (thread-group leader) visible in ``/proc``, in pid order."""
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return
-    for pid in sorted(int(n) for n in names if n.isdigit()):
+def scan(only: Optional[set[int]] = None) -> Iterator[Proc]:
+    """Every process (thread-group leader) visible in ``/proc``, in pid order; with ``only``,
+    just those of these pids that exist (what a scan filtered on them would keep, without
+    reading every other process)."""
+    if only is not None:  # /proc/TID exists for a thread too, but a scan never lists it
+        pids = sorted(p for p in only if p > 0 and _tgid(p) == p)
+    else:
+        try:
+            names = os.listdir("/proc")
+        except OSError:
+            return
+        pids = sorted(int(n) for n in names if n.isdigit())
+    for pid in pids:
         p = read_proc(pid)
         if p is not None:
             yield p
+
+
+def _tgid(pid: int) -> Optional[int]:
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Tgid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def cmdline(pid: int, comm: str) -> Optional[str]:

@@ -345,7 +345,8 @@ def _main(argv: list[str], prog: str) -> int:
     full, negate = bool(opts.get("full")), bool(opts.get("inverse"))
 
     matches: list[_procscan.Proc] = []
-    for p in _procscan.scan():
+    # a pid list (-p, -F) without --inverse can only match those pids: read just them
+    for p in _procscan.scan(sel_pid if sel_pid is not None and not negate else None):
         if p.pid == me or p.pid in skip:
             continue
         match = _selected(p, sel_ppid, sel_pid, sel_pgrp, sel_sid, sel_euid, sel_ruid,
