@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import sys
 
 import exithand
@@ -40,6 +39,7 @@ from ._getopt import GetoptFailure, Opt
 TYPE_CHECKING = False  # typing costs start-up time; mypy reads this name as typing's
 if TYPE_CHECKING:
     import argparse
+    import re
     from typing import Callable, Optional
 
 HELP = "procps pidwait(1), exactly: wait for processes chosen by name and pgrep's selection"
@@ -152,8 +152,15 @@ def _strtol(text: str) -> Optional[int]:
 
 
 def _atoi(text: str) -> int:
-    m = re.match(r"\s*[+-]?\d+", text)
-    return int(m.group()) if m else 0
+    """atoi(3): the leading decimal number (after blanks, with a sign), 0 if none."""
+    t = text.lstrip(" \t\n\r\f\v")
+    sign = t[:1] if t[:1] in "+-" else ""
+    digits = ""
+    for c in t[len(sign):]:
+        if not "0" <= c <= "9":
+            break
+        digits += c
+    return int(sign + digits) if digits else 0
 
 
 def _split(prog: str, text: str, conv: Callable[[str], Optional[int]], what: str) -> set[int]:
@@ -201,6 +208,8 @@ _POSIX_CLASSES = {
 def compile_pattern(prog: str, pattern: str, exact: bool, icase: bool) -> re.Pattern[str]:
     """regcomp(REG_EXTENDED | REG_NOSUB [| REG_ICASE]) of pgrep.c, in Python's re: the POSIX
     classes are translated, ``-x`` wraps it in ``^(...)$``; errors are glibc's words."""
+    import re  # only a pattern needs it (start-up time of -F/-p runs)
+
     py = pattern
     for k, v in _POSIX_CLASSES.items():
         py = py.replace(k, v)
@@ -248,10 +257,17 @@ def read_pidfile(path: str, lock: bool) -> Optional[int]:
             return None
         finally:
             os.close(fd)
-    m = re.match(rb"\s*\+?(\d+)(\s|$)", data)
-    if not m or int(m.group(1)) < 1:
+    # strtoul(3) of the first word: blanks, an optional '+', digits, then a blank or the end
+    t = data.lstrip(b" \t\n\r\f\v")
+    if t[:1] == b"+":
+        t = t[1:]
+    n = 0
+    while n < len(t) and 48 <= t[n] <= 57:
+        n += 1
+    if n == 0 or (n < len(t) and t[n:n + 1] not in (b" ", b"\t", b"\n", b"\r", b"\f", b"\v")):
         return None
-    return int(m.group(1))
+    pid = int(t[:n])
+    return pid if pid >= 1 else None
 
 
 def _is_locked(fd: int) -> bool:
