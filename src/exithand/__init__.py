@@ -19,6 +19,7 @@ from ._errors import (
     NotProcessLeader,
     TimeoutExpired,
 )
+from ._features import FeatureInfo, features
 from ._handle import ExitHandle, open
 from ._identity import ProcessIdentity, parse_target
 from ._info import BackendInfo, backends, kernel_release, selected_backend
@@ -43,6 +44,7 @@ __all__ = [
     "ExitStatus",
     "ExitWatcher",
     "FdLimitError",
+    "FeatureInfo",
     "KillResult",
     "NoSuchProcess",
     "NotProcessLeader",
@@ -53,6 +55,7 @@ __all__ = [
     "WaitSet",
     "__version__",
     "backends",
+    "features",
     "kernel_release",
     "kill_and_wait",
     "kill_cgroup",
