@@ -10,4 +10,6 @@ modprobe fuse 2>/dev/null || true
 python3 -m pip install -q -e '.[test,fs]'
 ruff check src tests
 mypy
+# what this kernel grants root and nobody (tests that need a refused feature skip, naming it)
+python3 tests/kprobe.py
 python3 -m pytest -q

@@ -24,6 +24,8 @@ _LAZY = {
     "NoSuchProcess": "._errors",
     "NotProcessLeader": "._errors",
     "TimeoutExpired": "._errors",
+    "FeatureInfo": "._features",
+    "features": "._features",
     "ExitHandle": "._handle",
     "open": "._handle",
     "ProcessIdentity": "._identity",
@@ -62,6 +64,7 @@ if TYPE_CHECKING:  # what the names are, for type checkers and IDEs
         NotProcessLeader,
         TimeoutExpired,
     )
+    from ._features import FeatureInfo, features
     from ._handle import ExitHandle, open
     from ._identity import ProcessIdentity, parse_target
     from ._info import BackendInfo, backends, kernel_release, selected_backend
@@ -103,6 +106,7 @@ __all__ = [
     "ExitStatus",
     "ExitWatcher",
     "FdLimitError",
+    "FeatureInfo",
     "KillResult",
     "NoSuchProcess",
     "NotProcessLeader",
@@ -113,6 +117,7 @@ __all__ = [
     "WaitSet",
     "__version__",
     "backends",
+    "features",
     "kernel_release",
     "kill_and_wait",
     "kill_cgroup",
