@@ -10,10 +10,10 @@ import sys
 from typing import Optional
 
 from . import __version__
-from ._cmd import _common, info, kill, mount, umount, wait
+from ._cmd import _common, info, kill, lowmem, mount, umount, wait
 from ._cmd import watch as watch_cmd
 
-_SUBCOMMANDS = [wait, kill, mount, umount, info, watch_cmd]
+_SUBCOMMANDS = [wait, kill, mount, umount, info, watch_cmd, lowmem]
 
 DESCRIPTION = """\
 Wait for the death of any Linux process, race-free: handles pin a process (not a pid number),
