@@ -194,3 +194,77 @@ def test_dry_run_kills_nothing() -> None:
     assert would and all(w["comm"] == "a" for w in would)
     assert not kinds(res, "kill") and not kinds(res, "mrelease")
     assert not dead(res, "a") and not dead(res, "b")
+
+
+REUSE = r"""
+import json, os, signal, sys, time
+from exithand.lowmem._policy import Policy, evaluate, pin
+
+try:
+    with open("/proc/sys/kernel/pid_max", "w") as f:
+        f.write("340")
+except OSError as e:
+    print(json.dumps({"skip": f"cannot set pid_max in a new pid namespace: {e}"}))
+    sys.exit(0)
+
+def spawn():
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(w)
+        os.read(r, 1)
+        os._exit(0)
+    os.close(r)
+    return pid, w
+
+while True:  # walk past RESERVED_PIDS (300) so numbers wrap within 300..340
+    pid, w = spawn()
+    if pid > 305:
+        break
+    os.close(w)
+    os.waitpid(pid, 0)
+a, a_ctl = pid, w
+cand, why = evaluate(a, Policy())
+out = {"candidate": cand is not None}
+os.kill(a, signal.SIGKILL)
+os.waitpid(a, 0)
+os.close(a_ctl)
+ticks = os.sysconf("SC_CLK_TCK")  # the reuser must be born in a later clock tick
+while time.clock_gettime(time.CLOCK_BOOTTIME) * ticks < cand.start_time + 2:
+    pass
+for _ in range(5000):
+    b, b_ctl = spawn()
+    if b == a:
+        break
+    os.close(b_ctl)
+    os.waitpid(b, 0)
+else:
+    print(json.dumps({"fail": "pid was never reused"}))
+    sys.exit(1)
+out["reused"] = True
+out["stale_pin"] = pin(cand, Policy()) is not None       # must be refused
+fresh, _ = evaluate(b, Policy())
+got = pin(fresh, Policy())                               # the reuser itself: a new candidate
+out["fresh_pin"] = got is not None
+if got:
+    got[0].close()
+out["reuser_alive"] = os.waitpid(b, os.WNOHANG) == (0, 0)
+os.close(b_ctl)
+os.waitpid(b, 0)
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_reused_pid_is_never_pinned_or_signalled() -> None:
+    why = _unshare_reason()
+    if why:
+        pytest.skip(why)
+    r = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c",
+                        REUSE], capture_output=True, text=True, env=env_with_src(), timeout=50)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.splitlines()[-1])
+    if "skip" in out:
+        pytest.skip(out["skip"])
+    assert out == {"candidate": True, "reused": True, "stale_pin": False, "fresh_pin": True,
+                   "reuser_alive": True}, out
