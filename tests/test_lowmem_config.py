@@ -177,3 +177,32 @@ def test_help_documents_exit_codes_and_keys() -> None:
     for words in ("--mem-min", "--psi", "--dry-run", "--hook", "exit status", "multiple of 2 s",
                   "process_mrelease"):
         assert words in r.stdout, words
+
+
+CONTRIB = Path(__file__).resolve().parent.parent / "contrib"
+
+
+def test_contrib_config_is_valid_and_starts(tmp_path: Path) -> None:
+    from exithand.lowmem._config import build_config, load_toml
+
+    cfg = build_config(load_toml(str(CONTRIB / "lowmem.toml")), {})
+    assert cfg.mem_min is not None and str(cfg.mem_min) == "10%"
+    assert cfg.policy.avoid is not None and cfg.policy.avoid.search("sshd")
+    r = run_cli("lowmem", "--config", str(CONTRIB / "lowmem.toml"), "--dry-run", "--json",
+                "--mem-min", "0", "--duration", "0.2", "--no-protect-self")
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(line)["event"] for line in r.stdout.splitlines()][-1] == "stop"
+
+
+def test_contrib_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    analyze, exe = shutil.which("systemd-analyze"), shutil.which("exithand")
+    if analyze is None:
+        pytest.skip("systemd-analyze not installed")
+    if exe is None:
+        pytest.skip("no exithand command on PATH for the unit's ExecStart")
+    unit = tmp_path / "exithand-lowmem.service"
+    unit.write_text((CONTRIB / "exithand-lowmem.service").read_text()
+                    .replace("/usr/local/bin/exithand", exe))
+    r = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0 and r.stderr.strip() == "", r.stderr
