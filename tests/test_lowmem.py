@@ -84,7 +84,8 @@ def dead(res: dict[str, Any], name: str) -> bool:
 
 
 @pytest.mark.timeout(90)
-def test_victim_order_prefer_ignore_min_size_and_one_kill_at_a_time() -> None:
+def test_victim_order_prefer_ignore_min_size_and_one_kill_at_a_time(tmp_path: Path) -> None:
+    hook_log = tmp_path / "hook.log"
     victims = [
         {"name": "bigignored", "mib": 64},      # largest, but --ignore
         {"name": "middle", "mib": 32},
@@ -95,7 +96,9 @@ def test_victim_order_prefer_ignore_min_size_and_one_kill_at_a_time() -> None:
     # 40 MiB short: killing 'preferred' (16) is not enough, 'middle' (32) then is; 'other'
     # and the rest must survive
     res = scenario(victims, [*FAST, "--ignore", "^bigignored$", "--prefer", "^preferred$",
-                             "--min-size", "{rss+8}", "--duration", "4"], plus_mib=40)
+                             "--min-size", "{rss+8}", "--duration", "4",
+                             "--hook", f"sh -c 'echo $EXITHAND_COMM $EXITHAND_HOW >> {hook_log}'"],
+                   plus_mib=40)
     kills = kinds(res, "kill")
     assert [k["comm"] for k in kills] == ["preferred", "middle"], res["events"]
     assert kills[0]["score"] == kills[0]["oom_score"] + 300  # the --prefer bonus
@@ -108,6 +111,11 @@ def test_victim_order_prefer_ignore_min_size_and_one_kill_at_a_time() -> None:
     assert kills[1]["time"] >= freed[0]["time"] + 0.3 - 1e-3
     assert dead(res, "preferred") and dead(res, "middle")
     assert not any(dead(res, n) for n in ("bigignored", "tiny", "other")), res["victims"]
+    # the hook ran once per victim, after its memory was back
+    # (dead: the pidfd said so first; released: process_mrelease returned first)
+    lines = sorted(line.split() for line in hook_log.read_text().splitlines())
+    assert [c for c, _how in lines] == ["middle", "preferred"], lines
+    assert all(how in ("dead", "released") for _c, how in lines), lines
     start = kinds(res, "start")[0]
     assert start["pid"] != 1 and start["dry_run"] is False
 
