@@ -206,3 +206,33 @@ def test_contrib_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     r = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 0 and r.stderr.strip() == "", r.stderr
+
+
+def test_ledger_credit_hold_off_and_dying_rules() -> None:
+    from exithand.lowmem._ledger import KillRecord, Ledger
+    from exithand.lowmem._policy import Candidate
+
+    mib = 1 << 20
+    led = Ledger(kill_timeout=1.0, hold_off=0.5, credit_window=10.0, stuck_after=10.0)
+    v = Candidate(4242, 1, "hog", 900, 0, 900, 1024 * mib, 0)
+    r = KillRecord(v, None, t_kill=100.0, pcp0=50 * mib, trigger="test")
+    led.add(r)
+    assert led.exclude() == {(4242, 1)}
+    assert led.waiting(100.2) == "victim 4242 (hog) is dying"
+    assert led.credit(100.2, 50 * mib) == 1024 * mib  # all of it is still on its way
+    r.remaining = 300 * mib  # process_mrelease at work
+    assert led.waiting(101.5) is None  # past kill-timeout: decide, with what is left credited
+    assert led.credit(101.5, 50 * mib) == 300 * mib
+    led.mark_dead(r, 102.0)
+    assert led.exclude() == frozenset()
+    assert led.waiting(102.3) == "holding off after the last kill"
+    assert led.waiting(102.6) is None
+    # freed pages parked on per-CPU lists: their growth is credited, capped at the victim ...
+    assert led.credit(103.0, 850 * mib) == 800 * mib
+    assert led.credit(103.0, 5000 * mib) == 1024 * mib
+    assert led.credit(103.0, 10 * mib) == 0  # lists drained below the baseline: nothing
+    # ... for the credit window only, then the record is done
+    assert led.credit(112.5, 850 * mib) == 0
+    assert led.expired(112.5) == [] and led.records  # the reaper has not reported yet
+    r.finished = True
+    assert led.expired(112.5) == [r] and not led.records

@@ -298,6 +298,12 @@ class Daemon:
                 hint = True
         return hint
 
+    def _forget(self, h: exithand.ExitHandle) -> None:
+        """Take a handle's pidfd out of the epoll before it is closed (dead seen elsewhere)."""
+        fd = h.fileno()
+        if self.by_fd.pop(fd, None) is not None and self.epoll is not None:
+            self.epoll.unregister(fd)
+
     def _settled(self, now: float) -> bool:
         return all(r.freed_at is not None or now >= r.t_kill + self.ledger.kill_timeout
                    + (self.cfg.grace or 0) for r in self.ledger.records) and self.jobs.empty()
@@ -313,6 +319,7 @@ class Daemon:
                 self._freed_event(r, now, "released")
         for r in led.expired(now):
             if r.handle is not None:
+                self._forget(r.handle)
                 r.handle.close()
         if self.cfg.max_kills and self.kills >= self.cfg.max_kills:
             return
