@@ -186,10 +186,21 @@ else:
     t_kill = freed = relief = None
     deadline = t_start + spec["deadline"]
     end = None
+    seen: list[str] = []
+    trace = []  # (name, seconds after the first kill, MemAvailable then, its peak so far)
+    peak = 0
     while True:
         now = time.monotonic()
+        names = killed_names()
+        if t_kill is not None:
+            peak = max(peak, mem_available())
+        for n in names:
+            if n not in seen:
+                seen.append(n)
+                trace.append((n, 0.0 if t_kill is None else round(now - t_kill, 3),
+                              mem_available(), peak))
         if t_kill is None:
-            if killed_names():
+            if names:
                 t_kill = now
                 end = now + spec["observe"]
             elif now > deadline:
@@ -205,7 +216,7 @@ else:
     res.update(t_kill=None if t_kill is None else round(t_kill - t_start, 3),
                freed=None if freed is None else round(freed, 4),
                relief=None if relief is None else round(relief, 4),
-               killed=killed_names())
+               killed=killed_names(), trace=trace)
 res["victim_state"] = status(procs["victim"])[0]
 killer.send_signal(signal.SIGTERM)
 try:

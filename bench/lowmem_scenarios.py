@@ -24,7 +24,10 @@ Measured from the moment a killer's signal is visible on the victim (pending, or
 5 ms: ``freed`` (the cgroup's usage down by 90% of the victim), ``relief`` (MemAvailable back
 over the floor), and which processes were killed within ``--observe`` seconds.  One kill
 suffices in every scenario, so any second kill is an over-kill and any non-victim is a wrong
-kill.  nohang's check that a floor is at most 50% of RAM is relaxed in a private copy (the
+kill.  ``external`` counts extra kills taken while MemAvailable had fallen more than
+(victim - margin) below its peak since the first kill: memory taken by something outside the
+episode (the machine is shared), which any killer should answer.  nohang's check that a
+floor is at most 50% of RAM is relaxed in a private copy (the
 floor here is "available + margin", far above 50% on a 24 GiB machine); nothing else changes.
 
     sudo python3 bench/lowmem_scenarios.py --runs 3            # all scenarios, all killers
@@ -184,7 +187,15 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     kills = [len(r.get("killed", [])) for r in rows]
     wrong = sum(1 for r in rows if any(n != "victim" for n in r.get("killed", [])))
     over = sum(1 for k in kills if k > 1)
+    # an extra kill taken while MemAvailable was more than (victim - margin) below its peak
+    # since the first kill: memory taken by something outside the episode (a shared machine)
+    external = 0
+    for r in rows:
+        gap = (r.get("victim_mib", 1024) - r.get("margin_mib", 400)) << 20
+        external += sum(1 for _n, t, avail, peak in r.get("trace", [])[1:]
+                        if t > 0 and peak - avail > gap)
     out = {"runs": len(rows), "freed": stats("freed"), "relief": stats("relief"),
+           "external": external,
            "kills": f"{statistics.mean(kills):.2f} (max {max(kills)})" if kills else "-",
            "over_kill": f"{over} of {len(rows)}", "wrong_kill": f"{wrong} of {len(rows)}"}
     if rows and "kills_before_stall" in rows[0]:
@@ -220,7 +231,8 @@ def main() -> int:
                 res = episode(scenario, killer, args, tmp)
                 if res is None:
                     continue
-                res.update(killer=killer, run=run)
+                res.update(killer=killer, run=run, victim_mib=700 if scenario == "psi" else 1024,
+                           margin_mib=900 if scenario == "pcp" else 400)
                 raw.append(res)
                 print(json.dumps({k: v for k, v in res.items() if k != "killer_log"}),
                       file=sys.stderr, flush=True)
@@ -232,7 +244,7 @@ def main() -> int:
                 table.append({"scenario": scenario, "killer": killer, **summarize(rows)})
     errors = [r for r in raw if "error" in r]
     cols = ["scenario", "killer", "runs", "freed", "relief", "kills", "over_kill", "wrong_kill",
-            "kills_before_stall"]
+            "external", "kills_before_stall"]
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))
     for row in table:
