@@ -5,7 +5,8 @@
 * ``mem_dir`` a memory cgroup with a limit; this driver and the victims join it, the daemon
   does not (it goes back to ``home_dir``), so the daemon's own memory never moves the figures;
 * ``victims``: ``{"name", "mib", "adj", "freeze", "prekill", "slow_term", "log"}``: each a
-  forked child that names itself (comm), sets oom_score_adj, touches ``mib`` MiB of anonymous
+  forked child that names itself (comm), sets oom_score_adj, forks ``children`` (named
+  NAME-kid), touches ``mib`` MiB of anonymous
   memory and blocks; ``freeze`` moves it into ``freezer_dir`` and freezes it (v1 freezer),
   ``prekill`` then sends it SIGKILL (it stays frozen with SIGKILL pending), ``slow_term`` makes
   it take that long to exit after SIGTERM, appending a line to ``log`` per SIGTERM;
@@ -73,6 +74,12 @@ def victim(v: dict, ready_w: int) -> None:
             time.sleep(v["slow_term"])
             os._exit(0)
         signal.signal(signal.SIGTERM, on_term)
+    for _ in range(v.get("children", 0)):  # forked before the allocation: small
+        if os.fork() == 0:
+            libc.prctl(15, (v["name"] + "-kid").encode(), 0, 0, 0)
+            r, _w = os.pipe()
+            os.read(r, 1)
+            os._exit(0)
     import mmap
     m = mmap.mmap(-1, v["mib"] << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     for off in range(0, len(m), 4096):

@@ -276,3 +276,16 @@ def test_a_reused_pid_is_never_pinned_or_signalled() -> None:
         pytest.skip(out["skip"])
     assert out == {"candidate": True, "reused": True, "stale_pin": False, "fresh_pin": True,
                    "reuser_alive": True}, out
+
+
+@pytest.mark.timeout(90)
+def test_kill_mode_tree_takes_the_victims_descendants() -> None:
+    victims = [{"name": "parent", "mib": 64, "children": 2}, {"name": "other", "mib": 16}]
+    res = scenario(victims, [*FAST, "--kill-mode", "tree", "--ignore=-kid$",
+                             "--duration", "3"], plus_mib=32)
+    kills = kinds(res, "kill")
+    assert [k["comm"] for k in kills] == ["parent"], res["events"]
+    (done,) = kinds(res, "killed")
+    assert done["kill_mode"] == "tree" and len(done["processes"]) == 3, done
+    assert all(p["outcome"] == "killed" for p in done["processes"]), done
+    assert dead(res, "parent") and not dead(res, "other")
