@@ -231,6 +231,15 @@ def test_ledger_credit_hold_off_and_dying_rules() -> None:
     assert led.credit(103.0, 850 * mib) == 800 * mib
     assert led.credit(103.0, 5000 * mib) == 1024 * mib
     assert led.credit(103.0, 10 * mib) == 0  # lists drained below the baseline: nothing
+    # memory unmapped (AnonPages fell by the victim) but not yet available counts too, and a
+    # concurrent allocator (AnonPages and MemAvailable both move by what it takes) cancels out
+    r.anon0, r.avail0 = 5000 * mib, 20000 * mib
+    assert led.credit(103.0, 50 * mib, 5000 * mib - 1024 * mib, 20000 * mib + 800 * mib) == (
+        224 * mib)
+    assert led.credit(103.0, 50 * mib, 5000 * mib - 1024 * mib + 300 * mib,
+                      20000 * mib + 800 * mib - 300 * mib) == 224 * mib
+    assert led.credit(103.0, 850 * mib, 5000 * mib - 1024 * mib, 20000 * mib + 800 * mib) == (
+        800 * mib)  # the larger of the two measures
     # ... for the credit window only, then the record is done
     assert led.credit(112.5, 850 * mib) == 0
     assert led.expired(112.5) == [] and led.records  # the reaper has not reported yet

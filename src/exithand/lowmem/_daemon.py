@@ -327,7 +327,7 @@ class Daemon:
             return
         mem = self.source.read()
         pcp = pcp_bytes() if self.use_pcp else 0
-        credit = led.credit(now, pcp)
+        credit = led.credit(now, pcp, mem.anon, mem.available)
         reasons = self._triggers(now, mem, credit)
         if not reasons:
             self.warned_no_candidate = False
@@ -379,7 +379,7 @@ class Daemon:
             self.ledger.add(r)
             self.ledger.mark_dead(r, now)
             return
-        r = KillRecord(v, h, now, pcp, trig)
+        r = KillRecord(v, h, now, pcp, trig, anon0=mem.anon, avail0=mem.available)
         self.ledger.add(r)
         self.kills += 1
         self.warned_no_candidate = False

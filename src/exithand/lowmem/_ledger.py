@@ -6,8 +6,13 @@ Why a kill needs credit (measured on Linux 6.18, see docs/benchmarks.md):
   unmaps it for it).  Until then its RSS + swap is memory on its way back: credited at its
   *current* value, read through the pin (the figure shrinks as ``process_mrelease`` works).
 * Freed pages land on per-CPU free lists first, which ``MemAvailable`` does not count, for
-  seconds.  After a kill, the growth of those lists since the kill (``pcp``) is credited, up to
-  the victim's size, for ``credit_window`` (10 s: a 2 s window measurably was not enough).
+  seconds.  After a kill, what was freed but does not show yet is credited, up to the victims'
+  sizes, for ``credit_window`` (10 s: a 2 s window measurably was not enough), measured two
+  ways and the larger taken: the growth of those lists since the kill (``pcp``), and the drop of
+  the system's ``AnonPages`` since the kill less the rise of ``MemAvailable`` since the kill
+  (``unseen``: memory unmapped but not yet available; anonymous memory that another process
+  allocates meanwhile lowers both figures alike and cancels out, so a runaway allocator is not
+  mistaken for memory on its way back).
 * Pressure counters lag: after a victim's memory is freed the daemon holds off ``hold_off``
   seconds and then re-checks every trigger from scratch; PSI stall from before the free never
   counts (:meth:`PsiWatch.stalled` takes ``since``).
@@ -58,6 +63,8 @@ class KillRecord:
     t_kill: float
     pcp0: int
     trigger: str
+    anon0: int = 0  # system AnonPages at the kill (0: not measured, e.g. a cgroup source)
+    avail0: int = 0  # available memory at the kill
     remaining: int = 0
     dead_at: Optional[float] = None
     freed_at: Optional[float] = None
@@ -123,8 +130,12 @@ class Ledger:
             return "holding off after the last kill"
         return None
 
-    def credit(self, now: float, pcp_now: int) -> int:
-        """Bytes that past kills freed or will free but the memory figures do not show yet."""
+    def credit(self, now: float, pcp_now: int, anon_now: int = 0, avail_now: int = 0) -> int:
+        """Bytes that past kills freed or will free but the memory figures do not show yet.
+
+        ``pcp_now``: bytes on the per-CPU free lists now; ``anon_now``/``avail_now``: the
+        system's AnonPages and available memory now (0: not measured).
+        """
         credit = 0
         recent = []
         for r in self.records:
@@ -134,8 +145,12 @@ class Ledger:
             elif now < r.freed_at + self.credit_window:
                 recent.append(r)
         if recent:
-            growth = pcp_now - min(r.pcp0 for r in recent)
-            credit += max(0, min(growth, sum(r.victim.memory for r in recent)))
+            first = min(recent, key=lambda r: r.t_kill)
+            pcp = pcp_now - min(r.pcp0 for r in recent)
+            unseen = 0
+            if first.anon0 and anon_now:
+                unseen = (first.anon0 - anon_now) - (avail_now - first.avail0)
+            credit += max(0, min(max(pcp, unseen), sum(r.victim.memory for r in recent)))
         return credit
 
     def expired(self, now: float) -> list[KillRecord]:

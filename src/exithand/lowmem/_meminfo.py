@@ -32,6 +32,7 @@ class Memory:
     total: int
     swap_free: int
     swap_total: int
+    anon: int = 0  # system AnonPages (0 for a cgroup source: not needed there)
 
 
 def read_meminfo(path: str = "/proc/meminfo") -> dict[str, int]:
@@ -65,7 +66,7 @@ class SystemMemory:
     def read(self) -> Memory:
         m = read_meminfo()
         return Memory(m.get("MemAvailable", m.get("MemFree", 0)), m["MemTotal"],
-                      m.get("SwapFree", 0), m.get("SwapTotal", 0))
+                      m.get("SwapFree", 0), m.get("SwapTotal", 0), m.get("AnonPages", 0))
 
 
 class CgroupMemory:
