@@ -34,6 +34,7 @@ SUBCOMMANDS = {
     "umount": "umount",
     "info": "info",
     "watch": "watch",
+    "lowmem": "lowmem",
 }
 
 #: peer name -> face module under ``exithand._cmd``; ``main`` of each takes (argv, prog)

@@ -1,0 +1,538 @@
+"""The daemon's main loop: triggers -> ledger -> victim -> kill, never blocking on a death.
+
+One ``epoll`` holds the PSI trigger fds (``EPOLLPRI``), every dying victim's pidfd
+(``EPOLLIN``: readable when its whole thread group is dead, Linux 5.3) and a wake-up pipe (signals,
+the reaper thread).  The loop wakes on those or on a timer (``interval`` for the memory floors,
+a quarter window for PSI samples), and decides only when :class:`Ledger.waiting` allows it.
+
+Killing a process (``kill-mode process``):
+
+1. The victim is pinned (:func:`._policy.pin`) and, while its pidfd says it is alive, boosted:
+   nice -20 and every allowed CPU for each of its threads (lmkd does the same before its
+   ``process_mrelease``), so a victim short of CPU cannot hold its memory.  The pidfd check
+   closes the reuse race except for a death *and* reap *and* reuse between the check and the
+   ``setpriority``; the worst outcome of that is a wrongly niced process, never a signal.
+2. SIGKILL (or SIGTERM, then SIGKILL after ``grace``) through the pidfd.
+3. ``process_mrelease`` on the reaper thread (``ExitHandle.release_memory``, Linux 5.15): the
+   victim's memory is unmapped on our CPU even if the victim is frozen or starved.  Success means
+   the memory is freed; the victim may still live (a frozen cgroup), and it is never signalled
+   again (:meth:`Ledger.exclude`).
+4. The loop carries on: the pidfd reports the death, the ledger credits what is still on its way.
+
+``kill-mode tree`` and ``cgroup`` run :func:`exithand.kill_and_wait` (``tree=True``) or
+:func:`exithand.kill_cgroup` on a worker thread, with ``release_memory=True``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import queue
+import select
+import signal
+import threading
+import time
+from typing import Any, Optional, Union
+
+import exithand
+
+from ._config import Config
+from ._events import Emitter
+from ._ledger import KillRecord, Ledger
+from ._meminfo import CgroupMemory, Memory, SystemMemory, pcp_bytes
+from ._policy import Candidate, candidates, pin
+from ._psi import PsiUnavailable, PsiWatch
+from ._units import Amount, SettingError
+
+MIB = 1048576
+_MRELEASE_TRIES = 20
+MCL_CURRENT, MCL_FUTURE = 1, 2
+
+
+class SetupError(Exception):
+    """The environment cannot support the configuration (e.g. no PSI): exit 1."""
+
+
+def _mib(n: int) -> str:
+    return f"{n / MIB:.0f} MiB"
+
+
+def boost(h: exithand.ExitHandle) -> Optional[str]:
+    """nice -20 and all CPUs for every thread of a live pinned process; the error, if any."""
+    if not h.is_alive():
+        return "not alive"
+    err = None
+    try:
+        tids = [int(t) for t in os.listdir(f"/proc/{h.pid}/task")]
+    except OSError:
+        tids = [h.pid]
+    cpus = set(range(os.cpu_count() or 1))
+    for tid in tids:
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, -20)
+            os.sched_setaffinity(tid, cpus)
+        except OSError as e:
+            err = err or e.strerror
+    return err
+
+
+def release(h: exithand.ExitHandle) -> tuple[str, Optional[str]]:
+    """``process_mrelease`` with retries; (``released``/``already_released``/``failed``, error)."""
+    last = None
+    for _ in range(_MRELEASE_TRIES):
+        try:
+            h.release_memory()
+            return "released", None
+        except exithand.NoSuchProcess:
+            return "already_released", None
+        except exithand.AccessDenied as e:
+            return "failed", str(e)
+        except exithand.Error as e:  # EINVAL (not dying yet) or EAGAIN (lock contention)
+            last = str(e)
+            if "ENOSYS" in last:
+                break
+            p = select.poll()
+            p.register(h.fileno(), select.POLLIN)
+            if p.poll(5):
+                return "already_released", None
+        except ValueError:  # handle closed under us: the daemon is stopping
+            return "failed", "stopped"
+    return "failed", last
+
+
+class Daemon:
+    """Build with a checked :class:`Config`; :meth:`setup` then :meth:`run`."""
+
+    def __init__(self, cfg: Config, out: Emitter) -> None:
+        self.cfg = cfg
+        self.out = out
+        self.ledger = Ledger(cfg.kill_timeout, cfg.hold_off, cfg.credit_window,
+                             cfg.stuck_after, cfg.grace or 0.0)
+        self.watches: list[PsiWatch] = []
+        self.source: Union[SystemMemory, CgroupMemory] = SystemMemory()
+        self.use_pcp = True
+        self.mem_min: Optional[Amount] = cfg.mem_min
+        self.epoll: Optional[select.epoll] = None
+        self.wake_r = self.wake_w = -1
+        self.jobs: queue.Queue[Optional[KillRecord]] = queue.Queue()
+        self.results: queue.Queue[tuple[KillRecord, str, Any]] = queue.Queue()
+        self.by_fd: dict[int, KillRecord] = {}
+        self.term_deadline: dict[int, float] = {}  # id(record) -> when to escalate
+        self.kills = 0
+        self.stop_signal: Optional[int] = None
+        self.quiet_until = -1.0
+        self.warned_no_candidate = False
+        self.reported: set[int] = set()
+        self.started = time.monotonic()
+        self.warnings: list[str] = []
+
+    # ----- setup: everything or nothing -------------------------------------------------------
+
+    def setup(self) -> None:
+        """Open every source and apply hygiene; raises SettingError (2) or SetupError (1)."""
+        cfg = self.cfg
+        try:
+            if cfg.memory_cgroup:
+                try:
+                    self.source = CgroupMemory(cfg.memory_cgroup)
+                except ValueError as e:
+                    raise SettingError(f"memory-cgroup: {e}") from None
+                self.use_pcp = False
+            self.source.read()
+            now = time.monotonic()
+            for spec in cfg.psi:
+                try:
+                    w = PsiWatch(spec, now)
+                except PsiUnavailable as e:
+                    if not cfg.psi_optional:
+                        raise SetupError(f"{e} (set psi-optional to run on the memory floors "
+                                         "alone)") from None
+                    self.warnings.append(f"{e}; running without this trigger")
+                    continue
+                self.watches.append(w)
+                if w.polled:
+                    self.warnings.append(f"psi {spec}: {w.polled_reason}; polling its totals "
+                                         "instead of a kernel trigger")
+            if cfg.psi and not self.watches and self.mem_min is None:
+                self.mem_min = Amount(percent=10.0)
+                self.warnings.append("no PSI trigger is usable: falling back to mem-min 10%")
+            if self.use_pcp:
+                try:
+                    pcp_bytes()
+                except OSError as e:
+                    self.use_pcp = False
+                    self.warnings.append(f"/proc/zoneinfo unreadable ({e.strerror}): "
+                                         "per-CPU free lists are not credited")
+            self.epoll = select.epoll()
+            self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            self.epoll.register(self.wake_r, select.EPOLLIN)
+            for w in self.watches:
+                if not w.polled:
+                    self.epoll.register(w.fd, select.EPOLLPRI)
+        except BaseException:
+            self.close()
+            raise
+        self._hygiene()
+
+    def _hygiene(self) -> None:
+        if self.cfg.mlockall:
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.mlockall(MCL_CURRENT | MCL_FUTURE) != 0:
+                self.warnings.append(f"mlockall failed: {os.strerror(ctypes.get_errno())}")
+        if self.cfg.protect_self:
+            try:
+                with open("/proc/self/oom_score_adj", "w") as f:
+                    f.write("-1000")
+            except OSError as e:
+                self.warnings.append(f"cannot set our oom_score_adj to -1000 ({e.strerror}; "
+                                     "lowering it needs CAP_SYS_RESOURCE)")
+
+    def close(self) -> None:
+        self.jobs.put(None)
+        for r in self.ledger.records:
+            if r.handle is not None and not r.handle.closed and r.finished:
+                r.handle.close()
+        for w in self.watches:
+            with contextlib.suppress(OSError):
+                w.close()
+        self.watches = []
+        if self.epoll is not None:
+            self.epoll.close()
+            self.epoll = None
+        for fd in (self.wake_r, self.wake_w):
+            if fd >= 0:
+                os.close(fd)
+        self.wake_r = self.wake_w = -1
+
+    # ----- the loop ---------------------------------------------------------------------------
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self.stop_signal = signum
+        with contextlib.suppress(OSError):
+            os.write(self.wake_w, b"s")
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):
+            os.write(self.wake_w, b"r")
+
+    def run(self) -> int:
+        """Run until a signal, ``max-kills`` or ``duration``; returns the exit code."""
+        cfg = self.cfg
+        assert self.epoll is not None
+        old = {s: signal.signal(s, self._on_signal)
+               for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+        reaper = threading.Thread(target=self._reaper, name="exithand-lowmem-reaper",
+                                  daemon=True)
+        reaper.start()
+        try:
+            self._start_event()
+            floors_tick = cfg.interval if self.mem_min is not None else 1.0
+            psi_tick = min((w.spec.window / 4 for w in self.watches), default=1.0)
+            tick = min(floors_tick, psi_tick)
+            next_tick = next_report = time.monotonic()
+            end = self.started + cfg.duration if cfg.duration > 0 else None
+            while self.stop_signal is None:
+                now = time.monotonic()
+                busy = self.ledger.dying() or self.term_deadline
+                wake_at = min(next_tick if not busy else min(next_tick, now + cfg.interval),
+                              next_report if cfg.report_interval > 0 else next_tick,
+                              end if end is not None else next_tick)
+                events = self.epoll.poll(max(0.0, wake_at - now))
+                now = time.monotonic()
+                hint = self._events(events, now)
+                self._results(now)
+                for w in self.watches:
+                    w.sample(now)
+                if end is not None and now >= end:
+                    break
+                self._escalate(now)
+                if hint or now >= next_tick or busy:
+                    self.step(now)
+                    if now >= next_tick:
+                        next_tick = now + tick
+                if cfg.report_interval > 0 and now >= next_report:
+                    self._report(now)
+                    next_report = now + cfg.report_interval
+                self.out.reap_hooks()
+                if cfg.max_kills and self.kills >= cfg.max_kills and self._settled(now):
+                    break
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+        self.out.emit("stop", f"stopping after {self.kills} kill(s)", kills=self.kills,
+                      signal=self.stop_signal)
+        if self.stop_signal == signal.SIGINT:
+            return 130
+        return 0
+
+    def _start_event(self) -> None:
+        cfg = self.cfg
+        for w in self.warnings:
+            self.out.emit("warning", w, message=w)
+        triggers = [str(w.spec) for w in self.watches]
+        if self.mem_min is not None:
+            triggers.append(f"available < {self.mem_min} (swap < {cfg.swap_min})")
+        self.out.emit("start", f"watching {self.source.name}: {'; '.join(triggers)}"
+                      + (" [dry run]" if cfg.dry_run else ""),
+                      triggers=triggers, source=self.source.name, dry_run=cfg.dry_run,
+                      pid=os.getpid(), kill_mode=cfg.kill_mode,
+                      psi_polled=[w.polled for w in self.watches])
+
+    def _events(self, events: list[tuple[int, int]], now: float) -> bool:
+        hint = False
+        for fd, ev in events:
+            if fd == self.wake_r:
+                with contextlib.suppress(OSError):
+                    os.read(self.wake_r, 4096)
+            elif fd in self.by_fd:
+                r = self.by_fd.pop(fd)
+                assert self.epoll is not None
+                self.epoll.unregister(fd)
+                self.ledger.mark_dead(r, now)
+                self._freed_event(r, now, "dead")
+            else:
+                if ev & select.EPOLLERR:
+                    w = next(w for w in self.watches if w.fd == fd)
+                    raise SetupError(f"the PSI source {w.spec.path} went away")
+                hint = True
+        return hint
+
+    def _forget(self, h: exithand.ExitHandle) -> None:
+        """Take a handle's pidfd out of the epoll before it is closed (dead seen elsewhere)."""
+        fd = h.fileno()
+        if self.by_fd.pop(fd, None) is not None and self.epoll is not None:
+            self.epoll.unregister(fd)
+
+    def _settled(self, now: float) -> bool:
+        return all(r.freed_at is not None or now >= r.t_kill + self.ledger.kill_timeout
+                   + (self.cfg.grace or 0) for r in self.ledger.records) and self.jobs.empty()
+
+    # ----- decisions --------------------------------------------------------------------------
+
+    def step(self, now: float) -> None:
+        """One decision: refresh the ledger, then kill if a trigger fires with credit counted."""
+        led = self.ledger
+        led.refresh(now)
+        for r in led.records:
+            if r.freed_at is not None:
+                self._freed_event(r, now, "released")
+        for r in led.expired(now):
+            if r.handle is not None:
+                self._forget(r.handle)
+                r.handle.close()
+        if self.cfg.max_kills and self.kills >= self.cfg.max_kills:
+            return
+        if led.waiting(now) is not None or now < self.quiet_until:
+            return
+        mem = self.source.read()
+        pcp = pcp_bytes() if self.use_pcp else 0
+        credit = led.credit(now, pcp, mem.anon, mem.available)
+        reasons = self._triggers(now, mem, credit)
+        if not reasons:
+            self.warned_no_candidate = False
+            return
+        self._kill(now, reasons, mem, credit, pcp)
+
+    def _triggers(self, now: float, mem: Memory, credit: int) -> list[str]:
+        reasons = []
+        if self.mem_min is not None:
+            floor = self.mem_min.resolve(mem.total)
+            seen = mem.available + credit
+            swap_low = mem.swap_total == 0 or mem.swap_free < self.cfg.swap_min.resolve(
+                mem.swap_total)
+            if seen < floor and swap_low:
+                reasons.append(f"available {_mib(mem.available)} + credit {_mib(credit)} < "
+                               f"{_mib(floor)}" + ("" if mem.swap_total == 0 else
+                                                   f", swap free {_mib(mem.swap_free)}"))
+        since = self.ledger.last_freed
+        for w in self.watches:
+            grown = w.stalled(now, since)
+            if grown is not None:
+                reasons.append(f"psi {w.spec}: {grown / 1000:.0f} ms stalled")
+        return reasons
+
+    def _kill(self, now: float, reasons: list[str], mem: Memory, credit: int, pcp: int) -> None:
+        cfg = self.cfg
+        exclude = self.ledger.exclude()
+        picked: Optional[tuple[exithand.ExitHandle, Candidate]] = None
+        for c in candidates(cfg.policy, exclude):
+            picked = pin(c, cfg.policy, exclude)
+            if picked is not None:
+                break
+        trig = "; ".join(reasons)
+        if picked is None:
+            if not self.warned_no_candidate:
+                self.out.emit("no_candidate", f"{trig}, but no process may be killed",
+                              trigger=trig)
+                self.warned_no_candidate = True
+            self.quiet_until = now + cfg.hold_off
+            return
+        h, v = picked
+        fields: dict[str, Any] = {**v.as_dict(), "trigger": trig, "available": mem.available,
+                                  "credit": credit, "pcp": pcp}
+        if cfg.dry_run:
+            h.close()
+            self.out.emit("would_kill", f"would kill {v.pid} ({v.comm}), score {v.score}, "
+                          f"{_mib(v.memory)}: {trig}", **fields)
+            r = KillRecord(v, None, now, pcp, trig, finished=True)
+            self.ledger.add(r)
+            self.ledger.mark_dead(r, now)
+            return
+        r = KillRecord(v, h, now, pcp, trig, anon0=mem.anon, avail0=mem.available)
+        self.ledger.add(r)
+        self.kills += 1
+        self.warned_no_candidate = False
+        mode = cfg.kill_mode
+        if mode == "process":
+            err = boost(h)
+            sig = signal.SIGTERM if cfg.grace else signal.SIGKILL
+            try:
+                h.send_signal(sig)
+            except exithand.Error as e:  # gone since the pin, or not ours to kill
+                r.finished = True
+                self.ledger.mark_dead(r, now)
+                self.out.emit("kill_failed", f"cannot signal {v.pid} ({v.comm}): {e}",
+                              **fields, error=str(e))
+                self.reported.add(id(r))
+                return
+            fields.update(boost_error=err, signal=signal.Signals(sig).name)
+            if sig == signal.SIGKILL and cfg.mrelease:
+                self.jobs.put(r)
+            else:
+                r.finished = not cfg.mrelease
+                if cfg.grace:
+                    self.term_deadline[id(r)] = now + cfg.grace
+        else:
+            self._start_worker(r, fields)
+        assert self.epoll is not None
+        self.by_fd[h.fileno()] = r
+        self.epoll.register(h.fileno(), select.EPOLLIN)
+        self.out.emit("kill", f"killing {v.pid} ({v.comm}), score {v.score}, "
+                      f"{_mib(v.memory)}: {trig}", **fields, kill_mode=mode)
+
+    def _escalate(self, now: float) -> None:
+        for r in list(self.ledger.records):
+            due = self.term_deadline.get(id(r))
+            if due is None or now < due:
+                continue
+            del self.term_deadline[id(r)]
+            if r.dead_at is None and r.handle is not None and r.handle.is_alive():
+                with contextlib.suppress(exithand.Error):
+                    r.handle.send_signal(signal.SIGKILL)
+                    self.out.emit("escalate", f"{r.victim.pid} still alive after SIGTERM: "
+                                  "SIGKILL", pid=r.victim.pid)
+                if self.cfg.mrelease:
+                    self.jobs.put(r)
+                    continue
+            r.finished = True
+
+    # ----- worker threads ---------------------------------------------------------------------
+
+    def _reaper(self) -> None:
+        """process_mrelease for each SIGKILLed victim, one after the other, off the main loop."""
+        while True:
+            r = self.jobs.get()
+            if r is None:
+                return
+            assert r.handle is not None
+            t0 = time.monotonic()
+            outcome, err = release(r.handle)
+            self.results.put((r, "mrelease", (outcome, err, time.monotonic() - t0)))
+            self._wake()
+
+    def _start_worker(self, r: KillRecord, fields: dict[str, Any]) -> None:
+        cfg = self.cfg
+        assert r.handle is not None
+        sig = signal.SIGTERM if cfg.grace else signal.SIGKILL
+        h = r.handle
+        cgroup = None
+        if cfg.kill_mode == "cgroup":
+            cgroup = _v2_cgroup(h.pid)
+            fields["cgroup_killed"] = cgroup
+
+        def work() -> None:
+            res: Any
+            try:
+                if cfg.kill_mode == "cgroup" and cgroup is not None:
+                    res = exithand.kill_cgroup(cgroup, signal=sig, grace=cfg.grace,
+                                               release_memory=cfg.mrelease,
+                                               timeout=cfg.stuck_after)
+                else:
+                    res = exithand.kill_and_wait(h, signal=sig, grace=cfg.grace,
+                                                 release_memory=cfg.mrelease,
+                                                 timeout=cfg.stuck_after,
+                                                 tree=cfg.kill_mode == "tree")
+            except Exception as e:  # reported as an event; the daemon carries on
+                res = e
+            self.results.put((r, cfg.kill_mode, res))
+            self._wake()
+
+        threading.Thread(target=work, name="exithand-lowmem-kill", daemon=True).start()
+
+    def _results(self, now: float) -> None:
+        while True:
+            try:
+                r, kind, res = self.results.get_nowait()
+            except queue.Empty:
+                return
+            r.finished = True
+            r.result = res
+            if kind == "mrelease":
+                outcome, err, secs = res
+                if outcome in ("released", "already_released"):
+                    r.remaining = 0
+                    self.ledger._freed(r, now)
+                self.out.emit("mrelease", f"process_mrelease {r.victim.pid}: {outcome}"
+                              + (f" ({err})" if err else "") + f" in {secs:.3f} s",
+                              pid=r.victim.pid, mrelease=outcome, error=err,
+                              seconds=round(secs, 6))
+                self._freed_event(r, now, "released")
+            elif isinstance(res, Exception):
+                self.out.emit("kill_failed", f"{kind} kill of {r.victim.pid} failed: {res}",
+                              pid=r.victim.pid, error=str(res))
+            else:
+                items = res if isinstance(res, list) else list(getattr(res, "processes", []))
+                self.out.emit("killed", f"{kind} kill of {r.victim.pid}: {len(items)} "
+                              "process(es) ended", pid=r.victim.pid, kill_mode=kind,
+                              processes=[x.as_dict() for x in items])
+
+    def _freed_event(self, r: KillRecord, now: float, how: str) -> None:
+        if r.freed_at is None or id(r) in self.reported or r.handle is None:
+            return
+        self.reported.add(id(r))
+        fields = {**r.victim.as_dict(), "seconds": round(r.freed_at - r.t_kill, 6), "how": how}
+        self.out.emit("freed", f"{r.victim.pid} ({r.victim.comm}): memory back after "
+                      f"{r.freed_at - r.t_kill:.3f} s ({how})", **fields)
+        self.out.run_hook({**fields, "trigger": r.trigger})
+
+    def _report(self, now: float) -> None:
+        mem = self.source.read()
+        pcp = pcp_bytes() if self.use_pcp else 0
+        self.out.emit("report", f"available {_mib(mem.available)} of {_mib(mem.total)}, "
+                      f"swap free {_mib(mem.swap_free)}, per-CPU lists {_mib(pcp)}, "
+                      f"{self.kills} kill(s), {len(self.ledger.dying())} dying",
+                      available=mem.available, total=mem.total, swap_free=mem.swap_free,
+                      pcp=pcp, kills=self.kills, uptime=round(now - self.started, 3))
+
+
+def _v2_cgroup(pid: int) -> Optional[str]:
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            for line in f:
+                if line.startswith("0::"):
+                    path = line[3:].strip()
+                    return None if path == "/" else path
+    except OSError:
+        pass
+    return None
+
+
+def run(cfg: Config, out: Emitter) -> int:
+    """Set up (all or nothing), then run; raises SettingError/SetupError before the start."""
+    d = Daemon(cfg, out)
+    d.setup()
+    try:
+        return d.run()
+    finally:
+        d.close()

@@ -1,0 +1,39 @@
+"""The daemon's setting names (long flags and TOML keys) with one line each.
+
+Imported by the CLI at start-up, so it imports nothing.
+"""
+
+KILL_MODES = ("process", "tree", "cgroup")
+
+#: key -> short description (the config reference in the README is built from the same words)
+KEYS = {
+    "mem-min": "kill when available memory is below this (bytes, 512M, or 10%)",
+    "swap-min": "... and free swap is below this too (ignored without swap)",
+    "psi": "PSI triggers, 'some|full STALL WINDOW [PATH]' (a list in the file)",
+    "psi-optional": "run on the memory floors alone if PSI is not available",
+    "memory-cgroup": "measure available memory in this memory cgroup instead of the system",
+    "scope": "only processes of these cgroup directories are candidates (a list)",
+    "prefer": "regex on the process name: +300 to its score",
+    "avoid": "regex on the process name: -300 to its score",
+    "ignore": "regex on the process name: never a victim",
+    "prefer-cgroup": "regex on the cgroup path: +300",
+    "avoid-cgroup": "regex on the cgroup path: -300",
+    "min-size": "never kill a process using less than this (RSS + swap)",
+    "kill-mode": "process, tree (with its descendants) or cgroup (its whole cgroup v2)",
+    "grace": "send SIGTERM first and SIGKILL after this long (default: SIGKILL at once)",
+    "mrelease": "process_mrelease the victim (default true)",
+    "kill-timeout": "how long a dying victim blocks further decisions",
+    "hold-off": "after a victim's memory is freed, wait this long before the next decision",
+    "credit-window": "credit a kill's memory on the per-CPU free lists for this long",
+    "stuck-after": "stop crediting a victim that neither dies nor frees memory after this",
+    "interval": "how often the memory floors are read",
+    "max-kills": "exit after this many kills (0: never)",
+    "duration": "exit after this long (0: never)",
+    "dry-run": "choose victims and say so, never signal",
+    "json": "one JSON object per event on stdout",
+    "syslog": "also send each event line to syslog (daemon facility)",
+    "hook": "command run after each kill (EXITHAND_* environment variables)",
+    "report-interval": "print a report line this often (0: never)",
+    "mlockall": "lock the daemon's memory (mlockall)",
+    "protect-self": "set our own oom_score_adj to -1000 where allowed (default true)",
+}

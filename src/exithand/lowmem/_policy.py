@@ -1,0 +1,217 @@
+"""Victim policy: who may be killed, in which order, and pinning the chosen one.
+
+Order: the kernel's own badness, ``/proc/<pid>/oom_score`` (memory footprint scaled to 0..1000
+plus ``oom_score_adj``), moved by +300 for a ``prefer`` match and -300 for an ``avoid`` match
+(earlyoom's numbers), by name (``comm``) or by cgroup path (any line of ``/proc/<pid>/cgroup``).
+
+Never a candidate: pid 1 (of our pid namespace), kernel threads (``PF_KTHREAD`` in the flags of
+``/proc/<pid>/stat``), this daemon, ``oom_score_adj == -1000`` (the kernel's "never kill"),
+``ignore`` matches, zombies, processes below ``min_size`` (RSS + swap), and processes that
+already have SIGKILL pending (bit 9 of ``SigPnd``/``ShdPnd`` in ``/proc/<pid>/status``): they are
+dying already, by our hand or another's, and a second SIGKILL frees nothing more.
+
+Race-free pinning (:func:`pin`): the scan reads ``/proc`` by number, which is racy.  The chosen
+candidate is opened as an :class:`exithand.ExitHandle` verified against the start time the scan
+read, then its ``/proc`` files are read *again*, and the handle is checked to be still alive
+*after* those reads: a live pidfd means the number could not have been reused in between, so the
+figures belong to the pinned process, and every signal then goes through that pidfd.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Optional
+
+import exithand
+
+OOM_SCORE_ADJ_MIN = -1000
+PREFER_BONUS = 300
+PF_KTHREAD = 0x00200000
+_SIGKILL_BIT = 1 << (9 - 1)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The victim policy settings (see the module docstring)."""
+
+    prefer: Optional[re.Pattern[str]] = None
+    avoid: Optional[re.Pattern[str]] = None
+    ignore: Optional[re.Pattern[str]] = None
+    prefer_cgroup: Optional[re.Pattern[str]] = None
+    avoid_cgroup: Optional[re.Pattern[str]] = None
+    min_size: int = 0
+    scope: tuple[str, ...] = ()  # cgroup directories (v1 or v2); empty: every process
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What the scan read about one process (bytes for sizes)."""
+
+    pid: int
+    start_time: int
+    comm: str
+    oom_score: int
+    oom_score_adj: int
+    score: int
+    memory: int
+    uid: int
+    cgroup: str = ""
+
+    def as_dict(self) -> dict[str, object]:
+        return {"pid": self.pid, "comm": self.comm, "uid": self.uid, "oom_score": self.oom_score,
+                "oom_score_adj": self.oom_score_adj, "score": self.score,
+                "memory_bytes": self.memory, "cgroup": self.cgroup}
+
+
+@dataclass
+class _Proc:
+    state: str = "?"
+    flags: int = 0
+    start_time: int = 0
+    comm: str = "?"
+    memory: int = 0
+    has_mm: bool = False
+    uid: int = -1
+    sigkill_pending: bool = False
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def _read(path: str) -> Optional[bytes]:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:  # gone (ESRCH/ENOENT), or not ours to read
+        return None
+
+
+def _read_proc(pid: int) -> Optional[_Proc]:
+    stat = _read(f"/proc/{pid}/stat")
+    status = _read(f"/proc/{pid}/status")
+    if stat is None or status is None:
+        return None
+    p = _Proc()
+    try:
+        head, _, rest = stat.rpartition(b")")
+        fields = rest.split()
+        p.comm = head.partition(b"(")[2].decode("utf-8", "replace")
+        p.state, p.flags, p.start_time = fields[0].decode(), int(fields[6]), int(fields[19])
+    except (IndexError, ValueError):
+        return None
+    for line in status.splitlines():
+        k, _, v = line.partition(b":")
+        if k in (b"VmRSS", b"VmSwap"):
+            p.memory += int(v.split()[0]) * 1024
+            p.has_mm = True
+        elif k in (b"SigPnd", b"ShdPnd"):
+            p.sigkill_pending |= bool(int(v.strip(), 16) & _SIGKILL_BIT)
+        elif k == b"Uid":
+            p.uid = int(v.split()[0])
+    return p
+
+
+def _int_file(path: str) -> Optional[int]:
+    data = _read(path)
+    try:
+        return None if data is None else int(data.split()[0])
+    except (ValueError, IndexError):
+        return None
+
+
+def cgroup_path(pid: int) -> str:
+    """The process's cgroup paths (``/proc/<pid>/cgroup`` lines, ``;``-joined)."""
+    data = _read(f"/proc/{pid}/cgroup") or b""
+    return ";".join(line.split(b":", 2)[2].decode("utf-8", "replace")
+                    for line in data.splitlines() if line.count(b":") >= 2)
+
+
+def scope_pids(dirs: Iterable[str]) -> list[int]:
+    """Processes of the cgroup directories and their sub-cgroups (v1 or v2)."""
+    pids: set[int] = set()
+    for top in dirs:
+        for dirpath, _dirs, _files in os.walk(top):
+            data = _read(os.path.join(dirpath, "cgroup.procs"))
+            if data:
+                pids.update(int(x) for x in data.split())
+    return sorted(pids)
+
+
+def all_pids() -> list[int]:
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+
+
+def evaluate(pid: int, policy: Policy, exclude: frozenset[tuple[int, int]] = frozenset()
+             ) -> tuple[Optional[Candidate], str]:
+    """Read one process and apply the policy: (candidate, "") or (None, why it is not one)."""
+    if pid == 1:
+        return None, "pid 1"
+    if pid == os.getpid():
+        return None, "this daemon"
+    p = _read_proc(pid)
+    if p is None:
+        return None, "gone"
+    if p.flags & PF_KTHREAD:
+        return None, "kernel thread"
+    if p.state in ("Z", "X", "x") or not p.has_mm:
+        return None, "no memory (zombie or exiting)"
+    if (pid, p.start_time) in exclude:
+        return None, "already being killed by us"
+    if p.sigkill_pending:
+        return None, "SIGKILL already pending (dying)"
+    if policy.ignore is not None and policy.ignore.search(p.comm):
+        return None, "ignored by name"
+    if p.memory < policy.min_size:
+        return None, "below min_size"
+    adj = _int_file(f"/proc/{pid}/oom_score_adj")
+    score = _int_file(f"/proc/{pid}/oom_score")
+    if adj is None or score is None:
+        return None, "gone"
+    if adj <= OOM_SCORE_ADJ_MIN:
+        return None, "oom_score_adj -1000"
+    value = score
+    if policy.prefer is not None and policy.prefer.search(p.comm):
+        value += PREFER_BONUS
+    if policy.avoid is not None and policy.avoid.search(p.comm):
+        value -= PREFER_BONUS
+    cg = ""
+    if policy.prefer_cgroup is not None or policy.avoid_cgroup is not None:
+        cg = cgroup_path(pid)
+        if policy.prefer_cgroup is not None and policy.prefer_cgroup.search(cg):
+            value += PREFER_BONUS
+        if policy.avoid_cgroup is not None and policy.avoid_cgroup.search(cg):
+            value -= PREFER_BONUS
+    return Candidate(pid, p.start_time, p.comm, score, adj, value, p.memory, p.uid, cg), ""
+
+
+def candidates(policy: Policy, exclude: frozenset[tuple[int, int]] = frozenset()
+               ) -> list[Candidate]:
+    """Every candidate, best victim first (highest score, then largest memory, then pid)."""
+    pids = scope_pids(policy.scope) if policy.scope else all_pids()
+    out = []
+    for pid in pids:
+        c, _why = evaluate(pid, policy, exclude)
+        if c is not None:
+            out.append(c)
+    out.sort(key=lambda c: (-c.score, -c.memory, c.pid))
+    return out
+
+
+def pin(c: Candidate, policy: Policy, exclude: frozenset[tuple[int, int]] = frozenset()
+        ) -> Optional[tuple[exithand.ExitHandle, Candidate]]:
+    """Open ``c`` as a handle and re-check it through the pin; ``None`` if it no longer
+    qualifies (gone, pid reused, adj became -1000, SIGKILL now pending, ...)."""
+    try:
+        h = exithand.open(c.pid, start_time=c.start_time)
+    except exithand.Error:  # gone, or the number names another process now
+        return None
+    try:
+        fresh, _why = evaluate(c.pid, policy, exclude)
+        if fresh is None or fresh.start_time != c.start_time or not h.is_alive():
+            h.close()
+            return None
+    except BaseException:
+        h.close()
+        raise
+    return h, fresh

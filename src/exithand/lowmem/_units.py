@@ -1,0 +1,87 @@
+"""Small parsers for the daemon's settings: durations, sizes, percentages.
+
+Kept here (not shared with the CLI's other commands) so the low-memory daemon stands alone; the
+formats are the ones earlyoom and systemd-oomd users expect: ``150ms``, ``2s``, ``1.5``
+(seconds), ``512M``, ``2G``, ``10%``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Optional
+
+_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(us|ms|s|m|min)?\s*$")
+_DURATION_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "min": 60.0}
+_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+class SettingError(ValueError):
+    """A setting's value is malformed or out of range; the message names the setting."""
+
+
+def parse_duration(value: object, what: str, *, default_unit: str = "s") -> float:
+    """Seconds from ``"150ms"``, ``"2s"``, ``"1.5"`` (``default_unit``) or a number."""
+    if isinstance(value, bool):
+        raise SettingError(f"{what}: expected a duration like 500ms or 2s, got {value!r}")
+    if isinstance(value, (int, float)):
+        secs = float(value) * _DURATION_UNITS[default_unit]
+    elif isinstance(value, str):
+        m = _DURATION.match(value)
+        if not m:
+            raise SettingError(f"{what}: {value!r} is not a duration (examples: 500ms, 2s, 1.5)")
+        secs = float(m.group(1)) * _DURATION_UNITS[m.group(2) or default_unit]
+    else:
+        raise SettingError(f"{what}: expected a duration like 500ms or 2s, got {value!r}")
+    if not math.isfinite(secs) or secs < 0:
+        raise SettingError(f"{what}: {value!r} must be a finite duration >= 0")
+    return secs
+
+
+@dataclass(frozen=True)
+class Amount:
+    """A memory floor: an absolute number of bytes, or a percentage of a total."""
+
+    bytes: Optional[int] = None
+    percent: Optional[float] = None
+
+    def resolve(self, total: int) -> int:
+        """The floor in bytes against ``total`` (the memory or swap size)."""
+        if self.bytes is not None:
+            return self.bytes
+        assert self.percent is not None
+        return int(total * self.percent / 100)
+
+    def __str__(self) -> str:
+        if self.bytes is not None:
+            return f"{self.bytes / 1048576:.0f} MiB"
+        return f"{self.percent:g}%"
+
+
+def parse_amount(value: object, what: str) -> Amount:
+    """``"10%"``, ``"512M"``, ``"2G"``, ``"1048576"`` (bytes) or a number of bytes."""
+    if isinstance(value, bool):
+        raise SettingError(f"{what}: expected a size like 512M or a percentage like 10%")
+    if isinstance(value, int):
+        if value < 0:
+            raise SettingError(f"{what}: {value} must be >= 0")
+        return Amount(bytes=value)
+    if not isinstance(value, str):
+        raise SettingError(f"{what}: expected a size like 512M or a percentage like 10%, "
+                           f"got {value!r}")
+    text = value.strip()
+    if text.endswith("%"):
+        try:
+            pct = float(text[:-1])
+        except ValueError:
+            raise SettingError(f"{what}: {value!r} is not a percentage") from None
+        if not 0 <= pct <= 100:
+            raise SettingError(f"{what}: {value!r} must be between 0% and 100%")
+        return Amount(percent=pct)
+    m = _SIZE.match(text)
+    if not m:
+        raise SettingError(f"{what}: {value!r} is not a size (examples: 512M, 2G, 10%)")
+    unit = (m.group(2) or "")[:1].lower()
+    return Amount(bytes=int(float(m.group(1)) * _SIZE_UNITS[unit]))

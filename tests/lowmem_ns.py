@@ -1,0 +1,140 @@
+"""Driver for the lowmem daemon tests: run as pid 1 of a private pid namespace.
+
+``unshare --pid --fork --mount-proc python3 lowmem_ns.py SPEC`` where SPEC is JSON:
+
+* ``mem_dir`` a memory cgroup with a limit; this driver and the victims join it, the daemon
+  does not (it goes back to ``home_dir``), so the daemon's own memory never moves the figures;
+* ``victims``: ``{"name", "mib", "adj", "freeze", "prekill", "slow_term", "log"}``: each a
+  forked child that names itself (comm), sets oom_score_adj, forks ``children`` (named
+  NAME-kid), touches ``mib`` MiB of anonymous
+  memory and blocks; ``freeze`` moves it into ``freezer_dir`` and freezes it (v1 freezer),
+  ``prekill`` then sends it SIGKILL (it stays frozen with SIGKILL pending), ``slow_term`` makes
+  it take that long to exit after SIGTERM, appending a line to ``log`` per SIGTERM;
+* ``daemon``: arguments after ``exithand lowmem``; ``{plus}`` in one is replaced by the
+  cgroup's available memory in MiB, measured once every victim is ready, plus ``plus_mib``;
+  ``{rss+8}`` by our RSS + 8 MiB (a forked victim's RSS starts with the pages it shares with us).
+
+Killed victims stay zombies (state Z: dead) until we exit.  Prints one JSON object: the victims
+(name, ns pid, state), the daemon's events, exit code and stderr, and the available memory
+measured before the daemon started.  Everything in the namespace dies with us.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+spec = json.loads(sys.argv[1])
+libc = ctypes.CDLL(None, use_errno=True)
+mem_dir = spec["mem_dir"]
+
+
+def write(path: str, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def available() -> int:
+    v1 = os.path.exists(os.path.join(mem_dir, "memory.limit_in_bytes"))
+    limit = int(read(os.path.join(mem_dir, "memory.limit_in_bytes" if v1 else "memory.max")))
+    usage = int(read(os.path.join(mem_dir, "memory.usage_in_bytes" if v1 else "memory.current")))
+    key = "total_inactive_file" if v1 else "inactive_file"
+    inactive = next(int(v) for k, v in (line.split() for line in
+                                        read(os.path.join(mem_dir, "memory.stat")).splitlines())
+                    if k == key)
+    return limit - usage + inactive
+
+
+def state(pid: int) -> str:
+    try:
+        return read(f"/proc/{pid}/stat").rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
+
+
+write(os.path.join(mem_dir, "cgroup.procs"), "0")
+
+def victim(v: dict, ready_w: int) -> None:
+    libc.prctl(15, v["name"].encode(), 0, 0, 0)  # PR_SET_NAME
+    write("/proc/self/oom_score_adj", str(v.get("adj", 0)))
+    if v.get("slow_term"):
+        def on_term(_s: int, _f: object) -> None:
+            with open(v["log"], "a") as f:
+                f.write("TERM\n")
+            time.sleep(v["slow_term"])
+            os._exit(0)
+        signal.signal(signal.SIGTERM, on_term)
+    for _ in range(v.get("children", 0)):  # forked before the allocation: small
+        if os.fork() == 0:
+            libc.prctl(15, (v["name"] + "-kid").encode(), 0, 0, 0)
+            r, _w = os.pipe()
+            os.read(r, 1)
+            os._exit(0)
+    import mmap
+    m = mmap.mmap(-1, v["mib"] << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    for off in range(0, len(m), 4096):
+        m[off] = 1
+    os.write(ready_w, b"r")
+    r, _w = os.pipe()
+    while True:
+        os.read(r, 1)
+
+
+pids = {}
+for v in spec["victims"]:
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            victim(v, w)
+        finally:
+            os._exit(1)
+    os.close(w)
+    assert os.read(r, 1) == b"r", v
+    os.close(r)
+    pids[v["name"]] = pid
+    if v.get("freeze"):
+        fz = spec["freezer_dir"]
+        write(os.path.join(fz, "cgroup.procs"), str(pid))
+        write(os.path.join(fz, "freezer.state"), "FROZEN")
+        while read(os.path.join(fz, "freezer.state")).strip() != "FROZEN":
+            time.sleep(0.01)
+        if v.get("prekill"):
+            os.kill(pid, signal.SIGKILL)
+
+avail_mib = available() >> 20
+rss_mib = next(int(line.split()[1]) for line in read("/proc/self/status").splitlines()
+               if line.startswith("VmRSS:")) >> 10
+args = [a.replace("{plus}", f"{avail_mib + spec.get('plus_mib', 0)}M")
+        .replace("{rss+8}", f"{rss_mib + 8}M") for a in spec["daemon"]]
+home = spec["home_dir"]
+d = subprocess.Popen([sys.executable, "-m", "exithand", "lowmem", *args],
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                     preexec_fn=lambda: write(os.path.join(home, "cgroup.procs"), "0"))
+try:
+    out, err = d.communicate(timeout=spec.get("timeout", 30))
+except subprocess.TimeoutExpired:
+    d.kill()
+    out, err = d.communicate()
+events = []
+for line in out.splitlines():
+    try:
+        events.append(json.loads(line))
+    except ValueError:
+        events.append({"event": "text", "line": line})
+result = {"rc": d.returncode, "stderr": err, "events": events, "available_mib": avail_mib,
+          "victims": {name: {"pid": pid, "state": state(pid)} for name, pid in pids.items()}}
+if spec.get("freezer_dir"):
+    write(os.path.join(spec["freezer_dir"], "freezer.state"), "THAWED")
+print(json.dumps(result), flush=True)
