@@ -19,7 +19,8 @@ from ._errors import (
     NotProcessLeader,
     TimeoutExpired,
 )
-from ._handle import ExitHandle, open
+from ._handle import ExitHandle
+from ._handle import open as open  # public, but not in __all__ (see below)
 from ._identity import ProcessIdentity, parse_target
 from ._info import BackendInfo, backends, kernel_release, selected_backend
 from ._kill import KillResult, kill_and_wait
@@ -30,6 +31,9 @@ from ._waitset import WaitSet
 from ._watch import ExitGap, ExitWatcher, ProcessExit, watch
 
 __version__ = "0.1.0"
+
+# ``open`` is public (``exithand.open(pid)``) but deliberately not in ``__all__``: a
+# ``from exithand import *`` must not shadow the builtin ``open``.
 
 __all__ = [
     "AccessDenied",
@@ -56,7 +60,6 @@ __all__ = [
     "kernel_release",
     "kill_and_wait",
     "kill_cgroup",
-    "open",
     "parse_target",
     "selected_backend",
     "start_exit_listener",

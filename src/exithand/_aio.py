@@ -30,7 +30,7 @@ import sys
 import threading
 import weakref
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Optional, Protocol
 
 if TYPE_CHECKING:
     from ._handle import ExitHandle
@@ -76,6 +76,37 @@ async def wait_readable(fd: int, owner: _Closable) -> None:
         await _trio_wait_readable(fd, owner)
     else:
         await _asyncio_wait_readable(fd, owner)
+
+
+async def wait_readable_for(fd: int, owner: _Closable, timeout: Optional[float]) -> bool:
+    """:func:`wait_readable` bounded by ``timeout`` seconds (``None``: no bound), in whichever
+    loop runs (asyncio/uvloop, trio, anyio on either).  False when the time ran out."""
+    if timeout is None:
+        await wait_readable(fd, owner)
+        return True
+    if current_library() == "trio":
+        import trio
+
+        with trio.move_on_after(timeout):
+            await _trio_wait_readable(fd, owner)
+            return True
+        return False
+    try:
+        await asyncio.wait_for(_asyncio_wait_readable(fd, owner), timeout)
+    except asyncio.TimeoutError:
+        return False
+    return True
+
+
+class NeverClosed:
+    """An owner for an fd that is never closed while waited on (its closer waits for the
+    waiters to leave first): close hooks are not needed."""
+
+    def _add_close_hook(self, fn: Callable[[Any, int], None]) -> None:
+        pass
+
+    def _remove_close_hook(self, fn: Callable[[Any, int], None]) -> None:
+        pass
 
 
 # ----- asyncio ---------------------------------------------------------------------------------

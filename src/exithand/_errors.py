@@ -26,8 +26,17 @@ class Error(Exception):
         return self.msg
 
 
-class NoSuchProcess(Error):
-    """The process does not exist, was reaped, or the number now names another process."""
+class NoSuchProcess(Error, ProcessLookupError):
+    """The process does not exist, was reaped, or the number now names another process.
+
+    Also a builtin :class:`ProcessLookupError` (what ``os.kill`` raises for ESRCH), so
+    ``except ProcessLookupError`` catches it too; ``errno`` is ``ESRCH``.
+    """
+
+    def __init__(self, msg: str, pid: Optional[int] = None) -> None:
+        Error.__init__(self, msg, pid)
+        self.errno = errno.ESRCH
+        self.strerror = msg
 
 
 class NotProcessLeader(NoSuchProcess):
@@ -37,12 +46,21 @@ class NotProcessLeader(NoSuchProcess):
     """
 
     def __init__(self, msg: str, pid: Optional[int] = None, tgid: Optional[int] = None) -> None:
-        super().__init__(msg, pid)
+        NoSuchProcess.__init__(self, msg, pid)
         self.tgid = tgid
 
 
-class AccessDenied(Error):
-    """The kernel refused the operation (EPERM/EACCES), e.g. signalling another user's process."""
+class AccessDenied(Error, PermissionError):
+    """The kernel refused the operation (EPERM/EACCES), e.g. signalling another user's process.
+
+    Also a builtin :class:`PermissionError`, so ``except PermissionError`` catches it too;
+    ``errno`` is ``EPERM``.
+    """
+
+    def __init__(self, msg: str, pid: Optional[int] = None) -> None:
+        Error.__init__(self, msg, pid)
+        self.errno = errno.EPERM
+        self.strerror = msg
 
 
 class TimeoutExpired(Error, TimeoutError):

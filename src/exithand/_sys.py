@@ -24,7 +24,6 @@ Kernel facts (checked on Linux 6.18):
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import fcntl
 import functools
@@ -93,11 +92,23 @@ def pidfd_get_info(pidfd: int, mask: int) -> PidfdInfo:
 
 @functools.cache
 def _libc() -> Optional[ctypes.CDLL]:
-    name = ctypes.util.find_library("c") or "libc.so.6"
-    try:
-        return ctypes.CDLL(name, use_errno=True)
-    except OSError:
-        return None
+    """The C library, found without starting a process.
+
+    ``ctypes.util.find_library("c")`` runs ``/sbin/ldconfig -p`` (and maybe ``gcc``) in a
+    child process: a fork and an exec in the kill path of a memory killer, the moment memory is
+    shortest.  ``dlopen(NULL)`` (``CDLL(None)``) instead gives the symbols already loaded into
+    this process, and the interpreter is always linked against libc (glibc or musl), so
+    ``syscall`` and ``fstatfs`` are found there; the soname is only a fallback for an
+    interpreter that exports no libc symbols (a static build).  No process is ever started.
+    """
+    for name in (None, "libc.so.6", "libc.so"):
+        try:
+            lib = ctypes.CDLL(name, use_errno=True)
+        except OSError:
+            continue
+        if hasattr(lib, "syscall") and hasattr(lib, "fstatfs"):
+            return lib
+    return None
 
 
 def process_mrelease(pidfd: int) -> None:
