@@ -6,6 +6,7 @@ Each subcommand lives in its own module under ``exithand._cmd`` and registers it
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Optional
 
@@ -48,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[list[str]] = None) -> int:
     """Run one command; returns its exit code (0 done, 1 error, 2 usage, 124 timeout, 130
     Ctrl-C).  Errors become a message on stderr, never a traceback."""
+    if sys.stderr is None:  # started with fd 2 closed: Python < 3.11's argparse would crash
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115  (lives as long as the process)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
