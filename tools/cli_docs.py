@@ -136,7 +136,14 @@ def man_page(parser: argparse.ArgumentParser, name: str, summary: str, version: 
     for a in options(parser):
         out.append(_option_item(parser, a))
     if parser.epilog:
-        out += [".SH NOTES", _para(parser.epilog)]
+        # an "exit status:" block (every command's epilog has one) becomes its own section
+        m = re.search(r"^exit status[^\n]*:\n", parser.epilog, re.M | re.I)
+        notes, codes = ((parser.epilog[:m.start()], parser.epilog[m.end():]) if m
+                        else (parser.epilog, ""))
+        if notes.strip():
+            out += [".SH NOTES", _para(notes)]
+        if codes.strip():
+            out += [".SH EXIT STATUS", _para(codes)]
     out += [".SH SEE ALSO", ",\n".join(f"\\fB{roff(s)}\\fR(1)" for s in see_also)]
     return "\n".join(out) + "\n"
 
@@ -158,7 +165,7 @@ def man_pages(parser: argparse.ArgumentParser, version: str,
                    "race-free waits on the death of any Linux process", version, date,
                    [f"exithand-{n}" for n in subs] + ["waitpid", "pidwait", "kill"])
     top = top.replace(".SH SEE ALSO", ".SH COMMANDS\n" + "\n".join(
-        f".TP\n\\fBexithand {roff(n)}\\fR\n{roff(h)}\nSee \\fBexithand\\-{roff(n)}\\fR(1)."
+        f".TP\n\\fBexithand {roff(n)}\\fR\n{roff(h)}; see \\fBexithand\\-{roff(n)}\\fR(1)."
         for n, (_p, h) in subs.items()) + "\n.SH SEE ALSO")
     pages["exithand.1"] = top
     for n, (sp, h) in subs.items():

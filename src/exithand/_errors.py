@@ -85,7 +85,12 @@ class FdLimitError(Error):
 
 
 class BackendUnavailable(Error):
-    """No usable kernel mechanism to watch processes (e.g. pidfd_open refused by seccomp)."""
+    """No usable kernel mechanism to watch processes (e.g. pidfd_open refused by seccomp).
+
+    Raised by :func:`exithand.open` with a forced ``backend=`` (or ``EXITHAND_BACKEND``) that
+    this system lacks, and by :func:`exithand.watch` where the proc connector cannot be used;
+    the message says why.  :func:`exithand.backends` lists what is available.
+    """
 
 
 def translate_oserror(exc: OSError, pid: Optional[int], what: str) -> Exception:
