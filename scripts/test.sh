@@ -14,10 +14,10 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 # python3-venv/python3-dev: a venv from Debian's python3 and headers to build pyfuse3;
 # fuse3 + libfuse3-dev + pkg-config + gcc: build pyfuse3 (exithand[fs]) and mount it in the
-# tests (gcc also builds the C test helpers); man-db, bash-completion, systemd: the packaging
-# tests (man pages, completions, systemd-analyze on the unit)
+# tests (gcc also builds the C test helpers); man-db, bash-completion, zsh, fish, systemd: the
+# packaging tests (man pages, the three completions, systemd-analyze on the unit)
 apt-get install -y -qq util-linux procps gcc fuse3 libfuse3-dev pkg-config python3 \
-    python3-venv python3-dev man-db bash-completion systemd >/dev/null
+    python3-venv python3-dev man-db bash-completion zsh fish systemd >/dev/null
 modprobe fuse 2>/dev/null || true
 
 venv=${EXITHAND_TEST_VENV:-/opt/exithand-test/venv}

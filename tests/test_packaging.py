@@ -115,6 +115,13 @@ def test_zsh_and_fish_completions_parse(generated: Path, shell: str, rel: str) -
     res = subprocess.run([exe, "-n", str(generated / rel)], capture_output=True, text=True,
                          timeout=30)
     assert res.returncode == 0, res.stderr
+    if shell == "fish":  # fish completes without a terminal: ask it
+        res = subprocess.run([exe, "--no-config", "-c",
+                              f"source {generated / rel}; complete -C 'exithand wait --ti'; "
+                              "complete -C 'exithand mount --policy '"],
+                             capture_output=True, text=True, timeout=30)
+        words = [ln.split("\t")[0] for ln in res.stdout.splitlines()]
+        assert "--timeout" in words and {"same-user", "public", "parent", "root"} <= set(words)
 
 
 def test_readme_links_work_on_a_package_index() -> None:
