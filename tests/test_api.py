@@ -393,3 +393,48 @@ def test_watch_async_on_plain_trio() -> None:
         return trio.current_time() - t0
 
     assert 0.15 < trio.run(main) < 10
+
+
+# ----- layering --------------------------------------------------------------------------------
+
+_CORE = sorted(p for p in (Path(SRC) / "exithand").glob("_*.py") if p.name != "__main__.py") + \
+    sorted((Path(SRC) / "exithand" / "_backends").glob("*.py"))
+
+
+def test_core_modules_import_only_at_module_level() -> None:
+    """No function-level imports of our own modules in the core: each layer imports the ones
+    below it at the top (docs/architecture.md); an import hidden in a function is how a
+    circle sneaks back in."""
+    import ast
+
+    hidden = []
+    for path in _CORE:
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for sub in ast.walk(node):
+                    if isinstance(sub, ast.ImportFrom) and sub.level > 0:
+                        hidden.append(f"{path.name}:{sub.lineno}")
+    assert not hidden, hidden
+
+
+@pytest.mark.parametrize("path", _CORE, ids=lambda p: p.stem)
+def test_each_core_module_imports_alone(path: Path) -> None:
+    """Imported first, in a fresh interpreter, every module loads.  The package ``__init__``
+    runs first and today imports everything; once it loads lazily (faster CLI starts), this
+    is what catches an order-dependent circle."""
+    rel = path.relative_to(SRC).with_suffix("")
+    mod = ".".join(rel.parts)
+    res = subprocess.run([sys.executable, "-c", f"import {mod}; import exithand"],
+                         capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": SRC})
+    assert res.returncode == 0, res.stderr
+
+
+def test_import_exithand_loads_no_event_loop() -> None:
+    res = subprocess.run([sys.executable, "-c", "import sys, exithand; "
+                          "print(sorted(m for m in ('asyncio', 'trio', 'anyio') "
+                          "if m in sys.modules))"],
+                         capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": SRC})
+    assert res.stdout.strip() == "[]", res

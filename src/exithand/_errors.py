@@ -10,6 +10,8 @@ from __future__ import annotations
 import errno
 from typing import Optional
 
+from . import _fdlimit
+
 
 class Error(Exception):
     """Base class of every exithand error.
@@ -106,8 +108,7 @@ def translate_oserror(exc: OSError, pid: Optional[int], what: str) -> Exception:
     if err in (errno.EPERM, errno.EACCES):
         return AccessDenied(f"{label}: permission denied ({what})", pid)
     if err in (errno.EMFILE, errno.ENFILE):
-        from ._fdlimit import describe  # names the soft/hard limit that was hit
-
-        return FdLimitError(describe(exc, f"{label}: {what}"), pid)
+        # _fdlimit.describe names the soft/hard limit that was hit
+        return FdLimitError(_fdlimit.describe(exc, f"{label}: {what}"), pid)
     return Error(f"{label}: {what} failed: [{errno.errorcode.get(err or 0, err)}] "
                  f"{exc.strerror}", pid)

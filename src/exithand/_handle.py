@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any, Optional
 
 from . import _creds, _identity, _sigwake, _sources, _sys
+from ._aio import wait_handle
 from ._backends import Backend, ProcessRef, default_backend, get_backend
 from ._creds import ProcessCredentials
 from ._errors import (
@@ -440,8 +441,6 @@ class ExitHandle:
         and leaves the handle usable; many tasks may wait on one handle at once.  Closing the
         handle wakes its waiters with ``ValueError``.  See :mod:`exithand._aio`.
         """
-        from ._aio import wait_handle
-
         return await wait_handle(self)
 
     # ----- lifetime ---------------------------------------------------------------------------

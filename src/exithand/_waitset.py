@@ -37,6 +37,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Optional
 
 from . import _fdlimit, _sigwake
+from ._aio import iter_waitset
 from ._errors import FdLimitError, translate_oserror
 from ._handle import ExitHandle, check_timeout, poll_ms
 
@@ -397,8 +398,6 @@ class WaitSet:
         the iteration unregisters it and leaves the set usable.  Use the loop's own timeouts
         (``asyncio.timeout``, ``trio.move_on_after``, ``anyio.move_on_after``).
         """
-        from ._aio import iter_waitset
-
         return iter_waitset(self)
 
     # ----- lifetime -------------------------------------------------------------------------

@@ -23,9 +23,16 @@ from typing import Callable, Optional
 
 from .._errors import BackendUnavailable
 from ._base import Backend, ProcessRef
-from ._connector import ConnectorBackend
+from ._connector import ConnectorBackend, start_exit_listener
 from ._pidfd import PidfdBackend
 from ._procpoll import ProcpollBackend
+
+
+def _procpoll() -> Backend:
+    # the procpoll backend uses the proc connector for statuses (not deaths) where it can;
+    # wired here, above both, since the connector module builds on the procpoll one
+    return ProcpollBackend(on_open=start_exit_listener)
+
 
 __all__ = ["Backend", "ProcessRef", "availability", "backend_names", "default_backend",
            "get_backend"]
@@ -34,7 +41,7 @@ __all__ = ["Backend", "ProcessRef", "availability", "backend_names", "default_ba
 _FACTORIES: dict[str, Callable[[], Backend]] = {
     "pidfd": PidfdBackend,
     "connector": ConnectorBackend,
-    "procpoll": ProcpollBackend,
+    "procpoll": _procpoll,
 }
 _instances: dict[str, Backend] = {}
 _default: Optional[Backend] = None
