@@ -30,6 +30,8 @@ fi
 PATH="$venv/bin:$PATH"
 ruff check src tests tools setup.py
 mypy
+# what this kernel grants root and nobody (tests that need a refused feature skip, naming it)
+python tests/kprobe.py
 python -m pytest -q "$@"
 if [ -z "${EXITHAND_SKIP_MATRIX:-}" ]; then
     bash scripts/test_matrix.sh

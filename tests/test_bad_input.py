@@ -12,7 +12,7 @@ from typing import Any, Callable
 import pytest
 
 import exithand
-from conftest import env_with_src, run_cli, sleeps_in_poll
+from conftest import env_with_src, require, run_cli, sleeps_in_poll
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -128,9 +128,7 @@ def test_kill_cgroup_huge_timeout(no_fd_leak) -> None:
 
 
 def test_watch_huge_timeout(backend_availability, victim_factory) -> None:
-    ok, why = backend_availability["connector"]
-    if not ok:
-        pytest.skip(f"proc connector unavailable: {why}")
+    require("proc_connector")
     v = victim_factory()
     with exithand.watch(pids=[v.pid], count=1, timeout=1e18) as w:
         out: list[Any] = []
@@ -316,9 +314,7 @@ def test_kill_and_wait_refuses_the_caller(no_fd_leak) -> None:
 
 @pytest.mark.parametrize("value", ["\u00b2", str(2**33), "abc", "-5"])
 def test_bad_connector_rcvbuf_env_is_ignored(value: str, backend_availability) -> None:
-    ok, why = backend_availability["connector"]
-    if not ok:
-        pytest.skip(f"proc connector unavailable: {why}")
+    require("proc_connector")
     env = env_with_src(EXITHAND_CONNECTOR_RCVBUF=value, EXITHAND_BACKEND="connector")
     res = run_cli("info", env=env)
     assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
@@ -371,9 +367,7 @@ def test_cli_kill_ctrl_c_exits_130_and_leaves_nothing_stopped(tree: bool, sig: i
 
 @pytest.mark.parametrize(("count", "code"), [(None, 0), ("5", 130)])
 def test_cli_watch_ctrl_c(backend_availability, count, code: int) -> None:
-    ok, why = backend_availability["connector"]
-    if not ok:
-        pytest.skip(f"proc connector unavailable: {why}")
+    require("proc_connector")
     cli = subprocess.Popen([sys.executable, "-m", "exithand", "watch", "-p", str(os.getpid()),
                             *(["-c", count] if count else [])],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

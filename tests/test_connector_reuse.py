@@ -24,6 +24,7 @@ import textwrap
 import pytest
 
 import exithand
+from conftest import require
 from exithand._backends import _connector
 
 KEEPER = textwrap.dedent("""
@@ -78,9 +79,8 @@ KEEPER = textwrap.dedent("""
 @pytest.mark.parametrize("when", ["zombie", "reaped", "dead-at-open"])
 def test_stale_exit_event_of_previous_process_is_not_taken(backend_availability,
                                                            exit_listener, when) -> None:
-    ok, why = backend_availability["connector"]
-    if not ok or not exit_listener:
-        pytest.skip(f"proc connector unavailable: {why}")
+    require("proc_connector")
+    assert exit_listener is True
     if os.geteuid() != 0 or not os.access("/proc/sys/kernel/ns_last_pid", os.W_OK):
         pytest.skip("needs root in the initial pid namespace (ns_last_pid)")
     lock = _connector.LISTENER._lock
@@ -161,9 +161,8 @@ NEWCOMER_KEEPER = textwrap.dedent("""
 @pytest.mark.timeout(60)
 def test_newcomers_events_in_the_same_batch_are_not_taken(no_fd_leak, backend_availability,
                                                           exit_listener) -> None:
-    ok, why = backend_availability["connector"]
-    if not ok or not exit_listener:
-        pytest.skip(f"proc connector unavailable: {why}")
+    require("proc_connector")
+    assert exit_listener is True
     if os.geteuid() != 0 or not os.access("/proc/sys/kernel/ns_last_pid", os.W_OK):
         pytest.skip("needs root in the initial pid namespace (ns_last_pid)")
     keeper = subprocess.Popen([sys.executable, "-c", NEWCOMER_KEEPER], stdin=subprocess.PIPE,
@@ -226,9 +225,7 @@ def test_statuses_at_death_inside_a_time_namespace(backend_availability, offsets
 
     from conftest import env_with_src
 
-    ok, why = backend_availability["connector"]
-    if not ok:
-        pytest.skip(f"proc connector unavailable: {why}")
+    require("proc_connector")
     if shutil.which("unshare") is None:
         pytest.skip("no unshare(1)")
     res = subprocess.run(["unshare", "--time", *offsets, sys.executable, "-c", TIMENS_SCRIPT],

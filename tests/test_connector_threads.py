@@ -21,9 +21,11 @@ import threading
 import time
 from collections.abc import Iterator
 
+import kprobe
 import pytest
 
 import exithand
+from conftest import require
 from exithand._backends import _connector
 
 # The parent of the thread group (so it is not ours): starts it, forwards cues, reaps on cue.
@@ -99,9 +101,7 @@ def test_connector_never_reports_an_early_threads_code(no_fd_leak, backend_avail
     (0) and the last thread's (7) are both met with the group dead; the connector must not
     pick one (it said 0 before): it declines with its reason, and the exact kernel source
     answers (field 52 of the zombie, or PIDFD_INFO_EXIT after the reap)."""
-    ok, why = backend_availability["connector"]
-    if not ok:
-        pytest.skip(f"proc connector unavailable: {why}")
+    require("proc_connector")
     assert exit_listener is True
     with _group(on_cue) as g, exithand.open(g.pid) as h:
         lock = _connector.LISTENER._lock
@@ -124,9 +124,9 @@ def test_connector_never_reports_an_early_threads_code(no_fd_leak, backend_avail
             return
         assert not said.known and "disagree" in (said.reason or ""), said
         assert "status 0" in (said.reason or "") and "status 7" in (said.reason or "")
-        if when == "lagging-reaped" and st.source != "pidfd_info":
+        if when == "lagging-reaped" and not kprobe.probe("pidfd_info_exit").ok:
             assert not st.known and "disagree" in (st.reason or ""), st  # before Linux 6.15
-            pytest.skip(f"no PIDFD_INFO_EXIT here to answer instead: {st}")
+            require("pidfd_info_exit")  # skips with the probe's reason
         assert st.known and st.exit_code == 7, st
         assert st.source == ("zombie" if when == "lagging" else "pidfd_info"), st
 
@@ -142,8 +142,7 @@ def test_kernel_sources_report_the_group_code(no_fd_leak, on_cue: str) -> None:
         assert g.cue("reap") == "7"
         st2 = later.status()
         assert st2 is not None
-        if st2.source != "pidfd_info":
-            pytest.skip(f"no PIDFD_INFO_EXIT here: {st2}")
+        require("pidfd_info_exit")  # where the kernel has it, it must be what answered
         assert st2.known and st2.exit_code == 7, st2
 
 
@@ -153,9 +152,7 @@ def test_status_does_not_wait_for_a_batch_that_never_comes(backend_availability,
     """status() lets the listener catch up with what is queued; it must count the batch being
     read as the one holding the queued events, not wait for one more (review finding: a 1 s
     stall, EVENT_GRACE, whenever a status was read while the listener was inside a batch)."""
-    ok, why = backend_availability["connector"]
-    if not ok:
-        pytest.skip(f"proc connector unavailable: {why}")
+    require("proc_connector")
     assert exit_listener is True
     monkeypatch.setattr(_connector, "EVENT_GRACE", 20.0)  # a stall would last this long
     real = _connector._read_batch

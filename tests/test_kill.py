@@ -12,12 +12,13 @@ import signal
 import subprocess
 from collections.abc import Iterator
 
+import kprobe
 import pytest
 from kill_helpers import is_alive
 
 import exithand
-from conftest import NOBODY, run_as, wait_reaped
-from exithand import _kill, _sys
+from conftest import NOBODY, require, run_as, wait_reaped
+from exithand import _kill
 
 IGNORE_TERM = """
 import signal
@@ -107,8 +108,8 @@ def _reuse_pid(pid: int, tries: int = 300) -> subprocess.Popen[bytes] | None:
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.skipif(not _sys.pidfd_has_unique_inode(), reason="PID:INODE needs pidfs inodes "
-                    "(Linux 6.9+)")
+@pytest.mark.skipif(not kprobe.probe("pidfs").ok, reason="PID:INODE needs pidfs inodes: "
+                    + kprobe.probe("pidfs").reason)
 @pytest.mark.skipif(os.geteuid() != 0, reason="reusing a pid on purpose needs root "
                     "(ns_last_pid)")
 def test_pid_inode_of_reused_pid_is_never_signalled(no_fd_leak, keepers):
@@ -189,6 +190,8 @@ def test_release_memory_512mib(no_fd_leak, keepers, release):
     mrelease call must find the memory still there and return 0 ("released"), which the result
     carries; without mrelease the field stays empty.  Both report the memory they freed.
     """
+    if release:
+        require("process_mrelease")
     # Scheduling can still let the victim run its own exit first on a heavily loaded machine
     # (then the syscall answers ESRCH, "already released"): up to 3 tries, and the real
     # "released" (syscall returned 0) must be seen at least once.
@@ -218,6 +221,7 @@ def test_release_memory_512mib(no_fd_leak, keepers, release):
 @pytest.mark.timeout(30)
 def test_mrelease_on_a_process_that_is_not_dying_fails_with_einval(no_fd_leak, keepers):
     """EINVAL ("not dying") is retried for a short while, then reported, not raised."""
+    require("process_mrelease")
     k = keepers(PLAIN)
     with exithand.open(k.pid) as h:
         m = _kill._Member(h, owned=False)
@@ -229,6 +233,7 @@ def test_mrelease_on_a_process_that_is_not_dying_fails_with_einval(no_fd_leak, k
 @pytest.mark.timeout(30)
 def test_mrelease_after_the_memory_is_gone_is_already_released(no_fd_leak, keepers):
     """ESRCH from process_mrelease (no thread holds the mm any more) means "already released"."""
+    require("process_mrelease")
     k = keepers(PLAIN)
     with exithand.open(k.pid) as h:
         h.kill()

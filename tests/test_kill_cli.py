@@ -6,12 +6,12 @@ import json
 import os
 import signal
 
+import kprobe
 import pytest
 from kill_helpers import is_alive
 
 import exithand
 from conftest import run_cli
-from exithand import _sys
 
 IGNORE_TERM = "import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nready(); block()\n"
 PLAIN = "ready(); block()\n"
@@ -85,8 +85,8 @@ def test_missing_target_is_an_error_and_nothing_is_signalled(keepers, victim_fac
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.skipif(not _sys.pidfd_has_unique_inode(), reason="PID:INODE needs pidfs inodes "
-                    "(Linux 6.9+)")
+@pytest.mark.skipif(not kprobe.probe("pidfs").ok, reason="PID:INODE needs pidfs inodes: "
+                    + kprobe.probe("pidfs").reason)
 def test_reused_number_with_inode_is_not_signalled(keepers):
     k = keepers(PLAIN)
     with exithand.open(k.pid) as h:

@@ -14,24 +14,18 @@ import textwrap
 import pytest
 
 import exithand
-from conftest import SRC, env_with_src, leader_zombie, run_cli, stop_process
+from conftest import SRC, env_with_src, leader_zombie, require, run_cli, stop_process
 from exithand._identity import read_stat
 
 FALLBACKS = ["procpoll", "connector"]
-
-
-def _kernel_at_least(major: int, minor: int) -> bool:
-    parts = platform.release().split(".")
-    return (int(parts[0]), int(parts[1].split("-")[0])) >= (major, minor)
 
 
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("name", ["pidfd", *FALLBACKS])
 def test_thread_leader_zombie_is_not_dead(no_fd_leak, leader_exits_first, backend_availability,
                                           name: str) -> None:
-    ok, why = backend_availability[name]
-    if not ok:
-        pytest.skip(why)
+    if name != "procpoll":
+        require("pidfd" if name == "pidfd" else "proc_connector")
     with leader_zombie(leader_exits_first, 4) as p:
         assert p.stdin is not None
         st = read_stat(p.pid)
@@ -53,9 +47,8 @@ def test_thread_leader_zombie_is_not_dead(no_fd_leak, leader_exits_first, backen
 @pytest.mark.parametrize("name", FALLBACKS)
 def test_fallback_fileno_signal_and_identity(no_fd_leak, victim_factory, backend_availability,
                                              name: str) -> None:
-    ok, why = backend_availability[name]
-    if not ok:
-        pytest.skip(why)
+    if name != "procpoll":
+        require("pidfd" if name == "pidfd" else "proc_connector")
     p = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
                          stdin=subprocess.PIPE)
     try:
@@ -89,9 +82,8 @@ def test_fallback_fileno_signal_and_identity(no_fd_leak, victim_factory, backend
 @pytest.mark.parametrize("name", FALLBACKS)
 def test_fallback_thread_id_is_not_a_process(no_fd_leak, leader_exits_first,
                                              backend_availability, name: str) -> None:
-    ok, why = backend_availability[name]
-    if not ok:
-        pytest.skip(why)
+    if name != "procpoll":
+        require("pidfd" if name == "pidfd" else "proc_connector")
     with leader_zombie(leader_exits_first, 4) as p:
         tids = [int(t) for t in os.listdir(f"/proc/{p.pid}/task") if int(t) != p.pid]
         assert tids
@@ -154,10 +146,7 @@ _REUSE_SCRIPT = textwrap.dedent("""
 def test_procpoll_pid_reuse_detected_by_start_time() -> None:
     """In a private pid namespace with pid_max=400, make the number of a dead, reaped process
     name a new one: the procpoll handle must say dead, refuse to signal, refuse to reopen."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root for unshare --pid")
-    if not _kernel_at_least(6, 14):
-        pytest.skip("pid_max is per pid namespace only from Linux 6.14")
+    require("pid_max_per_ns")
     with open("/proc/sys/kernel/pid_max") as f:
         host_pid_max = f.read()
     res = subprocess.run(

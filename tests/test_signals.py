@@ -20,7 +20,7 @@ import pytest
 from kill_helpers import v2_cgroup
 
 import exithand
-from conftest import env_with_src
+from conftest import env_with_src, require
 
 # Run in a fresh interpreter (its main thread, its own handlers), with a victim child that
 # never dies on its own.  ``API`` is the blocking call under test.
@@ -100,9 +100,7 @@ def _run(api: str, raise_: bool, cgroup: str = "") -> subprocess.CompletedProces
 
 def _skip_unless_possible(api: str, backend_availability) -> None:
     if api == "watch":
-        ok, why = backend_availability["connector"]
-        if not ok:
-            pytest.skip(f"proc connector unavailable: {why}")
+        require("proc_connector")
 
 
 @pytest.mark.timeout(60)
@@ -314,9 +312,7 @@ def test_fork_during_a_wait_leaves_the_child_no_wakeup_fd() -> None:
 def test_watch_iterator_holds_no_wakeup_fd_between_events(backend_availability) -> None:
     """The signal pipe is installed for one wait, never across a ``yield``: a suspended (or
     abandoned) iterator leaves no wakeup fd behind."""
-    ok, why = backend_availability["connector"]
-    if not ok:
-        pytest.skip(f"proc connector unavailable: {why}")
+    require("proc_connector")
     p = subprocess.Popen(["sleep", "300"])
     try:
         with exithand.watch(pids=[p.pid], timeout=20) as w:

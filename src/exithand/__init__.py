@@ -19,6 +19,7 @@ from ._errors import (
     NotProcessLeader,
     TimeoutExpired,
 )
+from ._features import FeatureInfo, features
 from ._handle import ExitHandle
 from ._handle import open as open  # public, but not in __all__ (see below)
 from ._identity import ProcessIdentity, parse_target
@@ -47,6 +48,7 @@ __all__ = [
     "ExitStatus",
     "ExitWatcher",
     "FdLimitError",
+    "FeatureInfo",
     "KillResult",
     "NoSuchProcess",
     "NotProcessLeader",
@@ -57,6 +59,7 @@ __all__ = [
     "WaitSet",
     "__version__",
     "backends",
+    "features",
     "kernel_release",
     "kill_and_wait",
     "kill_cgroup",

@@ -48,8 +48,10 @@ then queued in the socket (``DEFAULT_RCVBUF``) and nothing is lost unless that f
 ``/proc`` read at ``exec`` may come too late, so ``comm`` after an exec is the field most often
 missing.  A name set with ``prctl(PR_SET_NAME)`` travels in its event and is never missing.
 
-Availability is that of the proc connector (root/CAP_NET_ADMIN before 6.6; from 6.6 any user in
-the initial user and pid namespace); otherwise :class:`exithand.BackendUnavailable` is raised.
+Availability is that of the proc connector: root/CAP_NET_ADMIN; from Linux 6.6 *some* kernels also
+let other users in the initial user and pid namespace subscribe (refused on 6.18.44 here: the
+``bind()`` fails with EPERM), so it is tried, never assumed; otherwise
+:class:`exithand.BackendUnavailable` is raised, naming the refused step.
 """
 
 from __future__ import annotations

@@ -5,8 +5,9 @@ Order of preference, decided once at first use (like ``selectors.DefaultSelector
 1. ``pidfd`` (Linux 5.3+): a kernel object per process, exact, no polling, no thread, and
    signals that cannot hit a reused number.  Best whenever the kernel and sandbox allow it.
 2. ``connector`` (netlink proc connector): no pidfds and no polling; one shared listener thread,
-   deaths confirmed through ``/proc`` identity, and exit statuses at death time.  Needs root or
-   CAP_NET_ADMIN before 6.6, and the initial user and pid namespace from 6.6; its signals go
+   deaths confirmed through ``/proc`` identity, and exit statuses at death time.  Needs the
+   initial user and pid namespace, and root or CAP_NET_ADMIN (from 6.6 some kernels let other
+   users subscribe, some refuse their bind: tried, never assumed); its signals go
    through ``kill()`` after an identity check (a tiny race, see ``_procpoll``).
 3. ``procpoll``: works wherever ``/proc`` does, at the price of a polling thread (latency up to
    ``POLL_MAX``) and the same ``kill()`` race.  The last resort.

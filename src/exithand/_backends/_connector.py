@@ -540,8 +540,9 @@ def start_exit_listener() -> bool:
     (wait status, read from the kernel's exit event) at death time, even for processes that are
     not your children and whose parent has not reaped them.  Idempotent and thread-safe.
 
-    Returns ``False``, changing nothing, where the proc connector is unusable: before Linux 6.6
-    without CAP_NET_ADMIN, or (6.6+) outside the initial user and pid namespace, where the kernel
+    Returns ``False``, changing nothing, where the proc connector is unusable: without
+    CAP_NET_ADMIN before Linux 6.6 or on a 6.6+ kernel that still refuses unprivileged binds to
+    the group (6.18.44 here), or outside the initial user and pid namespace, where the kernel
     ignores the subscription silently (detected by a self-test exit).
     """
     ok, _ = LISTENER.start()

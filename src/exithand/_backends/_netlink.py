@@ -23,11 +23,16 @@ Kernel facts relied upon (``drivers/connector/cn_proc.c``):
   multicast group ``CN_IDX_PROC``.  Linux 6.6 added ``struct proc_input { op; event_type; }``
   (8 bytes) whose ``event_type`` bitmask filters events in the kernel; kernels before 6.6 ignore a
   message that is not exactly 4 bytes, so we fall back to the 4-byte form (all events).
-* Before 6.6 the subscribe needs ``CAP_NET_ADMIN`` (an error ack otherwise).  From 6.6 anyone may
-  subscribe, but a request from outside the initial user *and* pid namespace is **silently
-  ignored**.  So availability is decided by a self-test (:func:`self_test`): spawn a child that
-  exits at once and see its exit event arrive within a bounded time.  This also rejects a
-  listener in a child pid namespace, where events would carry pids of the initial namespace.
+* Before 6.6 the subscribe needs ``CAP_NET_ADMIN`` (an error ack otherwise).  6.6 relaxed the
+  kernel's own check so that unprivileged users *may* subscribe, but this is kernel-dependent in
+  practice: on 6.18.44 here the socket opens for uid 65534 and ``bind()`` to the group fails
+  with ``EPERM`` (netlink's multicast-bind permission; distribution builds, LSMs and backports
+  differ).  So nothing is assumed from the version: every step is tried, and a refusal names its
+  step (:class:`SubscribeError`).  A request from outside the initial user *and* pid namespace
+  is **silently ignored**.  So availability is decided by a self-test (:func:`self_test`):
+  spawn a child that exits at once and see its exit event arrive within a bounded time.  This
+  also rejects a listener in a child pid namespace, where events would carry pids of the
+  initial namespace.
 * A socket whose subscription was ignored still *receives* every event while some other
   process on the system is subscribed (the kernel generates events only while someone listens,
   and its 6.6+ filter passes sockets that never subscribed).  So a self-test alone could pass by
@@ -154,22 +159,55 @@ def _control(op: int, events: Optional[int]) -> bytes:
     return _NLHDR.pack(_NLHDR.size + len(cn), NLMSG_DONE, 0, 0, 0) + cn
 
 
+class SubscribeError(OSError):
+    """A step of opening or subscribing a proc connector socket was refused.
+
+    ``step`` names it ("open a NETLINK_CONNECTOR socket", "bind to the proc connector group",
+    "send the listen request"), so that errors say what the kernel refused rather than "cannot
+    open a socket": on some 6.6+ kernels the socket opens for anyone but ``bind()`` to the
+    group fails with ``EPERM`` for unprivileged users (measured on 6.18.44 here).
+    """
+
+    def __init__(self, step: str, err: OSError) -> None:
+        super().__init__(err.errno, err.strerror)
+        self.step = step
+
+    def explain(self) -> str:
+        """``"STEP: STRERROR"`` plus a hint where a refusal is a kernel permission decision."""
+        text = f"{self.step}: {self.strerror or os.strerror(self.errno or 0)}"
+        if self.errno in (errno.EPERM, errno.EACCES) and not _has_cap(CAP_NET_ADMIN):
+            text += (" (this kernel does not let unprivileged users subscribe; run as root or "
+                     "with CAP_NET_ADMIN)")
+        return text
+
+
 def open_socket(events: Optional[int], rcvbuf: Optional[int] = None) -> socket.socket:
     """A proc connector socket, subscribed (``events=None``: the 4-byte, unfiltered form).
 
     ``rcvbuf``: receive buffer in bytes (``SO_RCVBUFFORCE`` when privileged, else ``SO_RCVBUF``,
-    which the kernel caps at ``net.core.rmem_max``).  Raises ``OSError``.
+    which the kernel caps at ``net.core.rmem_max``).  Raises :class:`SubscribeError` naming the
+    refused step.
     """
-    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC,
-                         NETLINK_CONNECTOR)
+    step = "open a NETLINK_CONNECTOR socket"
+    try:
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC,
+                             NETLINK_CONNECTOR)
+    except OSError as e:
+        raise SubscribeError(step, e) from e
     try:
         if rcvbuf is not None:
+            step = "set the receive buffer"
             try:
                 sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf)
             except OSError:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        step = "bind to the proc connector group"
         sock.bind((0, CN_IDX_PROC))
+        step = "send the listen request"
         sock.send(_control(PROC_CN_MCAST_LISTEN, events))
+    except OSError as e:
+        sock.close()
+        raise SubscribeError(step, e) from e
     except BaseException:
         sock.close()
         raise
@@ -274,9 +312,8 @@ def subscribe_checked(events: Optional[int],
         try:
             # the self-test runs with a roomy buffer, so that a busy system cannot make it fail
             sock = open_socket(ev, SELF_TEST_RCVBUF)
-        except OSError as e:
-            why = os.strerror(e.errno or 0)
-            return None, False, f"cannot open a NETLINK_CONNECTOR socket: {why}"
+        except SubscribeError as e:
+            return None, False, e.explain()
         try:
             ok = self_test(sock)
         except OSError as e:
@@ -292,6 +329,7 @@ def subscribe_checked(events: Optional[int],
             return sock, ev is not None, ""
         sock.close()
         reason = ("subscription ignored by the kernel: a self-test exit was not reported "
-                  "(needs root/CAP_NET_ADMIN before Linux 6.6; from 6.6 any user, but only in "
-                  "the initial user and pid namespace)")
+                  "(needs root/CAP_NET_ADMIN before Linux 6.6; from 6.6 some kernels let "
+                  "other users in the initial user and pid namespace subscribe; try "
+                  "'exithand info' as that user)")
     return None, False, reason

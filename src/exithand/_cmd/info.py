@@ -17,12 +17,15 @@ DESCRIPTION = """\
 Probe every backend for real (as this user, in this namespace) and show which one
 'exithand wait' and the library use, and whether exit statuses of processes that are not your
 children are available at the moment they die (proc connector) or only after their parent
-reaps them (PIDFD_INFO_EXIT, Linux 6.15+).
+reaps them (PIDFD_INFO_EXIT, Linux 6.15+).  Each kernel feature exithand uses is tried with
+the smallest real operation (pidfd, pidfs inodes, PIDFD_INFO_EXIT, process_mrelease, proc
+connector), never inferred from the kernel version: run it as the user you care about.
 
 Backends, best first:
   pidfd      Linux 5.3+ pidfd_open: exact, no polling (refused by some seccomp sandboxes)
-  connector  netlink proc connector: no polling, statuses at death (root/CAP_NET_ADMIN before
-             Linux 6.6; from 6.6 any user in the initial user and pid namespace)
+  connector  netlink proc connector: no polling, statuses at death (root/CAP_NET_ADMIN; from
+             Linux 6.6 some kernels also let other users in the initial user and pid
+             namespace subscribe, others refuse the bind: the line below says which)
   procpoll   /proc polling with start-time identity: works everywhere, with some latency
 EXITHAND_BACKEND=NAME forces one of them.
 """
@@ -65,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         why = connector.reason if connector else "no connector backend"
         status_src = (f"not at death for non-children ({why}); own children always; others "
                       "from a zombie you may ptrace, or after the reap on Linux 6.15+")
+    feats = exithand.features()
     forced = os.environ.get("EXITHAND_BACKEND")
     if args.json:
         emit_json({
@@ -77,6 +81,9 @@ def run(args: argparse.Namespace) -> int:
             "selection_error": selection_error,
             "exit_status_at_death": at_death,
             "exit_status": status_src,
+            "uid": os.getuid(),
+            "features": [{"name": f.name, "available": f.available,
+                          "reason": f.reason or None} for f in feats],
         })
     else:
         emit(f"kernel:    {exithand.kernel_release()}")
@@ -89,6 +96,9 @@ def run(args: argparse.Namespace) -> int:
         tail = f" (forced by EXITHAND_BACKEND={forced})" if forced else ""
         emit(f"selected:  {selected or 'none'}{tail}")
         emit(f"exit status of non-children: {status_src}")
+        emit(f"kernel features (probed as uid {os.getuid()}):")
+        for f in feats:
+            emit(f"    {f.name:<17} {'yes' if f.available else 'no: ' + f.reason}")
     if selection_error:
         warn(selection_error)
     return _common.EXIT_OK if selected else _common.EXIT_ERROR

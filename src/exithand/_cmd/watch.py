@@ -24,8 +24,9 @@ before its new name could be read shows '?' (JSON null).
 Events the kernel drops when this program cannot keep up (receive buffer overflow) are never
 lost silently: a gap line gives their count (of all process events, not only exits).
 
-Needs root or CAP_NET_ADMIN before Linux 6.6; from 6.6 any user in the initial user and pid
-namespace (not inside a container's pid namespace).
+Needs root or CAP_NET_ADMIN.  From Linux 6.6 some kernels also let other users in the initial
+user and pid namespace listen (never inside a container's pid namespace); others refuse the
+bind to the proc connector group (EPERM).  Run 'exithand info' as that user to see which.
 """
 
 EPILOG = """\

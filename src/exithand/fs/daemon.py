@@ -99,8 +99,8 @@ def raise_fd_limit(need: int) -> None:
 def start_exit_listener() -> bool:
     """Start the library's proc connector listener: exit statuses known at death time.
 
-    Optional accelerator: without it (no CAP_NET_ADMIN before 6.6, or outside the initial
-    namespaces) statuses still come from zombies and PIDFD_INFO_EXIT.
+    Optional accelerator: without it (no CAP_NET_ADMIN on a kernel that requires it, or outside
+    the initial namespaces) statuses still come from zombies and PIDFD_INFO_EXIT.
     """
     try:
         ok = exithand.start_exit_listener()

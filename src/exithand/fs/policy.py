@@ -23,9 +23,10 @@ last credentials (:meth:`exithand.ExitHandle.credentials`): those of the zombie 
 sees it before the reap, else the last ones read alive (re-read every scanner period, 0.2 s,
 while a status file is open).  A refused caller gets EACCES.
 
-Note the kernel itself is more generous on recent versions: the proc connector (6.6+, for
-unprivileged listeners in the initial namespaces) and ``PIDFD_INFO_EXIT`` (6.15+, any pidfd
-holder) show exit codes more widely, so ``same-user`` is stricter than the kernel's own rule.
+Note the kernel itself is more generous on recent versions: the proc connector (on 6.6+
+kernels that let unprivileged listeners in the initial namespaces subscribe; not all do) and
+``PIDFD_INFO_EXIT`` (6.15+, any pidfd holder) show exit codes more widely, so ``same-user``
+is stricter than the kernel's own rule.
 """
 
 from __future__ import annotations
