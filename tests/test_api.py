@@ -7,6 +7,7 @@ Real processes only; each test bounds itself and cleans up what it started.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
 import signal
@@ -253,7 +254,8 @@ def test_typed_usage_is_mypy_strict_clean(tmp_path: Path) -> None:
 
 _KILL_DRIVER = textwrap.dedent("""
     import ctypes.util, signal, subprocess, sys
-    victim = subprocess.Popen(["sleep", "1000"])
+    victim = subprocess.Popen(["sleep", "1000"], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL)
     spawned = []
     def hook(event, args):
         if event in ("subprocess.Popen", "os.fork", "os.forkpty", "os.posix_spawn",
@@ -261,7 +263,7 @@ _KILL_DRIVER = textwrap.dedent("""
             spawned.append(event)
     sys.addaudithook(hook)
     import exithand
-    print("ready", flush=True)
+    print("ready", victim.pid, flush=True)
     sys.stdin.readline()                      # the test listens to fork events from here on
     (r,) = exithand.kill_and_wait(victim.pid, signal=signal.SIGKILL, release_memory=True,
                                   timeout=10)
@@ -290,11 +292,18 @@ def _proc_connector_listener():
     except OSError as e:
         s.close()
         return None, f"proc connector subscribe refused: {e}"
+    with contextlib.suppress(OSError):  # 32 MiB (root may force it): others fork a lot
+        s.setsockopt(socket.SOL_SOCKET, 33, 32 << 20)  # SO_RCVBUFFORCE
     s.setblocking(False)
     return s, ""
 
 
+class _Overflow(Exception):
+    """The kernel dropped events (ENOBUFS): a fork in the window may have been lost."""
+
+
 def _forks_of(sock, parent: int) -> list[int]:
+    import errno
     import struct
 
     kids = []
@@ -303,6 +312,10 @@ def _forks_of(sock, parent: int) -> list[int]:
             data = sock.recv(65536)
         except BlockingIOError:
             return kids
+        except OSError as e:
+            if e.errno == errno.ENOBUFS:
+                raise _Overflow() from None
+            raise
         off = 0
         while off + 16 <= len(data):
             ln = struct.unpack_from("=I", data, off)[0]
@@ -314,17 +327,33 @@ def _forks_of(sock, parent: int) -> list[int]:
             off += (ln + 3) & ~3
 
 
+@pytest.mark.timeout(120)
 def test_kill_path_starts_no_process() -> None:
     """``kill_and_wait(release_memory=True)`` from a fresh interpreter (cold caches) forks
     nothing: neither Python-level spawns (audit hooks) nor any fork at all (the proc connector's
-    fork events of that process, as root).  A control step that does fork proves both see it."""
+    fork events of that process, as root).  A control step that does fork proves both see it.
+    The connector is system-wide: if the kernel drops events (other processes forking en masse)
+    the run is inconclusive and repeated, up to 3 times."""
+    for _attempt in range(3):
+        try:
+            _kill_path_once()
+            return
+        except _Overflow:
+            continue
+    pytest.skip("proc connector overflowed in 3 attempts: fork events not checked")
+
+
+def _kill_path_once() -> None:
     sock, why = _proc_connector_listener() if os.geteuid() == 0 else (None, "not root")
     drv = subprocess.Popen([sys.executable, "-c", _KILL_DRIVER], stdin=subprocess.PIPE,
                            stdout=subprocess.PIPE, text=True,
                            env={**os.environ, "PYTHONPATH": SRC})
+    victim_fd = -1
     try:
         assert drv.stdin is not None and drv.stdout is not None
-        assert drv.stdout.readline() == "ready\n"
+        ready = drv.stdout.readline().split()
+        assert ready[0] == "ready", ready
+        victim_fd = os.pidfd_open(int(ready[1]))  # to clean up exactly it, whatever happens
         if sock is not None:
             _forks_of(sock, drv.pid)  # forget the victim's fork, before the window
         drv.stdin.write("\n")
@@ -345,8 +374,12 @@ def test_kill_path_starts_no_process() -> None:
     finally:
         if sock is not None:
             sock.close()
+        if victim_fd >= 0:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(victim_fd, signal.SIGKILL)
+            os.close(victim_fd)
         drv.kill()
-        drv.communicate(timeout=10)
+        drv.communicate(timeout=30)
 
 
 # ----- async watch() on every loop -------------------------------------------------------------
