@@ -88,6 +88,11 @@ def poll_ms(seconds: Optional[float]) -> Optional[int]:
 class ExitHandle:
     """A handle on one process's death.  Create with :func:`exithand.open` or the classmethods.
 
+    ``fileno()`` is readable exactly when the process is dead (zombie or reaped); ``poll()``
+    is ``None`` while it lives and its :class:`ExitStatus` after (``subprocess.Popen.poll()``'s
+    contract; ``is_alive()`` is the bool); ``wait(timeout)`` blocks; ``await wait_async()``
+    for asyncio/trio/anyio; ``send_signal()`` never hits a reused number.  Nothing is reaped.
+
     Thread-safe for concurrent ``wait()``/``poll()``/``status()``; ``close()`` while another
     thread waits makes that wait fail with ``ValueError`` (use a WaitSet to wait on many).
     """
