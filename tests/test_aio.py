@@ -78,7 +78,7 @@ def test_asyncio_200_waiters_cancel_one(loop_kind, no_fd_leak):
                 assert all(st.signal == 9 or not st.known for st in results)
                 # the cancelled one's handle still works, in a new wait
                 st = await hs[victim].wait_async()
-                assert st.pid == hs[victim].pid and hs[victim].poll()
+                assert st.pid == hs[victim].pid and not hs[victim].is_alive()
                 if selector:
                     assert _epoll_watch_count(selector.fileno()) == before  # nothing left over
 
@@ -113,7 +113,7 @@ def test_asyncio_timeout_leaves_handle_usable(loop_kind, no_fd_leak):
         async def main():
             with pytest.raises(asyncio.TimeoutError):
                 await asyncio.wait_for(h.wait_async(), 0.05)
-            assert not h.poll()
+            assert h.is_alive()
             h.kill()
             st = await asyncio.wait_for(h.wait_async(), 10)
             assert st.pid == h.pid
@@ -161,7 +161,7 @@ def test_asyncio_as_exited_async(loop_kind, no_fd_leak):
             kt = asyncio.create_task(killer())
             seen = []
             async for h in ws.as_exited_async():
-                assert h in killed and h.poll()
+                assert h in killed and not h.is_alive()
                 seen.append(h)
             await kt
             assert len(seen) == N and set(seen) == set(hs)

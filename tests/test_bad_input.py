@@ -181,7 +181,7 @@ def test_cli_kill_with_closed_stdout_still_kills(victim_factory) -> None:
                          env=env_with_src(), preexec_fn=_close_stdout, timeout=30)
     assert res.returncode == 1 and "cannot write to standard output" in res.stderr, res.stderr
     with exithand.open(v.pid) as h:
-        assert h.poll()  # killed before the report failed
+        assert not h.is_alive()  # killed before the report failed
 
 
 def test_cli_closed_stderr_keeps_the_exit_code() -> None:
@@ -430,6 +430,6 @@ def test_send_signal_rejects_non_signals(victim_factory, sig: Any) -> None:
     with exithand.open(v.pid) as h:
         with pytest.raises(ValueError, match="invalid signal"):
             h.send_signal(sig)
-        assert not h.poll()  # nothing was sent
+        assert h.is_alive()  # nothing was sent
         v.exit(6)
         assert h.wait(20).exit_code == 6

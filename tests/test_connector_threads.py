@@ -87,7 +87,7 @@ def _group(binary: str) -> Iterator[_Group]:
 def _die(g: _Group, h: exithand.ExitHandle) -> None:
     """Leader exits first (the group lives on), then the group exits with 7."""
     assert g.cue("leader") == "leader-gone"
-    assert not h.poll(), "a group whose leader exited is not dead"
+    assert h.is_alive(), "a group whose leader exited is not dead"
     assert g.cue("exit") == "sent"
     assert select.select([h], [], [], 10)[0], "the group did not die"
 

@@ -63,7 +63,7 @@ def test_without_pidfd_info_a_reaped_nonchild_is_unknown_with_reason(victim_fact
             sys.stdin.readline()          # the victim is dead and reaped now
             st = h.status()
             print(json.dumps({{"known": st.known, "reason": st.reason,
-                               "dead": h.poll()}}), flush=True)
+                               "dead": not h.is_alive()}}), flush=True)
             h.close()
         """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         env=env_with_src(EXITHAND_DISABLE="pidfd_info,pidfs"))

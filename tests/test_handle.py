@@ -27,12 +27,12 @@ pytestmark = pytest.mark.timeout(60)
 def test_nonchild_reaped_by_its_parent(no_fd_leak: None, victim_factory, backend: str) -> None:
     v: Victim = victim_factory(reap=True)
     with exithand.open(v.pid, backend=backend) as h:
-        assert not h.poll()
+        assert h.is_alive()
         assert h.status() is None
         v.exit(7)
         assert v.keeper.stdout.readline() == b"reaped\n"
         st = h.wait(timeout=10)
-        assert h.poll()
+        assert not h.is_alive()
         assert st.known, st.reason
         assert st.exit_code == 7 and st.signal is None and st.returncode == 7
         if backend == "pidfd":
@@ -59,7 +59,7 @@ def test_zombie_nonchild_is_dead_and_root_reads_field_52(no_fd_leak: None, victi
     with open(f"/proc/{v.pid}/stat") as f:
         assert f.read().rsplit(")", 1)[1].split()[0] == "Z"
     with exithand.open(v.pid, backend=backend) as h:
-        assert h.poll(), "a zombie is dead"
+        assert not h.is_alive(), "a zombie is dead"
         st = h.wait(timeout=0)
         assert st.known and st.exit_code == 5, st
         if backend == "pidfd":
@@ -70,7 +70,7 @@ def _status_as_other_user(pid: int, backend: str) -> dict[str, object]:
     with exithand.open(pid, backend=backend) as h:
         st = h.wait(timeout=5)
         return {"known": st.known, "reason": st.reason, "exit_code": st.exit_code,
-                "dead": h.poll()}
+                "dead": not h.is_alive()}
 
 
 def test_zombie_nonchild_status_hidden_from_other_user(no_fd_leak: None, victim_factory) -> None:
@@ -208,7 +208,7 @@ def test_multithreaded_leader_exit_is_not_death(no_fd_leak: None, leader_exits_f
         with open(f"/proc/{p.pid}/stat") as f:
             assert f.read().rsplit(")", 1)[1].split()[0] == "Z", "leader shows as zombie"
         with exithand.open(p.pid, backend=backend) as h:
-            assert not h.poll(), "a live thread group is not dead"
+            assert h.is_alive(), "a live thread group is not dead"
             with pytest.raises(exithand.TimeoutExpired):
                 h.wait(timeout=0.2)
             assert h.status() is None
@@ -244,7 +244,7 @@ def test_signal_other_users_process_is_access_denied(no_fd_leak: None, victim_fa
     v = victim_factory(reap=True)
     assert run_as(NOBODY, lambda: _signal_as_other_user(v.pid)) == f"denied pid={v.pid}"
     with exithand.open(v.pid) as h:
-        assert not h.poll(), "nothing was killed"
+        assert h.is_alive(), "nothing was killed"
 
 
 def test_wait_timeout(no_fd_leak: None, victim_factory, backend: str) -> None:
@@ -325,4 +325,4 @@ def test_vanished_pid(no_fd_leak: None, backend: str) -> None:
 
 def test_self_is_not_dead(no_fd_leak: None, backend: str) -> None:
     with exithand.open(os.getpid(), backend=backend) as h:
-        assert not h.poll() and h.status() is None
+        assert h.is_alive() and h.status() is None

@@ -133,7 +133,7 @@ def test_pid_inode_of_reused_pid_is_never_signalled(no_fd_leak, keepers):
             assert res[0].outcome == _kill.OUTCOME_ALREADY_GONE, res
             assert res[0].signals == ()
             assert "now names another process" in (res[0].reason or "")
-            assert not hr.poll(), "the process that reused the pid was signalled"
+            assert hr.is_alive(), "the process that reused the pid was signalled"
             assert reuser.poll() is None
     finally:
         reuser.kill()
@@ -227,7 +227,7 @@ def test_mrelease_on_a_process_that_is_not_dying_fails_with_einval(no_fd_leak, k
         m = _kill._Member(h, owned=False)
         _kill._mrelease(m)
         assert m.mrelease == _kill.MRELEASE_FAILED and "EINVAL" in (m.mrelease_error or "")
-        assert not h.poll()  # and it is still alive: mrelease never kills
+        assert h.is_alive()  # and it is still alive: mrelease never kills
 
 
 @pytest.mark.timeout(30)
@@ -264,7 +264,7 @@ def test_handles_are_accepted_and_left_open(no_fd_leak, keepers):
     with exithand.open(k.pid) as h:
         (r,) = exithand.kill_and_wait((h,), signal=signal.SIGKILL, release_memory=True)
         assert r.outcome == _kill.OUTCOME_KILLED
-        assert not h.closed and h.poll()
+        assert not h.closed and not h.is_alive()
         d = r.as_dict()
         assert d["outcome"] == "killed" and d["signal_name"] == "SIGKILL"
         assert d["signals_sent"] == ["SIGKILL"] and d["memory_bytes"] == r.memory

@@ -32,7 +32,7 @@ def test_thread_leader_zombie_is_not_dead(no_fd_leak, leader_exits_first, backen
         assert st is not None and st.state == "Z" and st.num_threads == 2  # the trap is real
         with exithand.open(p.pid, backend=name) as h:
             assert h.backend == name
-            assert not h.poll()
+            assert h.is_alive()
             assert h.status() is None
             # bounded negative check: the fd stays unreadable over many monitor rounds
             assert not select.select([h], [], [], 0.3)[0]
@@ -63,7 +63,7 @@ def test_fallback_fileno_signal_and_identity(no_fd_leak, victim_factory, backend
             st = h.wait(timeout=10)
             assert st.signal == signal.SIGTERM and st.source == "child"
             assert p.wait(timeout=10) == -signal.SIGTERM  # reaped now
-            assert h.poll()
+            assert not h.is_alive()
             # reaped: signalling must refuse instead of hitting a reuser of the number
             with pytest.raises(exithand.NoSuchProcess):
                 h.kill()
@@ -75,7 +75,7 @@ def test_fallback_fileno_signal_and_identity(no_fd_leak, victim_factory, backend
     with pytest.raises(exithand.NoSuchProcess):
         exithand.open(v2.pid, start_time=st.start_time + 1, backend=name)
     with exithand.open(v2.pid, start_time=st.start_time, backend=name) as h2:
-        assert not h2.poll()
+        assert h2.is_alive()
 
 
 @pytest.mark.timeout(30)
@@ -122,7 +122,7 @@ _REUSE_SCRIPT = textwrap.dedent("""
             reuser = c
         else:
             os.kill(c, signal.SIGKILL); os.waitpid(c, 0)
-    out = {"a": a, "reuser": reuser, "tries": tries, "dead": h.poll()}
+    out = {"a": a, "reuser": reuser, "tries": tries, "dead": not h.is_alive()}
     try:
         h.send_signal(signal.SIGTERM)
         out["signal"] = "sent"
@@ -206,7 +206,7 @@ _WATCH_SCRIPT = textwrap.dedent("""
         print(h.backend, flush=True)
         sys.stdin.readline()          # the test kills the victim after this line
         st = h.wait(timeout=20)
-        print(int(h.poll()), st.known, flush=True)
+        print(int(not h.is_alive()), st.known, flush=True)
 """)
 
 

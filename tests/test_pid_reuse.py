@@ -54,7 +54,7 @@ SCRIPT = textwrap.dedent("""
     os.kill(a, signal.SIGKILL)
     os.waitpid(a, 0)
     os.close(a_ctl)
-    out["old_dead"] = h.poll()
+    out["old_dead"] = not h.is_alive()
     # start times have clock-tick resolution: make sure the reuser is born in a later tick
     ticks = os.sysconf("SC_CLK_TCK")
     while time.clock_gettime(time.CLOCK_BOOTTIME) * ticks < ident.start_time + 2:

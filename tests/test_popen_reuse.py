@@ -74,7 +74,7 @@ def test_from_popen_refuses_a_reused_number(backend: str) -> None:
             h.close()  # (before the fix: a handle on the keeper's child)
         # the stranger was not touched and still lives
         with exithand.open(p.pid) as s:
-            assert not s.poll()
+            assert s.is_alive()
     finally:
         assert keeper.stdin is not None and keeper.stdout is not None
         keeper.stdin.close()

@@ -6,7 +6,7 @@ import exithand
 def test_nonchild_reaped_status(no_fd_leak, victim_factory, backend):
     v = victim_factory(reap=True)
     with exithand.open(v.pid, backend=backend) as h:
-        assert not h.poll()
+        assert h.is_alive()
         v.exit(7)
         st = h.wait(timeout=10)
         assert v.keeper.stdout.readline() == b"reaped\n"

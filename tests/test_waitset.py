@@ -66,7 +66,7 @@ def test_thousand_die_in_random_order_each_reported_once_never_early(no_fd_leak)
             for h in ws.as_exited(timeout=60):
                 with lock:
                     assert h in killed, f"{h} reported before it was killed"
-                assert h.poll()  # its pidfd is readable: really dead
+                assert not h.is_alive()  # its pidfd is readable: really dead
                 reported.append(h)
             t.join(30)
             assert len(reported) == n
@@ -305,7 +305,7 @@ def test_reused_fd_number_is_not_reported_for_the_new_handle(no_fd_leak):
                     assert d.fileno() == fd
                     ws.add(d)
             assert len(seen) == 1, f"a live process was reported: {seen}"
-            assert not d.poll() and d in ws
+            assert d.is_alive() and d in ws
         finally:
             _close_all([a, c] + ([d] if d else []))
 

@@ -65,7 +65,8 @@ if TYPE_CHECKING:  # what the names are, for type checkers and IDEs
         TimeoutExpired,
     )
     from ._features import FeatureInfo, features
-    from ._handle import ExitHandle, open
+    from ._handle import ExitHandle
+    from ._handle import open as open  # public, not in __all__
     from ._identity import ProcessIdentity, parse_target
     from ._info import BackendInfo, backends, kernel_release, selected_backend
     from ._kill import KillResult, kill_and_wait
@@ -94,6 +95,9 @@ def __dir__() -> list[str]:
 
 __version__ = "0.1.0"
 
+# ``open`` is public (``exithand.open(pid)``) but deliberately not in ``__all__``: a
+# ``from exithand import *`` must not shadow the builtin ``open``.
+
 __all__ = [
     "AccessDenied",
     "BackendInfo",
@@ -121,7 +125,6 @@ __all__ = [
     "kernel_release",
     "kill_and_wait",
     "kill_cgroup",
-    "open",
     "parse_target",
     "selected_backend",
     "start_exit_listener",

@@ -16,7 +16,13 @@ own machinery, registered at wait time and unregistered when the wait ends, howe
 * **anyio** needs nothing of its own: on its asyncio backend the asyncio path runs (anyio's
   cancel scopes cancel with ``Task.cancel``), on its trio backend the trio path.
 
-trio is imported only if it is already imported and a trio run is active: it stays optional.
+trio is imported only if it is already imported and a trio run is active: it stays optional;
+asyncio is imported only when an async wait runs (a running asyncio loop has loaded it anyway),
+so ``import exithand`` does not pay for it.
+
+Layering: this module sits just above the status and below handles and sets at run time: it
+knows them only as types (``TYPE_CHECKING``) and through the small methods it calls (duck
+typing), so :mod:`._handle` and :mod:`._waitset` import it at module level, downward.
 
 Closing a handle (or WaitSet) while tasks wait on it wakes them with ``ValueError``.  Limit: if
 the close happens in another thread, the loop learns it a moment later (``call_soon_threadsafe``
@@ -25,24 +31,25 @@ the close happens in another thread, the loop learns it a moment later (``call_s
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import threading
 import weakref
-from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any, Protocol
 
+TYPE_CHECKING = False  # mypy reads this as typing's; importing typing costs start-up time
 if TYPE_CHECKING:
+    import asyncio
+    from collections.abc import AsyncIterator, Callable
+    from typing import Any, Optional, Protocol
+
     from ._handle import ExitHandle
     from ._status import ExitStatus
     from ._waitset import WaitSet
 
+    class _Closable(Protocol):
+        """An ExitHandle or WaitSet: something whose fd closing we must hear about."""
 
-class _Closable(Protocol):
-    """An ExitHandle or WaitSet: something whose fd closing we must hear about."""
-
-    def _add_close_hook(self, fn: Callable[[Any, int], None]) -> None: ...
-    def _remove_close_hook(self, fn: Callable[[Any, int], None]) -> None: ...
+        def _add_close_hook(self, fn: Callable[[Any, int], None]) -> None: ...
+        def _remove_close_hook(self, fn: Callable[[Any, int], None]) -> None: ...
 
 
 def _closed_error() -> ValueError:
@@ -51,6 +58,8 @@ def _closed_error() -> ValueError:
 
 def current_library() -> str:
     """``"trio"`` or ``"asyncio"``: which event loop is running in this thread."""
+    import asyncio  # already loaded whenever an asyncio loop runs: a dict lookup
+
     trio = sys.modules.get("trio")
     if trio is not None:
         try:
@@ -76,6 +85,39 @@ async def wait_readable(fd: int, owner: _Closable) -> None:
         await _trio_wait_readable(fd, owner)
     else:
         await _asyncio_wait_readable(fd, owner)
+
+
+async def wait_readable_for(fd: int, owner: _Closable, timeout: Optional[float]) -> bool:
+    """:func:`wait_readable` bounded by ``timeout`` seconds (``None``: no bound), in whichever
+    loop runs (asyncio/uvloop, trio, anyio on either).  False when the time ran out."""
+    if timeout is None:
+        await wait_readable(fd, owner)
+        return True
+    if current_library() == "trio":
+        import trio
+
+        with trio.move_on_after(timeout):
+            await _trio_wait_readable(fd, owner)
+            return True
+        return False
+    import asyncio
+
+    try:
+        await asyncio.wait_for(_asyncio_wait_readable(fd, owner), timeout)
+    except asyncio.TimeoutError:
+        return False
+    return True
+
+
+class NeverClosed:
+    """An owner for an fd that is never closed while waited on (its closer waits for the
+    waiters to leave first): close hooks are not needed."""
+
+    def _add_close_hook(self, fn: Callable[[Any, int], None]) -> None:
+        pass
+
+    def _remove_close_hook(self, fn: Callable[[Any, int], None]) -> None:
+        pass
 
 
 # ----- asyncio ---------------------------------------------------------------------------------
@@ -128,6 +170,8 @@ class _AsyncioFdWatch:
 
     def _closing(self, _owner: Any, _fd: int) -> None:
         """Close hook: runs in the closing thread just before the fd is closed."""
+        import asyncio
+
         try:
             in_loop = asyncio.get_running_loop() is self.loop
         except RuntimeError:
@@ -153,6 +197,8 @@ _asyncio_tables: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop,
 
 
 async def _asyncio_wait_readable(fd: int, owner: _Closable) -> None:
+    import asyncio
+
     loop = asyncio.get_running_loop()
     table = _asyncio_tables.get(loop)
     if table is None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import errno
 
+from . import _fdlimit
+
 TYPE_CHECKING = False  # mypy reads this as typing's; importing typing costs start-up time
 if TYPE_CHECKING:
     from typing import Optional
@@ -29,8 +31,17 @@ class Error(Exception):
         return self.msg
 
 
-class NoSuchProcess(Error):
-    """The process does not exist, was reaped, or the number now names another process."""
+class NoSuchProcess(Error, ProcessLookupError):
+    """The process does not exist, was reaped, or the number now names another process.
+
+    Also a builtin :class:`ProcessLookupError` (what ``os.kill`` raises for ESRCH), so
+    ``except ProcessLookupError`` catches it too; ``errno`` is ``ESRCH``.
+    """
+
+    def __init__(self, msg: str, pid: Optional[int] = None) -> None:
+        Error.__init__(self, msg, pid)
+        self.errno = errno.ESRCH
+        self.strerror = msg
 
 
 class NotProcessLeader(NoSuchProcess):
@@ -40,12 +51,21 @@ class NotProcessLeader(NoSuchProcess):
     """
 
     def __init__(self, msg: str, pid: Optional[int] = None, tgid: Optional[int] = None) -> None:
-        super().__init__(msg, pid)
+        NoSuchProcess.__init__(self, msg, pid)
         self.tgid = tgid
 
 
-class AccessDenied(Error):
-    """The kernel refused the operation (EPERM/EACCES), e.g. signalling another user's process."""
+class AccessDenied(Error, PermissionError):
+    """The kernel refused the operation (EPERM/EACCES), e.g. signalling another user's process.
+
+    Also a builtin :class:`PermissionError`, so ``except PermissionError`` catches it too;
+    ``errno`` is ``EPERM``.
+    """
+
+    def __init__(self, msg: str, pid: Optional[int] = None) -> None:
+        Error.__init__(self, msg, pid)
+        self.errno = errno.EPERM
+        self.strerror = msg
 
 
 class TimeoutExpired(Error, TimeoutError):
@@ -70,7 +90,12 @@ class FdLimitError(Error):
 
 
 class BackendUnavailable(Error):
-    """No usable kernel mechanism to watch processes (e.g. pidfd_open refused by seccomp)."""
+    """No usable kernel mechanism to watch processes (e.g. pidfd_open refused by seccomp).
+
+    Raised by :func:`exithand.open` with a forced ``backend=`` (or ``EXITHAND_BACKEND``) that
+    this system lacks, and by :func:`exithand.watch` where the proc connector cannot be used;
+    the message says why.  :func:`exithand.backends` lists what is available.
+    """
 
 
 def translate_oserror(exc: OSError, pid: Optional[int], what: str) -> Exception:
@@ -86,8 +111,7 @@ def translate_oserror(exc: OSError, pid: Optional[int], what: str) -> Exception:
     if err in (errno.EPERM, errno.EACCES):
         return AccessDenied(f"{label}: permission denied ({what})", pid)
     if err in (errno.EMFILE, errno.ENFILE):
-        from ._fdlimit import describe  # names the soft/hard limit that was hit
-
-        return FdLimitError(describe(exc, f"{label}: {what}"), pid)
+        # _fdlimit.describe names the soft/hard limit that was hit
+        return FdLimitError(_fdlimit.describe(exc, f"{label}: {what}"), pid)
     return Error(f"{label}: {what} failed: [{errno.errorcode.get(err or 0, err)}] "
                  f"{exc.strerror}", pid)

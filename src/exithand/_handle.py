@@ -21,6 +21,7 @@ import warnings
 from collections.abc import Callable
 
 from . import _creds, _identity, _sigwake, _sources, _sys
+from ._aio import wait_handle
 from ._backends import Backend, ProcessRef, default_backend, get_backend
 from ._creds import ProcessCredentials
 from ._errors import (
@@ -90,6 +91,11 @@ def poll_ms(seconds: Optional[float]) -> Optional[int]:
 class ExitHandle:
     """A handle on one process's death.  Create with :func:`exithand.open` or the classmethods.
 
+    ``fileno()`` is readable exactly when the process is dead (zombie or reaped); ``poll()``
+    is ``None`` while it lives and its :class:`ExitStatus` after (``subprocess.Popen.poll()``'s
+    contract; ``is_alive()`` is the bool); ``wait(timeout)`` blocks; ``await wait_async()``
+    for asyncio/trio/anyio; ``send_signal()`` never hits a reused number.  Nothing is reaped.
+
     Thread-safe for concurrent ``wait()``/``poll()``/``status()``; ``close()`` while another
     thread waits makes that wait fail with ``ValueError`` (use a WaitSet to wait on many).
     """
@@ -113,18 +119,48 @@ class ExitHandle:
 
     @classmethod
     def open(cls, pid: int, *, inode: Optional[int] = None, start_time: Optional[int] = None,
-             backend: Optional[str] = None) -> ExitHandle:
-        """Pin the process ``pid`` names now, verified against ``inode``/``start_time``.
+             create_time: Optional[float] = None, backend: Optional[str] = None) -> ExitHandle:
+        """Pin the process ``pid`` names now, checked against what you know of it.
 
-        Raises ``ValueError`` for a bad pid, :class:`NotProcessLeader` for a thread id and
-        :class:`NoSuchProcess` if the process is gone or, with ``inode``/``start_time``, if the
-        number now names a different process (the one you meant is dead).
+        Arguments (all but ``pid`` optional and keyword-only):
+
+        * ``pid``: a process id, ``1 <= pid <= pid_max`` (a thread id is refused).
+        * ``inode``: its pidfs inode (``h.identity.inode``, util-linux's ``PID:INODE``;
+          Linux 6.9+), unique per boot: the exact identity.
+        * ``start_time``: its start in clock ticks since boot (``/proc/PID/stat`` field 22),
+          exact on every kernel.
+        * ``create_time``: its start in seconds since the epoch, as
+          ``psutil.Process.create_time()`` returns it; matched to within one clock tick
+          (``btime + start_time / CLK_TCK``, read now: a wall-clock step since the value was
+          taken makes it miss, as it makes psutil's own check miss).
+        * ``backend``: ``"pidfd"`` (Linux 5.3+), ``"connector"`` or ``"procpoll"``; default:
+          the best available one (``EXITHAND_BACKEND`` overrides).
+
+        The race is only between the number and the pin: the process is pinned first (a
+        pidfd), then compared with what you gave, so a mismatch can only mean the process you
+        meant is gone.  Raises ``ValueError`` for a malformed argument (also a ``start_time``
+        beyond the current uptime, e.g. epoch seconds given as ticks),
+        :class:`NotProcessLeader` for a thread id, :class:`NoSuchProcess` (a
+        ``ProcessLookupError``) if the process is gone or the number now names another,
+        :class:`BackendUnavailable` for a forced backend this kernel lacks, and
+        :class:`FdLimitError` when out of file descriptors.  The handle holds one fd: close it
+        (``with`` does).
         """
         pid = _identity.check_pid(pid)
         for name, value, least in (("inode", inode, 1), ("start_time", start_time, 0)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                       or value < least):
                 raise ValueError(f"invalid {name} {value!r}: must be an int >= {least} or None")
+        if start_time is not None and start_time > _identity.uptime_ticks() + 1:
+            raise ValueError(f"invalid start_time {start_time}: it is in clock ticks since boot "
+                             f"(/proc/PID/stat field 22) and the system has been up only "
+                             f"{_identity.uptime_ticks()} ticks; for seconds since the epoch "
+                             "(psutil's create_time()) pass create_time=")
+        if create_time is not None and (isinstance(create_time, bool)
+                                        or not isinstance(create_time, (int, float))
+                                        or not math.isfinite(create_time) or create_time < 0):
+            raise ValueError(f"invalid create_time {create_time!r}: must be seconds since the "
+                             "epoch (a float, as psutil.Process.create_time() gives) or None")
         b = _pick_backend(backend)
         try:
             ref = b.open(pid)
@@ -132,6 +168,8 @@ class ExitHandle:
             raise _open_error(e, pid) from None
         try:
             cls._verify(ref, inode, start_time)
+            if create_time is not None:
+                cls._verify_create_time(ref, float(create_time))
         except BaseException:
             ref.close()
             raise
@@ -156,6 +194,18 @@ class ExitHandle:
                 raise NoSuchProcess(f"process {ref.pid} with start time {start_time} is gone: "
                                     f"the pid now names another process (start time "
                                     f"{ident.start_time})", ref.pid)
+
+    @staticmethod
+    def _verify_create_time(ref: ProcessRef, create_time: float) -> None:
+        ident = ref.identity
+        if ident.start_time is None:
+            raise NoSuchProcess(f"process {ref.pid} exited before its start time could be "
+                                f"checked against create_time {create_time}", ref.pid)
+        ours = _identity.create_time_of(ident.start_time)
+        if abs(ours - create_time) > 1.0 / _identity.CLK_TCK + 1e-6:
+            raise NoSuchProcess(f"process {ref.pid} created at {create_time:.2f} is gone: the "
+                                f"pid now names another process (created at {ours:.2f})",
+                                ref.pid)
 
     @classmethod
     def from_pidfd(cls, pidfd: int, *, backend: Optional[str] = None) -> ExitHandle:
@@ -234,9 +284,16 @@ class ExitHandle:
 
     # ----- waiting --------------------------------------------------------------------------
 
-    def poll(self) -> bool:
-        """Is the process dead (zombie or reaped)?  Never blocks."""
-        return self._live_ref().is_dead()
+    def poll(self) -> Optional[ExitStatus]:
+        """``None`` while the process is alive, else its :class:`ExitStatus`.  Never blocks.
+
+        The same contract as :meth:`subprocess.Popen.poll`: ``h.poll() is None`` means "still
+        running".  Unlike ``Popen.poll()`` it never reaps: a child of yours stays a zombie until
+        you wait for it.  The status may be ``known=False`` (with ``reason``) when the system
+        cannot tell it; a known one is cached.  For the plain bool use :meth:`is_alive`.
+        Raises ``ValueError`` on a closed handle.
+        """
+        return self.status()
 
     def is_alive(self) -> bool:
         """Is the process still alive (not yet a zombie, not reaped)?  Never blocks.
@@ -392,8 +449,6 @@ class ExitHandle:
         and leaves the handle usable; many tasks may wait on one handle at once.  Closing the
         handle wakes its waiters with ``ValueError``.  See :mod:`exithand._aio`.
         """
-        from ._aio import wait_handle
-
         return await wait_handle(self)
 
     # ----- lifetime ---------------------------------------------------------------------------
@@ -457,7 +512,24 @@ class ExitHandle:
 
 
 def open(pid: int, *, inode: Optional[int] = None, start_time: Optional[int] = None,
-         backend: Optional[str] = None) -> ExitHandle:
-    """Open an :class:`ExitHandle` on process ``pid``.  See :meth:`ExitHandle.open`."""
-    return ExitHandle.open(pid, inode=inode, start_time=start_time, backend=backend)
+         create_time: Optional[float] = None, backend: Optional[str] = None) -> ExitHandle:
+    """Open a handle on the death of process ``pid`` (any process, not only a child).
+
+    ``with exithand.open(1234) as h: status = h.wait(timeout=5)``
+
+    The process is pinned (a pidfd, Linux 5.3+; fallbacks without pidfds), so a later reuse of
+    the number never makes the handle report on, or signal, another process.  To be sure the
+    number still names the process you mean, pass what you know of it (keyword-only):
+    ``inode=`` (pidfs inode, Linux 6.9+, exact), ``start_time=`` (clock ticks since boot,
+    ``/proc/PID/stat`` field 22, exact) or ``create_time=`` (epoch seconds, as
+    ``psutil.Process.create_time()``; within one clock tick).  ``backend=`` forces
+    ``"pidfd"``, ``"connector"`` or ``"procpoll"``.
+
+    Raises ``ValueError`` (bad pid or argument), :class:`NotProcessLeader` (a thread id),
+    :class:`NoSuchProcess` (gone, or the number names another process now; also a
+    ``ProcessLookupError``), :class:`BackendUnavailable`, :class:`FdLimitError`.  Returns an
+    :class:`ExitHandle` holding one fd: close it (``with`` does).
+    """
+    return ExitHandle.open(pid, inode=inode, start_time=start_time, create_time=create_time,
+                           backend=backend)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 
 TYPE_CHECKING = False  # mypy reads this as typing's; importing typing costs start-up time
 if TYPE_CHECKING:
@@ -122,6 +123,42 @@ def pid_max() -> int:
 
 _pid_max_seen = 0
 
+#: clock ticks per second: the unit of ``/proc/<pid>/stat`` field 22 (USER_HZ, 100 on Linux)
+CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def boot_time() -> float:
+    """``btime`` of ``/proc/stat``: the wall-clock time of boot, whole seconds since the epoch.
+
+    Read each time (cheap, and the kernel moves it when the wall clock is stepped), as
+    ``psutil.boot_time()`` does; 0.0 if unreadable.
+    """
+    try:
+        fd = os.open("/proc/stat", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            data = b""
+            while b"btime " not in data or not data.split(b"btime ", 1)[1].count(b"\n"):
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                data += chunk
+        finally:
+            os.close(fd)
+        return float(data.split(b"btime ", 1)[1].split(b"\n", 1)[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def create_time_of(start_time: int) -> float:
+    """Start time in clock ticks since boot -> seconds since the epoch, as
+    ``psutil.Process.create_time()`` computes it (``btime + ticks / CLK_TCK``)."""
+    return boot_time() + start_time / CLK_TCK
+
+
+def uptime_ticks() -> int:
+    """Clock ticks since boot now (``CLOCK_BOOTTIME``, the clock of stat field 22)."""
+    return int(time.clock_gettime(time.CLOCK_BOOTTIME) * CLK_TCK)
+
 
 @dataclass(frozen=True)
 class ProcessIdentity:
@@ -141,11 +178,24 @@ class ProcessIdentity:
     def __str__(self) -> str:
         return f"{self.pid}:{self.inode}" if self.inode is not None else str(self.pid)
 
+    @property
+    def create_time(self) -> Optional[float]:
+        """The start time as seconds since the epoch, as ``psutil.Process.create_time()``
+        gives it (``None`` when ``start_time`` is).  Derived from the boot time now, so a wall
+        clock step since boot moves it, as it moves psutil's."""
+        return None if self.start_time is None else create_time_of(self.start_time)
+
 
 def parse_target(text: str) -> tuple[int, Optional[int]]:
-    """Parse a ``PID`` or ``PID:INODE`` target (pid checked against pid_max).
+    """Parse a ``PID`` or ``PID:INODE`` target, as util-linux ``waitpid(1)`` accepts it.
 
-    Raises ``ValueError`` with a message naming the target.
+    ``parse_target("1234:81234")`` returns ``(1234, 81234)``; ``parse_target("1234")`` returns
+    ``(1234, None)``.  Pass the pair on as ``exithand.open(pid, inode=inode)``.  The inode is
+    the process's pidfs inode (``str(h.identity)``; Linux 6.9+).  ASCII decimal digits only;
+    surrounding whitespace is ignored.
+
+    Raises ``TypeError`` for a non-``str`` and ``ValueError`` (naming the target) for anything
+    malformed: not a number, a pid <= 0 or above the kernel's ``pid_max``, an inode <= 0.
     """
     if not isinstance(text, str):
         raise TypeError(f"target must be a str, not {type(text).__name__}")

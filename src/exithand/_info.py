@@ -22,8 +22,16 @@ class BackendInfo:
 
 
 def backends() -> list[BackendInfo]:
-    """Every backend, best first, probed for real (this may start the shared proc connector
-    listener, as using that backend would).  The selected one honours ``EXITHAND_BACKEND``."""
+    """Every backend, best first, each probed for real: a list of :class:`BackendInfo`.
+
+    The backends: ``pidfd`` (Linux 5.3+, ``pidfd_open`` not blocked by seccomp), ``connector``
+    (the netlink proc connector: root/CAP_NET_ADMIN before 6.6, from 6.6 anyone in the initial
+    user and pid namespace, where the kernel allows it) and ``procpoll`` (``/proc`` polling).
+    ``selected`` marks the one :func:`exithand.open` uses, honouring ``EXITHAND_BACKEND``.
+    Probing may start the shared proc connector listener, as using that backend would.
+    Never raises for an unavailable backend: ``available`` is False and ``reason`` says why.
+    What ``exithand info`` prints.
+    """
     try:
         chosen: Optional[str] = default_backend().name
     except BackendUnavailable:
@@ -32,11 +40,21 @@ def backends() -> list[BackendInfo]:
 
 
 def selected_backend() -> str:
-    """Name of the backend :func:`exithand.open` uses (``$EXITHAND_BACKEND`` or the best
-    available); raises :class:`exithand.BackendUnavailable` saying why there is none."""
+    """Name of the backend :func:`exithand.open` uses without ``backend=``.
+
+    ``$EXITHAND_BACKEND`` when set (read once, at the first open), else the best available
+    one: ``"pidfd"`` (Linux 5.3+), ``"connector"`` or ``"procpoll"``.  Raises
+    :class:`exithand.BackendUnavailable` saying why when there is none (or when the forced one
+    is unavailable here).
+    """
     return default_backend().name
 
 
 def kernel_release() -> str:
-    """``uname -r``."""
+    """The running kernel's release, as ``uname -r`` prints it (``"6.18.44"``).
+
+    Feature checks in exithand probe the syscalls themselves instead of comparing versions
+    (backports and seccomp make versions unreliable); this is for reports like
+    ``exithand info``.  Never raises.
+    """
     return os.uname().release

@@ -30,7 +30,7 @@ import errno
 import os
 
 from . import _identity, _sys
-from ._backends import ProcessRef
+from ._backends import ProcessRef, _hooks
 from ._status import (
     SOURCE_CHILD,
     SOURCE_PIDFD_INFO,
@@ -41,51 +41,15 @@ from ._status import (
 
 TYPE_CHECKING = False  # mypy reads this as typing's; importing typing costs start-up time
 if TYPE_CHECKING:
-    from typing import Any, Callable, Optional
+    from typing import Any, Optional
 
-#: Extra providers (e.g. the proc connector) consulted after child/popen and before /proc.
-#: Each takes the ref and returns a status, None, or an unknown status whose reason is kept
-#: (the next sources are still asked).
-if TYPE_CHECKING:
-    Provider = Callable[[ProcessRef], Optional[ExitStatus]]
-_providers: list[Provider] = []
-
-
-def register_provider(fn: Provider) -> None:
-    """Add a status provider (idempotent)."""
-    if fn not in _providers:
-        _providers.append(fn)
-
-
-def unregister_provider(fn: Provider) -> None:
-    """Remove a status provider (no error if absent)."""
-    if fn in _providers:
-        _providers.remove(fn)
-
-
-#: Hooks told about every ref an ExitHandle is made from (the proc connector registers one, to
-#: keep the exit event of every process someone holds a handle on).
-if TYPE_CHECKING:
-    OpenHook = Callable[[ProcessRef], None]
-_open_hooks: list[OpenHook] = []
-
-
-def register_open_hook(fn: OpenHook) -> None:
-    """Call ``fn(ref)`` for every handle opened from now on (idempotent)."""
-    if fn not in _open_hooks:
-        _open_hooks.append(fn)
-
-
-def unregister_open_hook(fn: OpenHook) -> None:
-    """Remove an open hook (no error if absent)."""
-    if fn in _open_hooks:
-        _open_hooks.remove(fn)
-
-
-def notify_open(ref: ProcessRef) -> None:
-    """Called by ExitHandle once per new ref."""
-    for fn in list(_open_hooks):
-        fn(ref)
+# Status providers and open hooks are registered by backends (the proc connector) into a table
+# below them (_backends._hooks), so no backend imports this module: re-exported here for callers.
+register_provider = _hooks.register_provider
+unregister_provider = _hooks.unregister_provider
+register_open_hook = _hooks.register_open_hook
+unregister_open_hook = _hooks.unregister_open_hook
+notify_open = _hooks.notify_open
 
 
 def child_status(ref: ProcessRef) -> Optional[ExitStatus]:
@@ -202,7 +166,7 @@ def resolve(ref: ProcessRef, popen: Any = None) -> ExitStatus:
     if st is not None:
         return st
     reasons: list[str] = []
-    for provider in list(_providers):
+    for provider in _hooks.providers:
         st = provider(ref)
         if st is not None:
             if st.known:

@@ -97,25 +97,25 @@ def pidfd_get_info(pidfd: int, mask: int) -> PidfdInfo:
 
 @functools.cache
 def _libc() -> Optional[ctypes.CDLL]:
-    # ctypes is imported here, not at the top: a command that never needs libc (pidfds of
-    # processes already gone, older kernels) starts faster without it.
-    # glibc's soname first: ctypes.util.find_library() runs ldconfig in a subprocess and
-    # imports subprocess/shutil/tempfile, a large part of a command-line start-up
-    import ctypes
+    """The C library, found without starting a process.
 
-    try:
-        return ctypes.CDLL("libc.so.6", use_errno=True)
-    except OSError:
-        pass
-    from ctypes.util import find_library
+    ``ctypes.util.find_library("c")`` runs ``/sbin/ldconfig -p`` (and maybe ``gcc``) in a
+    child process: a fork and an exec in the kill path of a memory killer, the moment memory is
+    shortest.  ``dlopen(NULL)`` (``CDLL(None)``) instead gives the symbols already loaded into
+    this process, and the interpreter is always linked against libc (glibc or musl), so
+    ``syscall`` and ``fstatfs`` are found there; the soname is only a fallback for an
+    interpreter that exports no libc symbols (a static build).  No process is ever started.
+    """
+    import ctypes  # here, not at the top: a command that never needs libc starts faster
 
-    name = find_library("c")
-    if name is None:
-        return None
-    try:
-        return ctypes.CDLL(name, use_errno=True)
-    except OSError:
-        return None
+    for name in (None, "libc.so.6", "libc.so"):
+        try:
+            lib = ctypes.CDLL(name, use_errno=True)
+        except OSError:
+            continue
+        if hasattr(lib, "syscall") and hasattr(lib, "fstatfs"):
+            return lib
+    return None
 
 
 def process_mrelease(pidfd: int) -> None:

@@ -18,13 +18,23 @@ a death is noticed when it happens, and waiting costs no CPU.
 
 from __future__ import annotations
 
+import enum
+import signal as _signal
 import subprocess
 from collections.abc import Iterable
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, TypeVar
 
 from ._errors import NoSuchProcess, TimeoutExpired
 from ._handle import ExitHandle, check_timeout
 from ._waitset import WaitSet
+
+#: What the caller passed (ExitHandle, int, psutil.Process, Popen, ...): given back as is.
+T = TypeVar("T")
+
+#: ``-SIGNAL`` as an IntEnum, as psutil reports a signal death in ``returncode``
+#: (``<Negsignal.SIGKILL: -9>``, equal to ``-9``).
+Negsignal = enum.IntEnum(  # type: ignore[misc]
+    "Negsignal", {s.name: -s.value for s in _signal.Signals})
 
 
 def _pid_of(item: Any) -> int:
@@ -51,8 +61,13 @@ def _still_same(item: Any) -> bool:
 
 
 def _key(item: Any) -> object:
-    # psutil dedups its argument through a set; we dedup by identity (ints by value)
-    return ("pid", item) if isinstance(item, int) else ("obj", id(item))
+    # psutil dedups its argument through a set, i.e. by equality (two psutil.Process objects
+    # for one process are equal: same pid and create time).  Unhashable items: by identity.
+    try:
+        hash(item)
+    except TypeError:
+        return ("id", id(item))
+    return ("eq", type(item) is int, item)
 
 
 class _Group:
@@ -134,31 +149,42 @@ def _alive_pids(items: list[Any]) -> str:
     return ", ".join(pids) + more
 
 
-def wait_any(items: Iterable[Any], timeout: Optional[float] = None) -> Any:
+def wait_any(items: Iterable[T], timeout: Optional[float] = None) -> T:
     """Wait until any one of the processes is dead; return that item (as given).
 
-    ``items``: ExitHandles, pids or objects with ``.pid``.  A pid that names no process raises
-    :class:`NoSuchProcess` (as :func:`exithand.open`); a dead but unreaped one counts as dead.
-    Raises :class:`TimeoutExpired` after ``timeout`` seconds, ``ValueError`` for no items.
+    ``items``: ExitHandles, pids (``int``) or objects with an int ``.pid``
+    (``psutil.Process``, ``subprocess.Popen``); the return type is the items' type.  Equal
+    items count once.  ``timeout``: seconds (fractions allowed), ``None`` for no limit.
+
+    A pid that names no process raises :class:`NoSuchProcess` (as :func:`exithand.open`); a
+    dead but unreaped one counts as dead.  Raises :class:`TimeoutExpired` (a ``TimeoutError``)
+    after ``timeout`` seconds, ``ValueError`` for no items or a bad timeout, ``TypeError`` for an
+    item without a pid.  Handles it opens are closed before it returns; nothing is reaped.
+    One epoll over pidfds (Linux 5.3+): a death is seen when it happens.
     """
     timeout = check_timeout(timeout)
     with _Group(items, gone_ok=False) as g:
         if not g.items:
             raise ValueError("wait_any() needs at least one process")
         if g.gone:
-            return g.gone[0]
+            first: T = g.gone[0]
+            return first
         got = g.ws.wait(timeout, count=1)
         if not got:
             raise TimeoutExpired(f"none of the {len(g.items)} process(es) exited within "
                                  f"{timeout} seconds", None, timeout)
-        return g.item_of[got[0]]
+        dead: T = g.item_of[got[0]]
+        return dead
 
 
-def wait_all(items: Iterable[Any], timeout: Optional[float] = None) -> list[Any]:
+def wait_all(items: Iterable[T], timeout: Optional[float] = None) -> list[T]:
     """Wait until every process is dead; return the items (as given) in order of death.
 
-    Raises :class:`TimeoutExpired` (listing the pids still alive) after ``timeout`` seconds;
-    use :meth:`WaitSet.wait` or :func:`wait_procs` for a partial answer instead.
+    ``items`` as for :func:`wait_any` (equal items count once).  Raises
+    :class:`NoSuchProcess` for a pid that names no process, :class:`TimeoutExpired` (listing
+    the pids still alive) after ``timeout`` seconds (use :meth:`WaitSet.wait` or
+    :func:`wait_procs` for a partial answer instead), ``ValueError``/``TypeError`` for bad
+    arguments.  Nothing is reaped.
     """
     timeout = check_timeout(timeout)
     with _Group(items, gone_ok=False) as g:
@@ -171,24 +197,32 @@ def wait_all(items: Iterable[Any], timeout: Optional[float] = None) -> list[Any]
 
 
 def _returncode(h: ExitHandle) -> Optional[int]:
-    """psutil's convention: the exit code, ``-SIGNAL`` if killed, ``None`` if unknown."""
+    """psutil's convention: the exit code, ``Negsignal`` (``-SIGNAL``) if killed, ``None`` if
+    unknown."""
     st = h.status()
     if st is None or not st.known:
         return None
     if st.signal is not None:
-        return -st.signal
+        try:
+            neg: int = Negsignal(-st.signal)
+        except ValueError:  # a signal number Python has no name for
+            neg = -st.signal
+        return neg
     return st.exit_code
 
 
-def wait_procs(procs: Iterable[Any], timeout: Optional[float] = None,
-               callback: Optional[Callable[[Any], object]] = None) -> tuple[list[Any], list[Any]]:
+def wait_procs(procs: Iterable[T], timeout: Optional[float] = None,
+               callback: Optional[Callable[[T], object]] = None) -> tuple[list[T], list[T]]:
     """A drop-in for ``psutil.wait_procs``: ``gone, alive = wait_procs(procs, timeout, callback)``.
 
     Same shape and callback behaviour as psutil's: returns ``(gone, alive)`` lists of the objects
-    given, calls ``callback(obj)`` once per object as it dies, sets ``obj.returncode`` on gone
-    objects that take attributes (``psutil.Process`` does), never raises on timeout, treats a pid
-    that no longer exists as gone (``returncode`` None), ``ValueError`` for a negative timeout and
-    ``TypeError`` for a callback that is not callable.
+    given (typed as what was passed: ``psutil.Process`` in, ``psutil.Process`` out), counts
+    equal objects once (psutil makes a set of them), calls ``callback(obj)`` once per object as
+    it dies, sets ``obj.returncode`` on gone objects that take attributes (``psutil.Process``
+    does: the exit code, or ``-SIGNAL`` as a ``Negsignal`` IntEnum for a signal death, as
+    psutil), never raises on timeout, treats a pid that no longer exists as gone
+    (``returncode`` None), ``ValueError`` for a negative timeout and ``TypeError`` for a
+    callback that is not callable.
 
     Differences from psutil, all deliberate:
 
@@ -209,7 +243,7 @@ def wait_procs(procs: Iterable[Any], timeout: Optional[float] = None,
         raise TypeError(f"callback {callback!r} is not a callable")
     timeout = check_timeout(timeout)
     with _Group(procs, gone_ok=True) as g:
-        gone: list[Any] = []
+        gone: list[T] = []
 
         def report(item: Any, rc: Optional[int]) -> None:
             if not isinstance(item, subprocess.Popen):  # Popen's own returncode means "reaped"

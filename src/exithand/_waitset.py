@@ -36,6 +36,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 
 from . import _fdlimit, _sigwake
+from ._aio import iter_waitset
 from ._errors import FdLimitError, translate_oserror
 from ._handle import ExitHandle, check_timeout, poll_ms
 
@@ -163,18 +164,20 @@ class WaitSet:
             self._fd_check_at = _fdlimit.check_threshold()
 
     def open(self, pid: int, *, inode: Optional[int] = None, start_time: Optional[int] = None,
-             backend: Optional[str] = None) -> ExitHandle:
+             create_time: Optional[float] = None, backend: Optional[str] = None) -> ExitHandle:
         """:func:`exithand.open` and :meth:`add` in one step; the handle is yours to close.
 
         On EMFILE the soft RLIMIT_NOFILE is raised to the hard limit and the open retried once;
         at the hard limit this raises :class:`exithand.FdLimitError` naming the limit.
         """
         try:
-            h = ExitHandle.open(pid, inode=inode, start_time=start_time, backend=backend)
+            h = ExitHandle.open(pid, inode=inode, start_time=start_time,
+                                create_time=create_time, backend=backend)
         except FdLimitError:
             if not (self._raise_fd_limit and _fdlimit.raise_soft_to_hard()):
                 raise
-            h = ExitHandle.open(pid, inode=inode, start_time=start_time, backend=backend)
+            h = ExitHandle.open(pid, inode=inode, start_time=start_time,
+                                create_time=create_time, backend=backend)
         try:
             self.add(h)
         except BaseException:
@@ -234,9 +237,19 @@ class WaitSet:
         return h in self._fd_of if isinstance(h, ExitHandle) else False
 
     def handles(self) -> list[ExitHandle]:
-        """The handles still waited on (not yet reported)."""
+        """The handles still waited on (not yet reported), in the order they were added."""
         with self._lock:
             return list(self._fd_of)
+
+    def __iter__(self) -> Iterator[ExitHandle]:
+        """Iterate over the handles still waited on: those not yet reported by a wait.
+
+        A snapshot (:meth:`handles`), so adding or removing while iterating is safe.  A member
+        whose process died but that no wait has reported yet is still in it: "not yet
+        reported", not "alive"; use ``[h for h in ws if h.is_alive()]`` for the latter.
+        Never blocks.
+        """
+        return iter(self.handles())
 
     # ----- waking ---------------------------------------------------------------------------
 
@@ -388,8 +401,6 @@ class WaitSet:
         the iteration unregisters it and leaves the set usable.  Use the loop's own timeouts
         (``asyncio.timeout``, ``trio.move_on_after``, ``anyio.move_on_after``).
         """
-        from ._aio import iter_waitset
-
         return iter_waitset(self)
 
     # ----- lifetime -------------------------------------------------------------------------

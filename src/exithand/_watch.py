@@ -56,7 +56,6 @@ let other users in the initial user and pid namespace subscribe (refused on 6.18
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import errno
 import os
@@ -70,6 +69,7 @@ from dataclasses import dataclass
 from typing import Any, Optional, Union
 
 from . import _cgroup, _sigwake
+from ._aio import NeverClosed, current_library, wait_readable_for
 from ._backends import _netlink
 from ._cgroup import CgroupError
 from ._errors import BackendUnavailable
@@ -602,30 +602,26 @@ class ExitWatcher:
     async def _aiter(self) -> AsyncIterator[WatchEvent]:
         if self._sock is None:
             raise ValueError("watch() stream is closed")
-        loop = asyncio.get_running_loop()
-        deadline = None if self._timeout is None else loop.time() + self._timeout
+        # the running loop's own fd machinery (asyncio/uvloop, trio, anyio): see _aio
+        current_library()  # RuntimeError with a clear message outside an event loop
+        deadline = None if self._timeout is None else time.monotonic() + self._timeout
         while not self._done():
             batch = self._next_batch()
             if not batch:
                 if self._ended:
                     break
-                left = None if deadline is None else deadline - loop.time()
+                left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     break
                 if not self._enter_wait():
                     continue
                 try:
-                    ready: asyncio.Future[None] = loop.create_future()
-                    loop.add_reader(self._ready_r, _set_done, ready)
-                    try:
-                        if not self._queue and not self._ended:
-                            await asyncio.wait_for(asyncio.shield(ready), left)
-                    except asyncio.TimeoutError:
+                    # the ready pipe is closed only once no waiter is left (_leave_wait)
+                    if (not self._queue and not self._ended
+                            and not await wait_readable_for(self._ready_r, _NEVER_CLOSED, left)):
                         break
-                    finally:
-                        loop.remove_reader(self._ready_r)
-                        _sigwake.drain(self._ready_r)
                 finally:
+                    _sigwake.drain(self._ready_r)
                     self._leave_wait()
                 continue
             self._check_error()
@@ -678,9 +674,7 @@ class ExitWatcher:
             self.close()
 
 
-def _set_done(f: asyncio.Future[None]) -> None:
-    if not f.done():
-        f.set_result(None)
+_NEVER_CLOSED = NeverClosed()
 
 
 def _read_comm(pid: int) -> Optional[str]:
@@ -694,10 +688,11 @@ def watch(*, pids: Optional[list[int]] = None, uid: Optional[int] = None,
           rcvbuf: Optional[int] = DEFAULT_RCVBUF) -> ExitWatcher:
     """Watch every process exit on the system (proc connector; see :mod:`exithand._watch`).
 
-    Returns an :class:`ExitWatcher`: iterate it (``for ev in w``) or async-iterate it on asyncio
-    (``async for ev in w``) to get :class:`ProcessExit` records and :class:`ExitGap` records for
-    events lost to overflow.  Filters: ``pids`` (exits of these pids only), ``uid`` (real uid),
-    ``comm`` (regular expression searched in the command name), ``cgroup`` (a cgroup v2 path,
+    Returns an :class:`ExitWatcher`: iterate it (``for ev in w``) or async-iterate it
+    (``async for ev in w``: asyncio/uvloop, trio, or anyio on either) to get
+    :class:`ProcessExit` records and :class:`ExitGap` records for events lost to overflow.
+    Filters: ``pids`` (exits of these pids only), ``uid`` (real uid), ``comm`` (regular
+    expression searched in the command name), ``cgroup`` (a cgroup v2 path,
     ``/sys/fs/cgroup/...`` or relative to it, including sub-cgroups), ``nonzero`` (failed exits:
     code != 0 or killed).  Iteration stops after ``timeout`` seconds or ``count`` matching exits.
     The stream is subscribed when this returns: exits from then on are seen.  A reader thread

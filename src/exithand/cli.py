@@ -114,6 +114,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     """Run one command; returns its exit code (0 done, 1 error, 2 usage, 124 timeout, 130
     Ctrl-C; a face returns its peer's codes).  Errors become a message on stderr, never a
     traceback."""
+    if sys.stderr is None:  # started with fd 2 closed: Python < 3.11's argparse would crash
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115  (lives as long as the process)
     if argv is None:
         argv = sys.argv[1:]
         invoked = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""

@@ -28,9 +28,9 @@ TYPE_CHECKING = False  # mypy reads this as typing's; importing typing costs sta
 if TYPE_CHECKING:
     from typing import Callable, Optional
 
+
 __all__ = ["Backend", "ProcessRef", "availability", "backend_names", "default_backend",
            "get_backend"]
-
 
 
 # Each backend's module is imported only when that backend is first asked for: the default
@@ -48,9 +48,12 @@ def _make_connector() -> Backend:
 
 
 def _make_procpoll() -> Backend:
+    # the procpoll backend uses the proc connector for statuses (not deaths) where it can;
+    # wired here, above both, since the connector module builds on the procpoll one
+    from ._connector import start_exit_listener
     from ._procpoll import ProcpollBackend
 
-    return ProcpollBackend()
+    return ProcpollBackend(on_open=start_exit_listener)
 
 
 # name -> factory, in order of preference

@@ -91,7 +91,7 @@ from typing import Optional
 
 from .. import _sigwake
 from .._status import SOURCE_CONNECTOR, ExitStatus
-from . import _netlink
+from . import _hooks, _netlink
 from ._base import Backend, ProcessRef
 from ._procpoll import Driver, PollMonitor, ProcRef, pin
 
@@ -548,20 +548,16 @@ def start_exit_listener() -> bool:
     ok, _ = LISTENER.start()
     if not ok:
         return False
-    from .. import _sources  # late import: _sources imports this package
-
-    _sources.register_provider(_provider)
-    _sources.register_open_hook(LISTENER.register)
+    _hooks.register_provider(_provider)
+    _hooks.register_open_hook(LISTENER.register)
     return True
 
 
 def stop_exit_listener() -> None:
     """Stop using the listener for statuses (the thread keeps running; tests use this to
     isolate themselves).  Handles opened afterwards are not watched."""
-    from .. import _sources
-
-    _sources.unregister_provider(_provider)
-    _sources.unregister_open_hook(LISTENER.register)
+    _hooks.unregister_provider(_provider)
+    _hooks.unregister_open_hook(LISTENER.register)
 
 
 def statistics() -> ListenerStatistics:

@@ -266,9 +266,13 @@ class ProcpollBackend(Backend):
 
     name = "procpoll"
 
-    def __init__(self, driver_factory: Optional[Callable[[], Driver]] = None) -> None:
+    def __init__(self, driver_factory: Optional[Callable[[], Driver]] = None,
+                 on_open: Optional[Callable[[], object]] = None) -> None:
+        """``on_open`` runs before each open: the package wires the proc connector's
+        ``start_exit_listener`` in from above (the connector module imports this one)."""
         self._monitor: Optional[Driver] = None
         self._factory = driver_factory or PollMonitor
+        self._on_open = on_open
         self._lock = threading.Lock()
 
     def available(self) -> tuple[bool, str]:
@@ -285,7 +289,6 @@ class ProcpollBackend(Backend):
     def open(self, pid: int) -> ProcessRef:
         # Without a pidfd there is no PIDFD_INFO_EXIT: a non-child's status can only come from
         # the proc connector, so use it for statuses (not for deaths) where it is available.
-        from ._connector import start_exit_listener
-
-        start_exit_listener()
+        if self._on_open is not None:
+            self._on_open()
         return ProcRef(pin(pid), self._driver())
