@@ -30,11 +30,22 @@ class ProcessRef(abc.ABC):
 
     #: the backend's name (``"pidfd"``, ``"procpoll"``, ...)
     backend: str
-    identity: ProcessIdentity
+    #: set by subclasses that know the identity at open; others override :attr:`identity`
+    _identity: ProcessIdentity
+
+    @property
+    def identity(self) -> ProcessIdentity:
+        """pid, pidfs inode, start time, boot id of the pinned process."""
+        return self._identity
 
     @property
     def pid(self) -> int:
         return self.identity.pid
+
+    def pidfs_inode(self) -> Optional[int]:
+        """The pidfs inode (Linux 6.9+), or None; backends that hold a pidfd answer it with
+        one ``fstat`` and nothing else (no ``/proc`` read)."""
+        return self.identity.inode
 
     @property
     @abc.abstractmethod
