@@ -10,9 +10,11 @@ is dead.
 2. **popen** -- a :class:`subprocess.Popen` we were built from already reaped it.
 3. **connector** -- an exit event from the netlink proc connector, captured at death time (an
    optional provider registers itself with :func:`register_provider`).
-4. **zombie** -- ``/proc/<pid>/stat`` field 52 of a zombie.  The kernel prints the real value only
-   to callers with ptrace read access (``PTRACE_MODE_READ_FSCREDS``) and ``0`` to everyone else,
-   so 0 alone proves nothing.  We ask the same access question of the kernel by reading the
+4. **zombie** -- ``/proc/<pid>/stat`` field 52 of a zombie (asked after a quick look at 5,
+   which answers only after the reap: the two never both answer, see :func:`resolve`).  The
+   kernel prints the real value only to callers with ptrace read access
+   (``PTRACE_MODE_READ_FSCREDS``) and ``0`` to everyone else, so 0 alone proves nothing.
+   We ask the same access question of the kernel by reading the
    ``/proc/<pid>/exe`` link, which is guarded by the same check: EACCES means no access; on a
    zombie an allowed caller gets ENOENT (its mm is gone).  For a whole thread group the kernel
    prints the group's exit code once a group exit began, as waitpid reports it (measured on
@@ -205,12 +207,25 @@ def resolve(ref: ProcessRef, popen: Any = None) -> ExitStatus:
                 return st
             if st.reason:
                 reasons.append(st.reason)  # it cannot tell: the sources below may
-    for source in (zombie_status, pidfd_info_status):
-        st, why = source(ref)
+    # PIDFD_INFO_EXIT is asked first: by the time a non-child's death is noticed its parent
+    # has usually reaped it (the same exit woke both), and then one ioctl answers where the
+    # zombie source would first fail to open /proc/<pid>/stat.  While it is a zombie the ioctl
+    # says "not yet" (None, None) and field 52 is read; if the zombie was reaped between the
+    # two looks (zombie_status then declines), the ioctl is asked again and answers.
+    st, info_why = pidfd_info_status(ref)
+    if st is not None:
+        return st
+    st, why = zombie_status(ref)
+    if st is not None:
+        return st
+    if why:
+        reasons.append(why)
+    if info_why is None:
+        st, info_why = pidfd_info_status(ref)
         if st is not None:
             return st
-        if why:
-            reasons.append(why)
+    if info_why:
+        reasons.append(info_why)
     if not reasons:
         reasons.append("not our child and no source reported it")
     return ExitStatus.unknown(ref.pid, "; ".join(reasons))
