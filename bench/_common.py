@@ -30,19 +30,24 @@ def env() -> dict[str, str]:
     return e
 
 
-def victims_binary() -> Path:
-    src = HERE / "victims.c"
+def c_binary(name: str) -> Path:
+    """``bench/NAME.c`` built once (keyed by its hash) into ``bench/results/.build``."""
+    src = HERE / f"{name}.c"
     digest = hashlib.sha256(src.read_bytes()).hexdigest()[:12]
-    out = RESULTS / ".build" / f"victims-{digest}"
+    out = RESULTS / ".build" / f"{name}-{digest}"
     if not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
         cc = shutil.which("cc") or shutil.which("gcc")
         if cc is None:
-            sys.exit("benchmarks need a C compiler (apt-get install gcc) to build victims.c")
+            sys.exit(f"benchmarks need a C compiler (apt-get install gcc) to build {name}.c")
         tmp = out.with_suffix(".tmp")
-        subprocess.run([cc, "-O2", "-o", str(tmp), str(src)], check=True)
+        subprocess.run([cc, "-O2", "-pthread", "-o", str(tmp), str(src)], check=True)
         tmp.rename(out)
     return out
+
+
+def victims_binary() -> Path:
+    return c_binary("victims")
 
 
 class Victims:
