@@ -24,9 +24,15 @@ SRC = ROOT / "src"
 RESULTS = HERE / "results"
 
 
-def env() -> dict[str, str]:
+def env(src: Optional[Path] = None) -> dict[str, str]:
+    """The environment for a measured child: ``src`` (default: this checkout's) imported first.
+
+    Benchmarks with ``--baseline DIR`` pass another checkout's ``src`` (e.g. a ``git worktree``
+    of an older commit) to measure before and after side by side in one run.
+    """
     e = dict(os.environ)
-    e["PYTHONPATH"] = str(SRC) + (os.pathsep + e["PYTHONPATH"] if e.get("PYTHONPATH") else "")
+    s = str(src or SRC)
+    e["PYTHONPATH"] = s + (os.pathsep + e["PYTHONPATH"] if e.get("PYTHONPATH") else "")
     return e
 
 

@@ -61,7 +61,7 @@ class Daemon:
     unmount), to see where the daemon's time goes.
     """
 
-    def __init__(self, floor: bool = False) -> None:
+    def __init__(self, floor: bool = False, src: str = SRC) -> None:
         self.mnt = tempfile.mkdtemp(prefix="eh4-bench-")
         os.chmod(self.mnt, 0o755)
         sockdir = tempfile.mkdtemp(prefix="eh4-bench-notify-")
@@ -69,7 +69,7 @@ class Daemon:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         sock.bind(path)
         env = dict(os.environ, NOTIFY_SOCKET=path,
-                   PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
+                   PYTHONPATH=src + os.pathsep + os.environ.get("PYTHONPATH", ""))
         if floor:
             cmd = [sys.executable, str(Path(__file__).resolve().parent / "_fuse_floor.py"),
                    self.mnt]
@@ -170,8 +170,10 @@ def _c_readers(args: list[str], n: int, ready: Callable[[], None],
 
 
 def one_round(daemons: dict[str, Daemon], mode: str, n: int) -> list[int]:
-    d = daemons["floor" if "floor-" in mode else "exithand"]
-    mode = mode.replace("floor-", "fs-")
+    # "base-MODE": MODE against the --baseline daemon; "floor-...": against _fuse_floor.py
+    d = daemons["base" if mode.startswith("base-") else
+                "floor" if "floor-" in mode else "exithand"]
+    mode = mode.removeprefix("base-").replace("floor-", "fs-")
     target = subprocess.Popen(["sleep", "1000"])
     path = os.path.join(d.mnt, str(target.pid), "exithand")
 
@@ -243,6 +245,9 @@ def main() -> int:
     ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--quick", action="store_true", help="N = 1,100 and 1 round")
     ap.add_argument("--json", default="bench/results/fs_latency.json", help="output file")
+    ap.add_argument("--baseline", metavar="SRC",
+                    help="also mount a daemon from this src dir (e.g. a git worktree of an "
+                         "older commit): modes base-fs-read, base-c-fs-read, base-fs-epoll")
     a = ap.parse_args()
     if os.geteuid() != 0:
         print("run as root: the benchmark mounts the filesystem with allow_other",
@@ -257,6 +262,10 @@ def main() -> int:
     daemons = {"exithand": Daemon()}
     if any(m.startswith("floor-") for m in modes):
         daemons["floor"] = Daemon(floor=True)
+    if a.baseline:
+        daemons["base"] = Daemon(src=a.baseline)
+    elif any(m.startswith("base-") for m in modes):
+        ap.error("base-* modes need --baseline SRC")
     results: list[dict[str, Any]] = []
     try:
         print(f"{'N':>5} {'mode':<12} {'median ms':>10} {'p95 ms':>8} {'max ms':>8}")

@@ -98,13 +98,18 @@ class Watch:
                     await trio.lowlevel.wait_readable(self.handle.fileno())
                 except trio.ClosedResourceError:
                     return
+            released = self.blocked
             self._on_dead()
-            if not self.final_read:
-                # Only plain readers were waiting: they are answered first (they need
-                # nothing read), then what a later status file will need is read while a
-                # zombie may still show it.
-                await trio.lowlevel.checkpoint()
-                self.read_final()
+            # The readers run once this task yields: answered first, logged after.  Two
+            # checkpoints: trio may run one batch of tasks in either order, and the readers
+            # (all rescheduled by the one Event.set) all run in the first.
+            await trio.lowlevel.checkpoint()
+            await trio.lowlevel.checkpoint()
+            if released:
+                log.debug("read-released pid=%d readers=%d", self.pid, released)
+            # Only plain readers were waiting: they needed nothing read; what a status file
+            # opened later will need is read now, while a zombie may still show it.
+            self.read_final()
 
     def read_final(self) -> None:
         """Read the credentials and status a dead process is judged and described by, once.
@@ -134,13 +139,12 @@ class Watch:
         reschedules every blocked read in one pass; each only slices the bytes its open file
         computed from these (pyfuse3 sends each reply from the worker task that received the
         request, so one task switch per reader is the floor; bench/_fuse_floor.py).  One log
-        line for all of them: a line per reader was most of the cost of a fan-out with
-        ``--debug`` (each write to a busy stderr pipe took up to 0.2 ms).
+        line for all of them, written by :meth:`run` after they were answered: a line per
+        reader was most of the cost of a fan-out with ``--debug`` (each write to a busy
+        stderr pipe took up to 0.2 ms).
         """
         if self.status_refs:  # someone will be told the status: read it while it shows
             self.read_final()
-        if self.blocked:
-            log.debug("read-released pid=%d readers=%d", self.pid, self.blocked)
         self.dead.set()
         self.notify_pollers()
 
