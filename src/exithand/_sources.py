@@ -82,6 +82,8 @@ def unregister_open_hook(fn: OpenHook) -> None:
 
 def notify_open(ref: ProcessRef) -> None:
     """Called by ExitHandle once per new ref."""
+    if not _open_hooks:
+        return
     for fn in list(_open_hooks):
         fn(ref)
 

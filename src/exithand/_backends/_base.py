@@ -28,6 +28,8 @@ from .._identity import ProcessIdentity
 class ProcessRef(abc.ABC):
     """One pinned process, as seen by one backend."""
 
+    __slots__ = ()  # lets a subclass with __slots__ (one ref per handle) go without a __dict__
+
     #: the backend's name (``"pidfd"``, ``"procpoll"``, ...)
     backend: str
     #: set by subclasses that know the identity at open; others override :attr:`identity`
