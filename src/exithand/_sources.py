@@ -197,7 +197,21 @@ def pidfd_info_status(ref: ProcessRef) -> tuple[Optional[ExitStatus], Optional[s
 
 
 def resolve(ref: ProcessRef, popen: Any = None) -> ExitStatus:
-    """Best available status for a dead process; never invented."""
+    """Best available status for a dead process; never invented.
+
+    Once the process is reaped, ``PIDFD_INFO_EXIT`` (6.15) is the kernel's own record, exact
+    for the whole thread group, in one ioctl: it is asked first, except for a Popen's process
+    (its ``returncode`` is the source its owner knows).  A non-child is usually reaped by the
+    time its death is noticed (its parent was woken by the same exit), and this spares the
+    ``waitid`` that fails with ECHILD and the ``/proc`` read.  Before the reap the ioctl says
+    "not yet", which no other source can contradict, and the others answer in their order.
+    """
+    info_why: Optional[str] = None
+    asked = popen is None
+    if asked:
+        st, info_why = pidfd_info_status(ref)
+        if st is not None:
+            return st
     st = child_status(ref) or popen_status(ref, popen)
     if st is not None:
         return st
@@ -209,14 +223,14 @@ def resolve(ref: ProcessRef, popen: Any = None) -> ExitStatus:
                 return st
             if st.reason:
                 reasons.append(st.reason)  # it cannot tell: the sources below may
-    # PIDFD_INFO_EXIT is asked first: by the time a non-child's death is noticed its parent
-    # has usually reaped it (the same exit woke both), and then one ioctl answers where the
-    # zombie source would first fail to open /proc/<pid>/stat.  While it is a zombie the ioctl
-    # says "not yet" (None, None) and field 52 is read; if the zombie was reaped between the
-    # two looks (zombie_status then declines), the ioctl is asked again and answers.
-    st, info_why = pidfd_info_status(ref)
-    if st is not None:
-        return st
+    # PIDFD_INFO_EXIT before /proc: reaped, one ioctl answers where the zombie source would
+    # first fail to open /proc/<pid>/stat.  While it is a zombie the ioctl says "not yet"
+    # (None, None) and field 52 is read; if the zombie was reaped between the two looks
+    # (zombie_status then declines), the ioctl is asked again and answers.
+    if not asked:
+        st, info_why = pidfd_info_status(ref)
+        if st is not None:
+            return st
     st, why = zombie_status(ref)
     if st is not None:
         return st
