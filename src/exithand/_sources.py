@@ -1,6 +1,8 @@
 """Where a dead process's exit status comes from, best source first.
 
-:func:`resolve` asks each source in turn and returns the first answer; if none answers it
+:func:`resolve` asks each source in turn (5 first, for a handle not made from a Popen: once
+the process is reaped it is exact and one ioctl, and before that it says "not yet") and
+returns the first answer; if none answers it
 returns :meth:`ExitStatus.unknown` with every reason it met.  It is only called once the process
 is dead.
 
