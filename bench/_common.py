@@ -24,25 +24,36 @@ SRC = ROOT / "src"
 RESULTS = HERE / "results"
 
 
-def env() -> dict[str, str]:
+def env(src: Optional[Path] = None) -> dict[str, str]:
+    """The environment for a measured child: ``src`` (default: this checkout's) imported first.
+
+    Benchmarks with ``--baseline DIR`` pass another checkout's ``src`` (e.g. a ``git worktree``
+    of an older commit) to measure before and after side by side in one run.
+    """
     e = dict(os.environ)
-    e["PYTHONPATH"] = str(SRC) + (os.pathsep + e["PYTHONPATH"] if e.get("PYTHONPATH") else "")
+    s = str(src or SRC)
+    e["PYTHONPATH"] = s + (os.pathsep + e["PYTHONPATH"] if e.get("PYTHONPATH") else "")
     return e
 
 
-def victims_binary() -> Path:
-    src = HERE / "victims.c"
+def c_binary(name: str) -> Path:
+    """``bench/NAME.c`` built once (keyed by its hash) into ``bench/results/.build``."""
+    src = HERE / f"{name}.c"
     digest = hashlib.sha256(src.read_bytes()).hexdigest()[:12]
-    out = RESULTS / ".build" / f"victims-{digest}"
+    out = RESULTS / ".build" / f"{name}-{digest}"
     if not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
         cc = shutil.which("cc") or shutil.which("gcc")
         if cc is None:
-            sys.exit("benchmarks need a C compiler (apt-get install gcc) to build victims.c")
+            sys.exit(f"benchmarks need a C compiler (apt-get install gcc) to build {name}.c")
         tmp = out.with_suffix(".tmp")
-        subprocess.run([cc, "-O2", "-o", str(tmp), str(src)], check=True)
+        subprocess.run([cc, "-O2", "-pthread", "-o", str(tmp), str(src)], check=True)
         tmp.rename(out)
     return out
+
+
+def victims_binary() -> Path:
+    return c_binary("victims")
 
 
 class Victims:

@@ -83,6 +83,40 @@ def aio(pids: list[int], loop: str) -> dict[int, int]:
     return times
 
 
+def aio_raw(pids: list[int], loop: str) -> dict[int, int]:
+    """The floor for a coroutine per process: pidfd + ``add_reader`` + one future each."""
+    import asyncio
+
+    fds = [os.pidfd_open(p) for p in pids]
+    times = {}
+
+    async def one(pid: int, fd: int) -> None:
+        lp = asyncio.get_running_loop()
+        fut = lp.create_future()
+        lp.add_reader(fd, fut.set_result, None)
+        try:
+            await fut
+        finally:
+            lp.remove_reader(fd)
+        times[pid] = now()
+
+    async def main() -> None:
+        tasks = [asyncio.create_task(one(p, fd)) for p, fd in zip(pids, fds)]
+        await asyncio.sleep(0)
+        ready(os.getpid())
+        await asyncio.gather(*tasks)
+
+    if loop == "uvloop":
+        import uvloop
+
+        uvloop.run(main())
+    else:
+        asyncio.run(main())
+    for fd in fds:
+        os.close(fd)
+    return times
+
+
 def psutil_(pids: list[int]) -> dict[int, int]:
     import psutil
 
@@ -119,6 +153,8 @@ METHODS = {
     "waitset": waitset,
     "asyncio": lambda pids: aio(pids, "asyncio"),
     "uvloop": lambda pids: aio(pids, "uvloop"),
+    "asyncio-raw": lambda pids: aio_raw(pids, "asyncio"),
+    "uvloop-raw": lambda pids: aio_raw(pids, "uvloop"),
     "psutil": psutil_,
     "cli": cli,
 }

@@ -12,6 +12,12 @@ before ``kill()``.  Modes, side by side in the same run:
   raw-pidfd    1 thread, epoll over N os.pidfd_open fds (the floor for Python)
   fs-cat       N separate `cat MNT/<pid>/exithand` processes; the time each cat exits
                (seen on its pidfd) -- what a shell user gets
+  floor-read   as fs-read, floor-epoll as fs-epoll, on the minimal pyfuse3 daemon of
+               _fuse_floor.py (one event per process, reads that return b"" at death): the
+               floor of any pyfuse3 + trio daemon, measured in the same run
+  c-fs-read    as fs-read with the N readers as C threads (readers.c): no GIL hand-offs in
+               the client, which set the pace of fs-read at N=1000; c-floor-read likewise
+  c-raw-poll   N C threads each in poll() on its own pidfd: the floor for N blocked waiters
 
 Needs root (the mount uses allow_other).  Mounts its own daemon in a temp dir and unmounts it.
 
@@ -43,11 +49,19 @@ from typing import Any, Callable
 SRC = str(Path(__file__).resolve().parent.parent / "src")
 sys.path.insert(0, SRC)
 
+from _common import c_binary  # noqa: E402
+
 import exithand  # noqa: E402
 
 
 class Daemon:
-    def __init__(self) -> None:
+    """The exithand daemon (``floor=False``) or the minimal pyfuse3 one (``_fuse_floor.py``).
+
+    ``EXITHAND_BENCH_PROFILE=FILE`` runs the exithand daemon under cProfile (written at
+    unmount), to see where the daemon's time goes.
+    """
+
+    def __init__(self, floor: bool = False, src: str = SRC) -> None:
         self.mnt = tempfile.mkdtemp(prefix="eh4-bench-")
         os.chmod(self.mnt, 0o755)
         sockdir = tempfile.mkdtemp(prefix="eh4-bench-notify-")
@@ -55,9 +69,16 @@ class Daemon:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         sock.bind(path)
         env = dict(os.environ, NOTIFY_SOCKET=path,
-                   PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
+                   PYTHONPATH=src + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        if floor:
+            cmd = [sys.executable, str(Path(__file__).resolve().parent / "_fuse_floor.py"),
+                   self.mnt]
+        else:
+            prof = os.environ.get("EXITHAND_BENCH_PROFILE")
+            cmd = [sys.executable, *(["-m", "cProfile", "-o", prof] if prof else []),
+                   "-m", "exithand", "mount", "-f", "--debug", self.mnt]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "exithand", "mount", "-f", "--debug", self.mnt],
+            cmd,
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             env=env)
         self.blocked = 0
@@ -126,7 +147,33 @@ def _epoll(fds: list[int], kill: Callable[[], int]) -> list[int]:
     return out
 
 
-def one_round(d: Daemon, mode: str, n: int) -> list[int]:
+def _c_readers(args: list[str], n: int, ready: Callable[[], None],
+               kill: Callable[[], int]) -> list[int]:
+    """``readers.c``: N C threads blocked in read()/poll(), each stamping its own return."""
+    p = subprocess.Popen([str(c_binary("readers")), *args, str(n)], stdout=subprocess.PIPE,
+                         text=True)
+    assert p.stdout is not None
+    try:
+        if p.stdout.readline() != "ready\n":
+            raise RuntimeError(f"readers {args}: did not start")
+        ready()
+        t0 = kill()
+        stamps = [int(line) for line in iter(p.stdout.readline, "end\n")]
+        if p.wait(timeout=60) != 0 or len(stamps) != n:
+            raise RuntimeError(f"readers {args}: {len(stamps)} of {n} stamps")
+        return [t - t0 for t in stamps]
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        p.stdout.close()
+
+
+def one_round(daemons: dict[str, Daemon], mode: str, n: int) -> list[int]:
+    # "base-MODE": MODE against the --baseline daemon; "floor-...": against _fuse_floor.py
+    d = daemons["base" if mode.startswith("base-") else
+                "floor" if "floor-" in mode else "exithand"]
+    mode = mode.removeprefix("base-").replace("floor-", "fs-")
     target = subprocess.Popen(["sleep", "1000"])
     path = os.path.join(d.mnt, str(target.pid), "exithand")
 
@@ -166,6 +213,13 @@ def one_round(d: Daemon, mode: str, n: int) -> list[int]:
                 for c in cats:
                     c.kill()
                     c.wait()
+        if mode == "c-fs-read":
+            base = d.blocked
+            return _c_readers(["read", path], n, lambda: d.wait_blocked(base + n), kill)
+        if mode == "c-raw-poll":
+            # the threads are past the barrier; give them a moment to enter poll()
+            return _c_readers(["poll", str(target.pid)], n,
+                              lambda: time.sleep(0.05 + n / 5000), kill)
         if mode == "raw-pidfd":
             fds = [os.pidfd_open(target.pid) for _ in range(n)]
             return _epoll(fds, kill)
@@ -179,7 +233,8 @@ def one_round(d: Daemon, mode: str, n: int) -> list[int]:
         target.wait()
 
 
-MODES = ["fs-read", "lib-wait", "fs-epoll", "lib-waitset", "raw-pidfd", "fs-cat"]
+MODES = ["fs-read", "floor-read", "lib-wait", "fs-epoll", "floor-epoll", "lib-waitset",
+         "raw-pidfd", "fs-cat", "c-fs-read", "c-floor-read", "c-raw-poll"]
 
 
 def main() -> int:
@@ -190,6 +245,9 @@ def main() -> int:
     ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--quick", action="store_true", help="N = 1,100 and 1 round")
     ap.add_argument("--json", default="bench/results/fs_latency.json", help="output file")
+    ap.add_argument("--baseline", metavar="SRC",
+                    help="also mount a daemon from this src dir (e.g. a git worktree of an "
+                         "older commit): modes base-fs-read, base-c-fs-read, base-fs-epoll")
     a = ap.parse_args()
     if os.geteuid() != 0:
         print("run as root: the benchmark mounts the filesystem with allow_other",
@@ -201,7 +259,13 @@ def main() -> int:
     import resource
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    d = Daemon()
+    daemons = {"exithand": Daemon()}
+    if any(m.startswith("floor-") for m in modes):
+        daemons["floor"] = Daemon(floor=True)
+    if a.baseline:
+        daemons["base"] = Daemon(src=a.baseline)
+    elif any(m.startswith("base-") for m in modes):
+        ap.error("base-* modes need --baseline SRC")
     results: list[dict[str, Any]] = []
     try:
         print(f"{'N':>5} {'mode':<12} {'median ms':>10} {'p95 ms':>8} {'max ms':>8}")
@@ -209,7 +273,7 @@ def main() -> int:
             for mode in modes:
                 lat: list[int] = []
                 for _ in range(rounds):
-                    lat += one_round(d, mode, n)
+                    lat += one_round(daemons, mode, n)
                 lat.sort()
                 row = {"n": n, "mode": mode, "rounds": rounds, "samples": len(lat),
                        "median_ms": statistics.median(lat) / 1e6,
@@ -219,7 +283,8 @@ def main() -> int:
                 print(f"{n:>5} {mode:<12} {row['median_ms']:>10.3f} {row['p95_ms']:>8.3f} "
                       f"{row['max_ms']:>8.3f}", flush=True)
     finally:
-        d.stop()
+        for d in daemons.values():
+            d.stop()
     out = {"benchmark": "fs_latency", "kernel": platform.release(),
            "python": platform.python_version(), "cpus": os.cpu_count(),
            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "results": results}

@@ -11,8 +11,9 @@ it learns of each death.  Delay = notice - death.
 
 Methods: raw (os.pidfd_open + select.epoll, the floor), waitset (exithand.WaitSet), cli
 (`exithand wait --json`, timed when its line is read), asyncio / uvloop (ExitHandle.wait_async,
-one task per process), psutil (psutil.wait_procs with a callback).  Rounds rotate the method
-order so no method always runs first or last.
+one task per process), asyncio-raw / uvloop-raw (the floor for a task per process: a pidfd,
+``add_reader`` and one future each, no status read), psutil (psutil.wait_procs with a
+callback).  Rounds rotate the method order so no method always runs first or last.
 """
 
 from __future__ import annotations
@@ -20,15 +21,17 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-from typing import Any
+from pathlib import Path
+from typing import Any, Optional
 
 from _common import HERE, Victims, env, machine, summary, table, write_json
 
-ALL = ["raw", "waitset", "cli", "asyncio", "uvloop", "psutil"]
+ALL = ["raw", "waitset", "cli", "asyncio", "asyncio-raw", "uvloop", "uvloop-raw", "psutil"]
+OURS = {"waitset", "cli", "asyncio", "uvloop"}  # the methods that run exithand's code
 SPAN_US = {100: 1_000_000, 1000: 2_000_000, 10000: 5_000_000}  # deaths spread over this
 
 
-def run_one(method: str, n: int, seed: int) -> dict[str, Any]:
+def run_one(method: str, n: int, seed: int, src: Optional[Path] = None) -> dict[str, Any]:
     spacing = SPAN_US.get(n, 2_000_000) // n
     # the lead gives all N victims time to wake from the "go" pipe and go to sleep again before
     # the first death (10,000 wakeups take a while on 2 CPUs)
@@ -36,7 +39,7 @@ def run_one(method: str, n: int, seed: int) -> dict[str, Any]:
     with Victims(n, lead_ms=lead_ms, spacing_us=spacing, seed=seed) as v:
         w = subprocess.Popen([sys.executable, str(HERE / "_waiter.py"), method],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                             env=env())
+                             env=env(src))
         assert w.stdin and w.stdout
         w.stdin.write(" ".join(map(str, v.pids)) + "\n")
         w.stdin.flush()
@@ -66,18 +69,27 @@ def main() -> None:
     ap.add_argument("--n", type=int, nargs="+", default=[100, 1000])
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--methods", nargs="+", default=ALL, choices=ALL)
+    ap.add_argument("--baseline", type=Path, metavar="SRC",
+                    help="also run the exithand methods (waitset, cli, asyncio, uvloop) with "
+                         "this src dir, as METHOD@base, interleaved in the same rounds")
     ap.add_argument("--skip-psutil-above", type=int, default=10000,
                     help="skip psutil for N above this (it busy-loops at large N)")
     args = ap.parse_args()
+    methods = list(args.methods)
+    if args.baseline:
+        methods += [f"{m}@base" for m in args.methods if m in OURS]
     results = []
     for n in args.n:
         for r in range(args.rounds):
-            k = r % len(args.methods)
-            order = args.methods[k:] + args.methods[:k]
+            k = r % len(methods)
+            order = methods[k:] + methods[:k]
             for m in order:
                 if m == "psutil" and n > args.skip_psutil_above:
                     continue
-                res = run_one(m, n, seed=1000 * r + n)
+                base = m.endswith("@base")
+                res = run_one(m.removesuffix("@base"), n, seed=1000 * r + n,
+                              src=args.baseline if base else None)
+                res["method"] = m
                 res["round"] = r
                 results.append(res)
                 print(f"  n={n} round={r} {m:8s} median {res['median_ms']:.3f} ms "
@@ -87,7 +99,7 @@ def main() -> None:
     rows = []
     agg: dict[tuple[int, str], dict[str, float]] = {}
     for n in args.n:
-        for m in args.methods:
+        for m in methods:
             rs = [x for x in results if x["n"] == n and x["method"] == m]
             if not rs:
                 continue
@@ -106,7 +118,9 @@ def main() -> None:
                      int(a["missing"]), int(a["early"])])
     print(table(["N", "method", "median ms", "p95 ms", "max ms", "x raw", "psutil/x",
                  "missing", "early"], rows))
-    path = write_json("latency", {"machine": machine(), "args": vars(args),
+    path = write_json("latency", {"machine": machine(),
+                                  "args": {k: str(v) if isinstance(v, Path) else v
+                                           for k, v in vars(args).items()},
                                   "runs": results,
                                   "summary": [dict(zip(["n", "method", "median_ms", "p95_ms",
                                                         "max_ms", "ratio_vs_raw",

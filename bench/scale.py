@@ -8,6 +8,7 @@ the epoll item: a few hundred bytes per fd) is not in RSS and not counted.
 
     python3 bench/scale.py                 # 10,000 handles, 3 rounds
     python3 bench/scale.py --n 10000 --rounds 5
+    python3 bench/scale.py --baseline /tmp/old/src   # before/after, interleaved in one run
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 import statistics
 import subprocess
 import sys
+from pathlib import Path
 
 from _common import SRC, Victims, env, machine, table, write_json
 
@@ -62,10 +64,10 @@ print(json.dumps({"seconds": t1 - t0, "rss_delta": r1 - r0}))
 """
 
 
-def run(variant: str, pids: list[int]) -> dict[str, float]:
-    p = subprocess.run([sys.executable, "-c", _CHILD.replace("SRC", repr(str(SRC))), variant],
+def run(variant: str, pids: list[int], src: Path = SRC) -> dict[str, float]:
+    p = subprocess.run([sys.executable, "-c", _CHILD.replace("SRC", repr(str(src))), variant],
                        input=" ".join(map(str, pids)) + "\n", capture_output=True, text=True,
-                       env=env(), timeout=600)
+                       env=env(src), timeout=600)
     if p.returncode != 0:
         raise RuntimeError(p.stderr)
     out: dict[str, float] = json.loads(p.stdout)
@@ -77,26 +79,39 @@ def main() -> None:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=10000)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--baseline", type=Path, metavar="SRC",
+                    help="also run the exithand variants with this src dir (e.g. a git "
+                         "worktree of an older commit), interleaved in the same rounds")
     args = ap.parse_args()
+    variants = [(label, variant, SRC) for label, variant in VARIANTS.items()]
+    if args.baseline:
+        variants += [(f"{label} [baseline]", variant, args.baseline)
+                     for label, variant in VARIANTS.items() if variant != "raw"]
     runs = []
     with Victims(args.n, idle=True) as v:
         for r in range(args.rounds):
-            for label, variant in VARIANTS.items():
-                res = run(variant, v.pids)
+            for label, variant, src in variants:
+                res = run(variant, v.pids, src)
                 res.update(variant=variant, label=label, round=r)
                 runs.append(res)
                 print(f"  round {r} {label}: {res['seconds']:.3f} s, "
                       f"{res['rss_delta'] / args.n:.0f} B/handle", file=sys.stderr, flush=True)
     rows = []
-    for label, variant in VARIANTS.items():
-        rs = [x for x in runs if x["variant"] == variant]
+    raw_sec = statistics.median(x["seconds"] for x in runs if x["variant"] == "raw")
+    for label, _variant, _src in variants:
+        rs = [x for x in runs if x["label"] == label]
         sec = statistics.median(x["seconds"] for x in rs)
         mem = statistics.median(x["rss_delta"] for x in rs)
-        rows.append([label, args.n, sec, sec / args.n * 1e6, mem / 2**20, mem / args.n])
-    print(table(["variant", "N", "total s", "us/handle", "RSS delta MiB", "B/handle"], rows))
-    path = write_json("scale", {"machine": machine(), "args": vars(args), "runs": runs,
+        rows.append([label, args.n, sec, sec / args.n * 1e6, sec / raw_sec, mem / 2**20,
+                     mem / args.n])
+    print(table(["variant", "N", "total s", "us/handle", "x raw", "RSS delta MiB",
+                 "B/handle"], rows))
+    argd = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    path = write_json("scale", {"machine": machine(), "args": argd,
+                                "runs": runs,
                                 "summary": [dict(zip(["variant", "n", "seconds", "us_per_handle",
-                                                      "rss_mib", "bytes_per_handle"], r))
+                                                      "ratio_vs_raw", "rss_mib",
+                                                      "bytes_per_handle"], r))
                                             for r in rows]})
     print(f"\nJSON: {path}")
 

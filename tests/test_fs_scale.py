@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import select
 import subprocess
 import tempfile
@@ -52,7 +53,11 @@ def test_1000_blocked_readers(fsmount, procs):  # noqa: F811
         eof_out.seek(0)
         assert eof_out.read() == b""  # 950 readers saw EOF and nothing else
     assert fs.alive()
-    fs.wait_log(r"read-released ", 1000, timeout=30)
+    # one line per death, naming how many blocked readers it released in one pass
+    fs.wait_log(r"read-released pid=\d+ readers=\d+", TARGETS, timeout=30)
+    released = [re.search(r"read-released pid=(\d+) readers=(\d+)", line) for line in fs.lines]
+    assert sorted(int(m[1]) for m in released if m) == sorted(t.pid for t in targets)
+    assert sum(int(m[2]) for m in released if m) == 1000
     fs.wait_log(r"file-closed ", 1002, timeout=30)
     # every pidfd and /proc status fd the daemon opened for these readers is closed again
     assert len(os.listdir(f"/proc/{fs.proc.pid}/fd")) == daemon_fds

@@ -161,32 +161,35 @@ class ExitHandle:
                                         or not math.isfinite(create_time) or create_time < 0):
             raise ValueError(f"invalid create_time {create_time!r}: must be seconds since the "
                              "epoch (a float, as psutil.Process.create_time() gives) or None")
+        pinned = inode is not None or start_time is not None or create_time is not None
         b = _pick_backend(backend)
         try:
             ref = b.open(pid)
         except OSError as e:
             raise _open_error(e, pid) from None
-        try:
-            cls._verify(ref, inode, start_time)
-            if create_time is not None:
-                cls._verify_create_time(ref, float(create_time))
-        except BaseException:
-            ref.close()
-            raise
+        if pinned:  # else the pidfd alone pins the process: nothing to read now
+            try:
+                cls._verify(ref, inode, start_time)
+                if create_time is not None:
+                    cls._verify_create_time(ref, float(create_time))
+            except BaseException:
+                ref.close()
+                raise
         return cls(ref)
 
     @staticmethod
     def _verify(ref: ProcessRef, inode: Optional[int], start_time: Optional[int]) -> None:
-        ident = ref.identity
         if inode is not None:
-            if ident.inode is None:
+            got = ref.pidfs_inode()  # one fstat: no /proc read when the inode decides
+            if got is None:
                 raise Error(f"process {ref.pid}: cannot check inode {inode}: this kernel's "
                             "pidfds have no unique inode (needs Linux 6.9 pidfs); "
                             "use start_time instead", ref.pid)
-            if ident.inode != inode:
+            if got != inode:
                 raise NoSuchProcess(f"process {ref.pid}:{inode} is gone: pid {ref.pid} now "
-                                    f"names another process (inode {ident.inode})", ref.pid)
+                                    f"names another process (inode {got})", ref.pid)
         if start_time is not None:
+            ident = ref.identity
             if ident.start_time is None:
                 raise NoSuchProcess(f"process {ref.pid} exited before its start time could be "
                                     f"checked against {start_time}", ref.pid)

@@ -1,6 +1,8 @@
 """Where a dead process's exit status comes from, best source first.
 
-:func:`resolve` asks each source in turn and returns the first answer; if none answers it
+:func:`resolve` asks each source in turn (5 first, for a handle not made from a Popen: once
+the process is reaped it is exact and one ioctl, and before that it says "not yet") and
+returns the first answer; if none answers it
 returns :meth:`ExitStatus.unknown` with every reason it met.  It is only called once the process
 is dead.
 
@@ -10,9 +12,11 @@ is dead.
 2. **popen** -- a :class:`subprocess.Popen` we were built from already reaped it.
 3. **connector** -- an exit event from the netlink proc connector, captured at death time (an
    optional provider registers itself with :func:`register_provider`).
-4. **zombie** -- ``/proc/<pid>/stat`` field 52 of a zombie.  The kernel prints the real value only
-   to callers with ptrace read access (``PTRACE_MODE_READ_FSCREDS``) and ``0`` to everyone else,
-   so 0 alone proves nothing.  We ask the same access question of the kernel by reading the
+4. **zombie** -- ``/proc/<pid>/stat`` field 52 of a zombie (asked after a quick look at 5,
+   which answers only after the reap: the two never both answer, see :func:`resolve`).  The
+   kernel prints the real value only to callers with ptrace read access
+   (``PTRACE_MODE_READ_FSCREDS``) and ``0`` to everyone else, so 0 alone proves nothing.
+   We ask the same access question of the kernel by reading the
    ``/proc/<pid>/exe`` link, which is guarded by the same check: EACCES means no access; on a
    zombie an allowed caller gets ENOENT (its mm is gone).  For a whole thread group the kernel
    prints the group's exit code once a group exit began, as waitpid reports it (measured on
@@ -161,7 +165,21 @@ def pidfd_info_status(ref: ProcessRef) -> tuple[Optional[ExitStatus], Optional[s
 
 
 def resolve(ref: ProcessRef, popen: Any = None) -> ExitStatus:
-    """Best available status for a dead process; never invented."""
+    """Best available status for a dead process; never invented.
+
+    Once the process is reaped, ``PIDFD_INFO_EXIT`` (6.15) is the kernel's own record, exact
+    for the whole thread group, in one ioctl: it is asked first, except for a Popen's process
+    (its ``returncode`` is the source its owner knows).  A non-child is usually reaped by the
+    time its death is noticed (its parent was woken by the same exit), and this spares the
+    ``waitid`` that fails with ECHILD and the ``/proc`` read.  Before the reap the ioctl says
+    "not yet", which no other source can contradict, and the others answer in their order.
+    """
+    info_why: Optional[str] = None
+    asked = popen is None
+    if asked:
+        st, info_why = pidfd_info_status(ref)
+        if st is not None:
+            return st
     st = child_status(ref) or popen_status(ref, popen)
     if st is not None:
         return st
@@ -173,12 +191,25 @@ def resolve(ref: ProcessRef, popen: Any = None) -> ExitStatus:
                 return st
             if st.reason:
                 reasons.append(st.reason)  # it cannot tell: the sources below may
-    for source in (zombie_status, pidfd_info_status):
-        st, why = source(ref)
+    # PIDFD_INFO_EXIT before /proc: reaped, one ioctl answers where the zombie source would
+    # first fail to open /proc/<pid>/stat.  While it is a zombie the ioctl says "not yet"
+    # (None, None) and field 52 is read; if the zombie was reaped between the two looks
+    # (zombie_status then declines), the ioctl is asked again and answers.
+    if not asked:
+        st, info_why = pidfd_info_status(ref)
         if st is not None:
             return st
-        if why:
-            reasons.append(why)
+    st, why = zombie_status(ref)
+    if st is not None:
+        return st
+    if why:
+        reasons.append(why)
+    if info_why is None:
+        st, info_why = pidfd_info_status(ref)
+        if st is not None:
+            return st
+    if info_why:
+        reasons.append(info_why)
     if not reasons:
         reasons.append("not our child and no source reported it")
     return ExitStatus.unknown(ref.pid, "; ".join(reasons))

@@ -59,7 +59,13 @@ def feature_disabled(name: str) -> bool:
     ``pidfd`` (no pidfd_open, < 5.3 or seccomp), ``pidfs`` (no unique pidfd inodes, < 6.9),
     ``pidfd_info`` (no PIDFD_GET_INFO exit info, < 6.15), ``mrelease`` (no process_mrelease).
     """
-    return name in os.environ.get("EXITHAND_DISABLE", "").replace(" ", "").split(",")
+    return name in _disabled_set(os.environ.get("EXITHAND_DISABLE", ""))
+
+
+@functools.lru_cache(maxsize=8)
+def _disabled_set(spec: str) -> frozenset[str]:
+    # parsed once per value of the variable: this is asked on every status read
+    return frozenset(spec.replace(" ", "").split(","))
 
 
 @dataclass(frozen=True)

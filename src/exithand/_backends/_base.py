@@ -31,13 +31,26 @@ if TYPE_CHECKING:
 class ProcessRef(abc.ABC):
     """One pinned process, as seen by one backend."""
 
+    __slots__ = ()  # lets a subclass with __slots__ (one ref per handle) go without a __dict__
+
     #: the backend's name (``"pidfd"``, ``"procpoll"``, ...)
     backend: str
-    identity: ProcessIdentity
+    #: set by subclasses that know the identity at open; others override :attr:`identity`
+    _identity: ProcessIdentity
+
+    @property
+    def identity(self) -> ProcessIdentity:
+        """pid, pidfs inode, start time, boot id of the pinned process."""
+        return self._identity
 
     @property
     def pid(self) -> int:
         return self.identity.pid
+
+    def pidfs_inode(self) -> Optional[int]:
+        """The pidfs inode (Linux 6.9+), or None; backends that hold a pidfd answer it with
+        one ``fstat`` and nothing else (no ``/proc`` read)."""
+        return self.identity.inode
 
     @property
     @abc.abstractmethod

@@ -131,7 +131,7 @@ class ProcRef(ProcessRef):
     backend = "procpoll"
 
     def __init__(self, ident: ProcessIdentity, driver: Driver) -> None:
-        self.identity = ident
+        self._identity = ident
         self._lock = threading.Lock()  # guards the notifier against a concurrent close()
         self._note: Optional[_Notifier] = _Notifier()
         self._dead = False

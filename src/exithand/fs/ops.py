@@ -306,16 +306,20 @@ class ExitFS(pyfuse3.Operations):
         if of.kind == names.EXITHAND:
             of.data = b""
             return of.data
-        creds = of.watch.credentials()
+        w = of.watch
+        w.read_final()  # once for every reader: at death if a status file was open then
+        creds = w.final_creds
         if not policy.allowed(self.policy, of.caller, creds):
             log.debug("read-refused fh=%d pid=%d: credentials at death %s", of.fh,
-                      of.watch.pid, creds)
+                      w.pid, creds)
             raise _err(errno.EACCES)
-        try:
-            st = of.watch.status()
-        except exithand.Error as e:
-            log.warning("pid %d: %s", of.watch.pid, e)
-            raise _err(errno.EIO) from None
+        st = w.final_status
+        if st is None or not st.known:
+            try:  # unreadable at death, or unknown then: ask again (it may be known now)
+                st = w.status()
+            except exithand.Error as e:
+                log.warning("pid %d: %s", w.pid, e)
+                raise _err(errno.EIO) from None
         if of.kind == names.EXITSTATUS:
             data = (st.describe() + "\n").encode()
         else:
@@ -347,20 +351,24 @@ class ExitFS(pyfuse3.Operations):
         return data[off:off + size]
 
     async def _block(self, of: OpenFile) -> None:
-        b = Blocked(of.fh, of.watch.pid, of.opener_tid, of.status_fd)
+        """Wait for the death; released with all other readers of the process in one pass
+        (one ``Event.set()``, one log line: see :meth:`Watch._on_dead`)."""
+        w = of.watch
+        b = Blocked(of.fh, w.pid, of.opener_tid, of.status_fd)
         self.blocked[id(b)] = b
+        w.blocked += 1
         self.scanner.wake()
-        log.debug("read-blocked fh=%d pid=%d opener=%d", of.fh, of.watch.pid, of.opener_tid)
+        log.debug("read-blocked fh=%d pid=%d opener=%d", of.fh, w.pid, of.opener_tid)
         try:
             with b.scope:
-                await of.watch.dead.wait()
+                await w.dead.wait()
         finally:
             del self.blocked[id(b)]
+            w.blocked -= 1
         if b.scope.cancelled_caught:
-            log.debug("read-failed fh=%d pid=%d errno=%s", of.fh, of.watch.pid,
+            log.debug("read-failed fh=%d pid=%d errno=%s", of.fh, w.pid,
                       errno.errorcode.get(b.errno, b.errno))
             raise _err(b.errno or errno.EINTR)
-        log.debug("read-released fh=%d pid=%d", of.fh, of.watch.pid)
 
     @_guard
     async def poll(self, inode: int, fh: int, poll_handle: Any, ctx: Any) -> int:

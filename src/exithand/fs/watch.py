@@ -45,6 +45,12 @@ class Watch:
         self.refs = 0
         self.status_refs = 0  # open exithand_full/exitstatus files: keep credentials fresh
         self.poll_handles: dict[int, Any] = {}  # fh -> pyfuse3.PollHandle
+        self.blocked = 0  # reads blocked on this process right now (ops.read keeps it)
+        # Read once (read_final), for every reader: the credentials it died with (None if
+        # reaped before any could be read) and its status (None if it could not be read).
+        self.final_creds: Optional[exithand.ProcessCredentials] = None
+        self.final_status: Optional[exithand.ExitStatus] = None
+        self.final_read = False
         self.closed = False
         self._seen: Optional[exithand.ProcessCredentials] = None
         self._scope = trio.CancelScope()
@@ -92,16 +98,53 @@ class Watch:
                     await trio.lowlevel.wait_readable(self.handle.fileno())
                 except trio.ClosedResourceError:
                     return
+            released = self.blocked
             self._on_dead()
+            # The readers run once this task yields: answered first, logged after.  Two
+            # checkpoints: trio may run one batch of tasks in either order, and the readers
+            # (all rescheduled by the one Event.set) all run in the first.
+            await trio.lowlevel.checkpoint()
+            await trio.lowlevel.checkpoint()
+            if released:
+                log.debug("read-released pid=%d readers=%d", self.pid, released)
+            # Only plain readers were waiting: they needed nothing read; what a status file
+            # opened later will need is read now, while a zombie may still show it.
+            self.read_final()
 
-    def _on_dead(self) -> None:
-        # Read what a zombie still shows before the parent reaps it.
-        self.credentials()
+    def read_final(self) -> None:
+        """Read the credentials and status a dead process is judged and described by, once.
+
+        Before the blocked readers are released when a status file is open; else just after
+        they are (plain ``exithand`` readers need neither, so they are not kept waiting for
+        an ioctl and a status resolution), or at the first read of a status file, whichever
+        comes first.  Limit: on kernels without PIDFD_INFO_EXIT (< 6.15) and without the
+        proc connector, a zombie reaped by its parent within that moment leaves a status
+        file opened later with an unknown status, where it read field 52 before.
+        """
+        if self.final_read:
+            return
+        self.final_read = True
+        self.final_creds = self.credentials()
         try:
-            st = self.status()
-            log.debug("dead pid=%d status=%r", self.pid, st.describe())
+            self.final_status = self.status()
+            log.debug("dead pid=%d status=%r", self.pid, self.final_status.describe())
         except exithand.Error as e:
             log.warning("pid %d: cannot read exit status: %s", self.pid, e)
+
+    def _on_dead(self) -> None:
+        """Read what every reader will be answered with, once, then release them all.
+
+        Read what a zombie still shows before the parent reaps it: the credentials it died
+        with (the access policy decides at death) and the status.  Then one ``Event.set()``
+        reschedules every blocked read in one pass; each only slices the bytes its open file
+        computed from these (pyfuse3 sends each reply from the worker task that received the
+        request, so one task switch per reader is the floor; bench/_fuse_floor.py).  One log
+        line for all of them, written by :meth:`run` after they were answered: a line per
+        reader was most of the cost of a fan-out with ``--debug`` (each write to a busy
+        stderr pipe took up to 0.2 ms).
+        """
+        if self.status_refs:  # someone will be told the status: read it while it shows
+            self.read_final()
         self.dead.set()
         self.notify_pollers()
 
