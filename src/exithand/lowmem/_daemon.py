@@ -408,21 +408,33 @@ class Daemon:
             cgroup = v2_cgroup(h.pid)
             fields["cgroup_killed"] = cgroup
 
+        if cfg.kill_mode == "cgroup" and cgroup is None:
+            fields["cgroup_note"] = "in the root cgroup v2 (or none): the process alone"
+
+        def alone() -> Any:
+            return exithand.kill_and_wait(h, signal=sig, grace=cfg.grace,
+                                          release_memory=cfg.mrelease, timeout=cfg.stuck_after,
+                                          tree=cfg.kill_mode == "tree")
+
         def work() -> None:
             res: Any
+            kind = cfg.kill_mode
             try:
                 if cfg.kill_mode == "cgroup" and cgroup is not None:
-                    res = exithand.kill_cgroup(cgroup, signal=sig, grace=cfg.grace,
-                                               release_memory=cfg.mrelease,
-                                               timeout=cfg.stuck_after)
+                    try:
+                        res = exithand.kill_cgroup(cgroup, signal=sig, grace=cfg.grace,
+                                                   release_memory=cfg.mrelease,
+                                                   timeout=cfg.stuck_after)
+                    except exithand.CgroupError:
+                        # refused before anything was signalled (not v2, the root, holds the
+                        # daemon itself): the chosen process still has to go
+                        kind = "process"
+                        res = alone()
                 else:
-                    res = exithand.kill_and_wait(h, signal=sig, grace=cfg.grace,
-                                                 release_memory=cfg.mrelease,
-                                                 timeout=cfg.stuck_after,
-                                                 tree=cfg.kill_mode == "tree")
+                    res = alone()
             except Exception as e:  # reported as an event; the daemon carries on
                 res = e
-            self.results.put((r, cfg.kill_mode, res))
+            self.results.put((r, kind, res))
             self._wake()
 
         threading.Thread(target=work, name="exithand-lowmem-kill", daemon=True).start()
