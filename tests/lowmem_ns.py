@@ -6,7 +6,7 @@
   does not (it goes back to ``home_dir``), so the daemon's own memory never moves the figures;
 * ``victims``: ``{"name", "mib", "adj", "freeze", "prekill", "slow_term", "log"}``: each a
   forked child that names itself (comm), sets oom_score_adj, forks ``children`` (named
-  NAME-kid), touches ``mib`` MiB of anonymous
+  NAME-kid), joins ``v2_dir`` with ``v2``, touches ``mib`` MiB of anonymous
   memory and blocks; ``freeze`` moves it into ``freezer_dir`` and freezes it (v1 freezer),
   ``prekill`` then sends it SIGKILL (it stays frozen with SIGKILL pending), ``slow_term`` makes
   it take that long to exit after SIGTERM, appending a line to ``log`` per SIGTERM;
@@ -66,6 +66,8 @@ write(os.path.join(mem_dir, "cgroup.procs"), "0")
 
 def victim(v: dict, ready_w: int) -> None:
     libc.prctl(15, v["name"].encode(), 0, 0, 0)  # PR_SET_NAME
+    if v.get("v2"):  # its own cgroup v2 (with its children): for kill-mode cgroup
+        write(os.path.join(spec["v2_dir"], "cgroup.procs"), "0")
     write("/proc/self/oom_score_adj", str(v.get("adj", 0)))
     if v.get("slow_term"):
         def on_term(_s: int, _f: object) -> None:

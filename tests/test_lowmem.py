@@ -63,7 +63,10 @@ def scenario(victims: list[dict[str, Any]], daemon: list[str], plus_mib: int,
     if why:
         pytest.skip(why)
     with memory_cgroup("lowmem", 256 << 20) as cg:
+        if any(v.get("v2") for v in victims) and not cg.v2_dir:
+            pytest.skip("no cgroup v2 to put the victim in")
         spec = {"mem_dir": cg.mem_dir, "home_dir": os.path.dirname(cg.mem_dir),
+                "v2_dir": cg.v2_dir,
                 "victims": victims, "plus_mib": plus_mib, "freezer_dir": freezer_dir,
                 "daemon": ["--memory-cgroup", cg.mem_dir, "--mem-min", "{plus}", *daemon]}
         r = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", sys.executable,
@@ -289,3 +292,17 @@ def test_kill_mode_tree_takes_the_victims_descendants() -> None:
     assert done["kill_mode"] == "tree" and len(done["processes"]) == 3, done
     assert all(p["outcome"] == "killed" for p in done["processes"]), done
     assert dead(res, "parent") and not dead(res, "other")
+
+
+@pytest.mark.timeout(90)
+def test_kill_mode_cgroup_takes_the_victims_whole_cgroup() -> None:
+    victims = [{"name": "grouped", "mib": 64, "children": 2, "v2": True},
+               {"name": "other", "mib": 16}]
+    res = scenario(victims, [*FAST, "--kill-mode", "cgroup", "--ignore=-kid$",
+                             "--duration", "3"], plus_mib=32)
+    kills = kinds(res, "kill")
+    assert [k["comm"] for k in kills] == ["grouped"], res["events"]
+    assert kills[0]["cgroup_killed"], kills[0]
+    (done,) = kinds(res, "killed")
+    assert done["kill_mode"] == "cgroup" and len(done["processes"]) == 3, done
+    assert dead(res, "grouped") and not dead(res, "other")

@@ -9,6 +9,7 @@ Modules, one job each:
 * :mod:`._policy` candidates, their order, and pinning the victim by pidfd;
 * :mod:`._ledger` the "kill again?" decision (credit, hold-off, dying victims);
 * :mod:`._daemon` the epoll loop, the reaper thread, kill modes;
+* :mod:`._reaper` boosting a victim, ``process_mrelease`` with retries, its cgroup;
 * :mod:`._events` text/JSON/syslog events and the post-kill hook;
 * :mod:`._config` settings from TOML and flags, checked all at once.
 

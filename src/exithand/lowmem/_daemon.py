@@ -43,10 +43,10 @@ from ._ledger import KillRecord, Ledger
 from ._meminfo import CgroupMemory, Memory, SystemMemory, pcp_bytes
 from ._policy import Candidate, candidates, pin
 from ._psi import PsiUnavailable, PsiWatch
+from ._reaper import boost, release, v2_cgroup
 from ._units import Amount, SettingError
 
 MIB = 1048576
-_MRELEASE_TRIES = 20
 MCL_CURRENT, MCL_FUTURE = 1, 2
 
 
@@ -56,49 +56,6 @@ class SetupError(Exception):
 
 def _mib(n: int) -> str:
     return f"{n / MIB:.0f} MiB"
-
-
-def boost(h: exithand.ExitHandle) -> Optional[str]:
-    """nice -20 and all CPUs for every thread of a live pinned process; the error, if any."""
-    if not h.is_alive():
-        return "not alive"
-    err = None
-    try:
-        tids = [int(t) for t in os.listdir(f"/proc/{h.pid}/task")]
-    except OSError:
-        tids = [h.pid]
-    cpus = set(range(os.cpu_count() or 1))
-    for tid in tids:
-        try:
-            os.setpriority(os.PRIO_PROCESS, tid, -20)
-            os.sched_setaffinity(tid, cpus)
-        except OSError as e:
-            err = err or e.strerror
-    return err
-
-
-def release(h: exithand.ExitHandle) -> tuple[str, Optional[str]]:
-    """``process_mrelease`` with retries; (``released``/``already_released``/``failed``, error)."""
-    last = None
-    for _ in range(_MRELEASE_TRIES):
-        try:
-            h.release_memory()
-            return "released", None
-        except exithand.NoSuchProcess:
-            return "already_released", None
-        except exithand.AccessDenied as e:
-            return "failed", str(e)
-        except exithand.Error as e:  # EINVAL (not dying yet) or EAGAIN (lock contention)
-            last = str(e)
-            if "ENOSYS" in last:
-                break
-            p = select.poll()
-            p.register(h.fileno(), select.POLLIN)
-            if p.poll(5):
-                return "already_released", None
-        except ValueError:  # handle closed under us: the daemon is stopping
-            return "failed", "stopped"
-    return "failed", last
 
 
 class Daemon:
@@ -448,24 +405,36 @@ class Daemon:
         h = r.handle
         cgroup = None
         if cfg.kill_mode == "cgroup":
-            cgroup = _v2_cgroup(h.pid)
+            cgroup = v2_cgroup(h.pid)
             fields["cgroup_killed"] = cgroup
+
+        if cfg.kill_mode == "cgroup" and cgroup is None:
+            fields["cgroup_note"] = "in the root cgroup v2 (or none): the process alone"
+
+        def alone() -> Any:
+            return exithand.kill_and_wait(h, signal=sig, grace=cfg.grace,
+                                          release_memory=cfg.mrelease, timeout=cfg.stuck_after,
+                                          tree=cfg.kill_mode == "tree")
 
         def work() -> None:
             res: Any
+            kind = cfg.kill_mode
             try:
                 if cfg.kill_mode == "cgroup" and cgroup is not None:
-                    res = exithand.kill_cgroup(cgroup, signal=sig, grace=cfg.grace,
-                                               release_memory=cfg.mrelease,
-                                               timeout=cfg.stuck_after)
+                    try:
+                        res = exithand.kill_cgroup(cgroup, signal=sig, grace=cfg.grace,
+                                                   release_memory=cfg.mrelease,
+                                                   timeout=cfg.stuck_after)
+                    except exithand.CgroupError:
+                        # refused before anything was signalled (not v2, the root, holds the
+                        # daemon itself): the chosen process still has to go
+                        kind = "process"
+                        res = alone()
                 else:
-                    res = exithand.kill_and_wait(h, signal=sig, grace=cfg.grace,
-                                                 release_memory=cfg.mrelease,
-                                                 timeout=cfg.stuck_after,
-                                                 tree=cfg.kill_mode == "tree")
+                    res = alone()
             except Exception as e:  # reported as an event; the daemon carries on
                 res = e
-            self.results.put((r, cfg.kill_mode, res))
+            self.results.put((r, kind, res))
             self._wake()
 
         threading.Thread(target=work, name="exithand-lowmem-kill", daemon=True).start()
@@ -514,18 +483,6 @@ class Daemon:
                       f"{self.kills} kill(s), {len(self.ledger.dying())} dying",
                       available=mem.available, total=mem.total, swap_free=mem.swap_free,
                       pcp=pcp, kills=self.kills, uptime=round(now - self.started, 3))
-
-
-def _v2_cgroup(pid: int) -> Optional[str]:
-    try:
-        with open(f"/proc/{pid}/cgroup") as f:
-            for line in f:
-                if line.startswith("0::"):
-                    path = line[3:].strip()
-                    return None if path == "/" else path
-    except OSError:
-        pass
-    return None
 
 
 def run(cfg: Config, out: Emitter) -> int:
