@@ -337,6 +337,7 @@ def test_wait_any_and_wait_all_accept_pids_and_handles(no_fd_leak):
                 exithand.wait_all(items, timeout=0.05)
             assert isinstance(ei.value, TimeoutError)
             h0.kill()
+            h0.wait(timeout=10)  # dead before h2 is killed: the result lists deaths in order
             w = _Waiter(lambda: exithand.wait_all(items, timeout=30))
             w.start()
             w.wait_blocked()
