@@ -24,6 +24,7 @@ from typing import Any, Optional
 
 import pytest
 from kill_helpers import memory_cgroup, remove_cgroup
+from reuse_prelude import PRELUDE
 
 from conftest import env_with_src
 
@@ -207,34 +208,9 @@ def test_dry_run_kills_nothing() -> None:
     assert not dead(res, "a") and not dead(res, "b")
 
 
-REUSE = r"""
-import json, os, signal, sys, time
+REUSE = PRELUDE + r"""
 from exithand.lowmem._policy import Policy, evaluate, pin
-
-try:
-    with open("/proc/sys/kernel/pid_max", "w") as f:
-        f.write("340")
-except OSError as e:
-    print(json.dumps({"skip": f"cannot set pid_max in a new pid namespace: {e}"}))
-    sys.exit(0)
-
-def spawn():
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(w)
-        os.read(r, 1)
-        os._exit(0)
-    os.close(r)
-    return pid, w
-
-while True:  # walk past RESERVED_PIDS (300) so numbers wrap within 300..340
-    pid, w = spawn()
-    if pid > 305:
-        break
-    os.close(w)
-    os.waitpid(pid, 0)
-a, a_ctl = pid, w
+a, a_ctl = pid0, w0
 cand, why = evaluate(a, Policy())
 out = {"candidate": cand is not None}
 os.kill(a, signal.SIGKILL)

@@ -15,39 +15,15 @@ import sys
 import textwrap
 
 import pytest
+from reuse_prelude import PRELUDE
 
 from conftest import env_with_src
 
-SCRIPT = textwrap.dedent("""
-    import json, os, signal, sys, time
+SCRIPT = PRELUDE + textwrap.dedent("""
     import exithand
 
     out = {}
-    try:
-        with open("/proc/sys/kernel/pid_max", "w") as f:
-            f.write("340")
-    except OSError as e:
-        print(json.dumps({"skip": f"cannot set pid_max in a new pid namespace: {e}"}))
-        sys.exit(0)
-
-    def spawn():
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            os.close(w)
-            os.read(r, 1)
-            os._exit(0)
-        os.close(r)
-        return pid, w
-
-    # walk the pid counter past RESERVED_PIDS (300) so allocation wraps within 300..340
-    while True:
-        pid, w = spawn()
-        if pid > 305:
-            break
-        os.close(w)
-        os.waitpid(pid, 0)
-    a, a_ctl = pid, w
+    a, a_ctl = pid0, w0
     h = exithand.open(a)
     ident = h.identity
     out["backend"] = h.backend
