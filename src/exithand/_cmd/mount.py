@@ -34,13 +34,18 @@ it with 'exithand umount MOUNTPOINT'.
 
 EPILOG = """\
 access policy (--policy) for exithand_full and exitstatus (plain exithand is open to all):
-  same-user  root, the process's parent, or a caller whose uid is the process's real and
-             effective uid as last seen alive (default; mirrors ptrace access)
+  same-user  what the kernel itself would answer this reader for the process's exit code
+             (/proc/PID/stat field 52: ptrace read access, same real/effective/saved uid and
+             gid, dumpable, or CAP_SYS_PTRACE), asked as the reader at death; or the parent
+             (default)
   public     anyone
-  parent     the process's parent, and root
-  root       root only
-A refused open fails with EACCES; the rule is checked again at death against the process's last
-credentials. If the status cannot be learned at all, reading exithand_full fails with ENODATA.
+  parent     the process's parent, and CAP_SYS_PTRACE
+  root       uid 0 and CAP_SYS_PTRACE
+A refused open or read fails with EACCES. same-user is decided at open and again at death
+from the zombie; if the parent reaps the process before the daemon could ask the kernel, the
+reader is refused. What no policy can hide: on Linux 6.15+ any pidfd holder reads the status
+after the reap (PIDFD_INFO_EXIT), so the policy protects the zombie phase and unreaped zombies.
+If the status cannot be learned at all, reading exithand_full fails with ENODATA.
 
 examples:
   exithand mount /run/exithand                     mount in the background (as root)

@@ -99,9 +99,7 @@ class ExitFS(pyfuse3.Operations):
         self.dirs: dict[int, tuple[int, list[bytes]]] = {}
         self.watches: dict[Any, Watch] = {}
         self.blocked: dict[int, Blocked] = {}  # id(Blocked) -> Blocked
-        self.scanner = Scanner(lambda: list(self.blocked.values()),
-                               lambda: [w for w in self.watches.values() if w.needs_refresh()],
-                               scan_interval)
+        self.scanner = Scanner(lambda: list(self.blocked.values()), scan_interval)
         self.shutting_down = False
         self.stopped_by = 0  # the signal that stopped the daemon, if any
         self._next_fh = 1
@@ -236,7 +234,7 @@ class ExitFS(pyfuse3.Operations):
         if w is not None and not w.closed:
             h.close()
             return w
-        w = Watch(h, key)
+        w = Watch(h, key, self.policy)
         self.watches[key if key is not None else id(w)] = w
         self.nursery.start_soon(w.run, name=f"watch-{w.pid}")
         return w
@@ -269,7 +267,7 @@ class ExitFS(pyfuse3.Operations):
         try:
             text = policy.read_thread_status(status_fd) if status_fd >= 0 else None
             caller = policy.caller_from_status(
-                ctx.uid, ctx.pid, text, caps_count=text is not None and
+                ctx.uid, ctx.gid, ctx.pid, text, caps_count=text is not None and
                 policy.in_our_user_ns(ctx.pid))
             try:
                 h = exithand.open(node.pid, inode=node.pin)
@@ -279,11 +277,12 @@ class ExitFS(pyfuse3.Operations):
             w = self._watch_for(h)
             w.refs += 1
             try:
-                if kind != names.EXITHAND and not policy.allowed(
-                        self.policy, caller, w.credentials()):
-                    log.debug("open-refused %s/%s uid=%d pid=%d", node.name,
-                              names.FILES[kind - 1], ctx.uid, ctx.pid)
-                    raise _err(errno.EACCES)
+                if kind != names.EXITHAND:
+                    ok, why = w.judge(caller)
+                    if not ok:
+                        log.debug("open-refused %s/%s uid=%d pid=%d: %s", node.name,
+                                  names.FILES[kind - 1], ctx.uid, ctx.pid, why)
+                        raise _err(errno.EACCES)
             except BaseException:
                 self._unref(w)
                 raise
@@ -295,8 +294,7 @@ class ExitFS(pyfuse3.Operations):
         self.files[fh] = OpenFile(fh, kind, w, caller, ctx.pid, status_fd,
                                   bool(flags & os.O_NONBLOCK))
         if kind != names.EXITHAND:
-            w.status_refs += 1
-            self.scanner.wake()
+            w.add_reader(caller)
         return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False, nonseekable=False)
 
     def _content(self, of: OpenFile) -> bytes:
@@ -306,11 +304,12 @@ class ExitFS(pyfuse3.Operations):
         if of.kind == names.EXITHAND:
             of.data = b""
             return of.data
-        creds = of.watch.credentials()
-        if not policy.allowed(self.policy, of.caller, creds):
-            log.debug("read-refused fh=%d pid=%d: credentials at death %s", of.fh,
-                      of.watch.pid, creds)
+        ok, why = of.watch.judge(of.caller)
+        if not ok:
+            log.info("read-refused fh=%d pid=%d uid=%d: %s", of.fh, of.watch.pid,
+                     of.caller.uid, why)
             raise _err(errno.EACCES)
+        creds = of.watch.credentials()
         try:
             st = of.watch.status()
         except exithand.Error as e:
@@ -384,7 +383,7 @@ class ExitFS(pyfuse3.Operations):
             return
         of.watch.poll_handles.pop(fh, None)
         if of.kind != names.EXITHAND:
-            of.watch.status_refs -= 1
+            of.watch.remove_reader(of.caller)
         if of.status_fd >= 0:
             os.close(of.status_fd)
         self._unref(of.watch)

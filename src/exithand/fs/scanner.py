@@ -11,10 +11,8 @@ answers EINTR to reads whose opener has an unblocked
 signal pending: SIGKILL (bit 0x100 of ``SigPnd``, added to every thread by any fatal signal),
 or a signal with a handler (so Ctrl-C reaches a Python reader, which retries the read, PEP 475).
 
-The same task re-reads, each period, the credentials of every living process that has an
-``exithand_full``/``exitstatus`` file open (one ``PIDFD_GET_INFO`` each), so the access
-re-check at death uses credentials at most one period old even when the parent reaps the
-process before the daemon can read the zombie's final ones.
+It does nothing else: with no blocked reader it sleeps on an event (no periodic work for
+open files; access is judged at death, see :mod:`.watch`).
 
 Limitation: ``read()`` carries no request context in pyfuse3, so the opener is watched, not
 the reader; a file descriptor inherited by another process and read there is released only at
@@ -30,7 +28,6 @@ from typing import Callable
 import trio
 
 from . import policy
-from .watch import Watch
 
 log = logging.getLogger("exithand.fs")
 
@@ -53,17 +50,15 @@ class Blocked:
 
 
 class Scanner:
-    """The one periodic task: checks blocked readers' openers, refreshes watched credentials."""
+    """The one periodic task: checks blocked readers' openers (only while some are blocked)."""
 
-    def __init__(self, blocked: Callable[[], list[Blocked]],
-                 watched: Callable[[], list[Watch]], interval: float = 0.2) -> None:
+    def __init__(self, blocked: Callable[[], list[Blocked]], interval: float = 0.2) -> None:
         self._blocked = blocked
-        self._watched = watched
         self.interval = interval
         self._wake = trio.Event()
 
     def wake(self) -> None:
-        """Call when a read starts blocking or a status file is opened (starts an idle scan)."""
+        """Call when a read starts blocking (starts an idle scanner)."""
         self._wake.set()
 
     def check(self, b: Blocked) -> bool:
@@ -90,13 +85,11 @@ class Scanner:
     async def run(self) -> None:
         while True:
             blocked = self._blocked()
-            if not blocked and not self._watched():
+            if not blocked:
                 await self._wake.wait()
                 self._wake = trio.Event()
                 continue
             await trio.sleep(self.period(len(blocked)))
-            for w in self._watched():
-                w.refresh()  # one PIDFD_GET_INFO each: "last seen alive" stays recent
             for i, b in enumerate(self._blocked()):
                 self.check(b)
                 if i % 256 == 255:
