@@ -21,6 +21,7 @@ FUSE facts this relies on (pyfuse3 3.5, Linux 6.x):
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import functools
 import logging
@@ -36,7 +37,7 @@ import pyfuse3
 
 import exithand
 
-from . import inodes, names, policy, siginfo
+from . import inodes, names, pidns, policy, siginfo
 from .scanner import Blocked, Scanner
 from .watch import Watch, key_of
 
@@ -61,6 +62,12 @@ def _guard(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _key(pid: int, pin: Optional[int]) -> str:
+    """Inode-table key of a directory: the *daemon's* pid (and pin), whatever the reader's
+    namespace calls it, so two namespaces' ``30000`` never share a directory."""
+    return str(pid) if pin is None else f"{pid}:{pin}"
+
+
 def _err(code: int) -> pyfuse3.FUSEError:
     return pyfuse3.FUSEError(code)
 
@@ -76,6 +83,7 @@ class OpenFile:
     opener_tid: int
     status_fd: int  # the opener thread's /proc/<tid>/status, for the scanner; -1 if none
     nonblock: bool
+    shown_pid: int  # the process's number in the opener's pid namespace
     data: Optional[bytes] = None  # content once known (fixed after death)
 
 
@@ -96,7 +104,7 @@ class ExitFS(pyfuse3.Operations):
         self.nursery: Any = None
         self.table = inodes.InodeTable()
         self.files: dict[int, OpenFile] = {}
-        self.dirs: dict[int, tuple[int, list[bytes]]] = {}
+        self.dirs: dict[int, tuple[int, list[tuple[bytes, int]]]] = {}
         self.watches: dict[Any, Watch] = {}
         self.blocked: dict[int, Blocked] = {}  # id(Blocked) -> Blocked
         self.scanner = Scanner(lambda: list(self.blocked.values()), scan_interval)
@@ -139,6 +147,22 @@ class ExitFS(pyfuse3.Operations):
         except (exithand.Error, ValueError):
             return False
 
+    @staticmethod
+    def _listing(caller_pid: int) -> list[tuple[bytes, int]]:
+        """``ls MNT`` for this caller: ``(name in its pid namespace, our pid)``, sorted."""
+        host = sorted(int(n) for n in os.listdir("/proc") if n.isdigit())
+        with pidns.view_of(caller_pid) as view:
+            if view.same:
+                return [(str(p).encode(), p) for p in host]
+            if view.blind:
+                log.debug("empty listing for pid %d: %s", caller_pid, view.why)
+            seen = []
+            for p in host:
+                n = view.from_host(p)
+                if n is not None:
+                    seen.append((n, p))
+        return [(str(n).encode(), p) for n, p in sorted(seen)]
+
     def statistics(self) -> dict[str, int]:
         """Counts for logs and tests."""
         return {"open_files": len(self.files), "watches": len(self.watches),
@@ -153,9 +177,13 @@ class ExitFS(pyfuse3.Operations):
             if name in (b".", b".."):
                 return self._attr(inodes.ROOT, True)
             parsed = names.parse_dir_name(name)
-            if parsed is None or not self._probe(*parsed):
+            if parsed is None:
                 raise _err(errno.ENOENT)
-            d = self.table.dir_for(name.decode("ascii"), *parsed)
+            with pidns.view_of(ctx.pid if ctx is not None else 0) as view:
+                host = view.to_host(parsed[0])
+            if host is None or not self._probe(host, parsed[1]):
+                raise _err(errno.ENOENT)
+            d = self.table.dir_for(_key(host, parsed[1]), host, parsed[1])
             self.table.ref(d.ino)
             return self._attr(d.ino, True)
         node, kind = self.table.resolve(parent_inode)
@@ -187,16 +215,16 @@ class ExitFS(pyfuse3.Operations):
 
     @_guard
     async def opendir(self, inode: int, ctx: Any) -> int:
+        entries: list[tuple[bytes, int]]
         if inode == inodes.ROOT:
-            pids = sorted(int(n) for n in os.listdir("/proc") if n.isdigit())
-            entries = [str(p).encode() for p in pids]
+            entries = self._listing(ctx.pid)
         else:
             node, kind = self.table.resolve(inode)
             if node is None:
                 raise _err(errno.ENOENT)
             if kind != 0:
                 raise _err(errno.ENOTDIR)
-            entries = [n.encode() for n in names.FILES]
+            entries = [(n.encode(), 0) for n in names.FILES]
         fh = self._new_fh()
         self.dirs[fh] = (inode, entries)
         return fh
@@ -208,10 +236,10 @@ class ExitFS(pyfuse3.Operations):
             raise _err(errno.EBADF)
         dir_ino, entries = listing
         for i in range(start_id, len(entries)):
-            name = entries[i]
+            name, host = entries[i]
             node: Optional[inodes.DirNode]
             if dir_ino == inodes.ROOT:
-                node = self.table.dir_for(name.decode(), int(name), None)
+                node = self.table.dir_for(_key(host, None), host, None)
                 ino, is_dir = node.ino, True
             else:
                 node, _ = self.table.resolve(dir_ino)
@@ -274,6 +302,11 @@ class ExitFS(pyfuse3.Operations):
             except (exithand.Error, ValueError) as e:
                 log.debug("open %s: %s", node.name, e)
                 raise _err(errno.ENOENT) from None
+            with pidns.view_of(ctx.pid) as view:
+                shown = view.from_host(node.pid)  # after pinning: about the pinned process
+            if shown is None:  # a process the opener's pid namespace does not contain
+                h.close()
+                raise _err(errno.ENOENT)
             w = self._watch_for(h)
             w.refs += 1
             try:
@@ -292,7 +325,7 @@ class ExitFS(pyfuse3.Operations):
             raise
         fh = self._new_fh()
         self.files[fh] = OpenFile(fh, kind, w, caller, ctx.pid, status_fd,
-                                  bool(flags & os.O_NONBLOCK))
+                                  bool(flags & os.O_NONBLOCK), shown)
         if kind != names.EXITHAND:
             w.add_reader(caller)
         return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False, nonseekable=False)
@@ -311,7 +344,7 @@ class ExitFS(pyfuse3.Operations):
             raise _err(errno.EACCES)
         creds = of.watch.credentials()
         try:
-            st = of.watch.status()
+            st = dataclasses.replace(of.watch.status(), pid=of.shown_pid)
         except exithand.Error as e:
             log.warning("pid %d: %s", of.watch.pid, e)
             raise _err(errno.EIO) from None
