@@ -8,6 +8,7 @@ around one syscall and re-raise what this returns.
 from __future__ import annotations
 
 import errno
+import os
 from typing import Optional
 
 
@@ -81,7 +82,9 @@ def translate_oserror(exc: OSError, pid: Optional[int], what: str) -> Exception:
     if err == errno.ESRCH:
         return NoSuchProcess(f"{label}: no such process ({what})", pid)
     if err in (errno.EPERM, errno.EACCES):
-        return AccessDenied(f"{label}: permission denied ({what})", pid)
+        detail = exc.strerror if exc.strerror and exc.strerror != os.strerror(err) else ""
+        return AccessDenied(f"{label}: permission denied ({what}{': ' + detail if detail else ''})",
+                            pid)
     if err in (errno.EMFILE, errno.ENFILE):
         from ._fdlimit import describe  # names the soft/hard limit that was hit
 
