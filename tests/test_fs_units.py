@@ -92,15 +92,14 @@ def test_signal_pending_parsing():
 def test_signal_pending_on_a_real_thread():
     """A real blocked-then-pending signal in our own thread, read through /proc."""
     old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})
-    fd = os.open(f"/proc/self/task/{threading.get_native_id()}/status", os.O_RDONLY)
+    tid = threading.get_native_id()
     try:
-        assert not policy.signal_pending(policy.read_thread_status(fd) or b"")
+        assert not policy.signal_pending(policy.read_thread_status(tid) or b"")
         signal.pthread_kill(threading.get_ident(), signal.SIGUSR2)
-        text = policy.read_thread_status(fd) or b""
+        text = policy.read_thread_status(tid) or b""
         assert int(policy.parse_status(text)[b"SigPnd"], 16) & (1 << (signal.SIGUSR2 - 1))
         assert not policy.signal_pending(text)  # pending but blocked: not for us
     finally:
-        os.close(fd)
         signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # discard it, then restore
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
         signal.signal(signal.SIGUSR2, signal.SIG_DFL)

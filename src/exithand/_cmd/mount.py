@@ -84,8 +84,17 @@ def register(sub: Any) -> None:
     p.add_argument("-f", "--foreground", action="store_true",
                    help="stay in the foreground (for systemd and debugging); logs on stderr")
     p.add_argument("--max-readers", type=max_readers_arg, default=10_000, metavar="N",
-                   help="most read()s blocked at once; more fail with EAGAIN "
-                        "(default: %(default)s)")
+                   help="most read()s blocked at once (and N + 1024 files open); more fail "
+                        "with EAGAIN; the fd limit is raised to N + 2048 (default: "
+                        "%(default)s)")
+    p.add_argument("--max-per-user", type=max_readers_arg, default=None, metavar="N",
+                   help="most blocked read()s (and twice as many open files) per user; "
+                        "beyond it that user gets EAGAIN, others do not; uid 0 has no quota "
+                        "(default: a quarter of --max-readers)")
+    p.add_argument("--max-dirs", type=max_readers_arg, default=1024, metavar="N",
+                   help="most open handles on the top directory (each holds a snapshot of "
+                        "the process list, 16 bytes a process); an eighth of it (at least 8) "
+                        "per user (default: %(default)s)")
     p.add_argument("--debug", action="store_true", help="log every blocked/released read")
     p.set_defaults(func=run)
 
@@ -93,6 +102,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..fs import missing_dependency
     from ..fs.mounts import MountError
+    from ..fs.quota import Limits
 
     problem = missing_dependency()
     if problem:
@@ -101,8 +111,8 @@ def run(args: argparse.Namespace) -> int:
     from ..fs import daemon
 
     try:
-        return daemon.run(args.mountpoint, args.policy, args.max_readers, args.foreground,
-                          args.debug)
+        limits = Limits.default(args.max_readers, args.max_per_user or 0, args.max_dirs)
+        return daemon.run(args.mountpoint, args.policy, limits, args.foreground, args.debug)
     except MountError as e:
         warn(f"mount: {e}")
         return _common.EXIT_ERROR

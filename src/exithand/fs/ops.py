@@ -21,6 +21,7 @@ FUSE facts this relies on (pyfuse3 3.5, Linux 6.x):
 
 from __future__ import annotations
 
+import array
 import dataclasses
 import errno
 import functools
@@ -37,8 +38,8 @@ import pyfuse3
 
 import exithand
 
-from . import inodes, names, pidns, policy, siginfo
-from .scanner import Blocked, Scanner
+from . import inodes, names, pidns, policy, quota, siginfo
+from .scanner import Blocked, Scanner, start_time
 from .watch import Watch, key_of
 
 log = logging.getLogger("exithand.fs")
@@ -81,10 +82,22 @@ class OpenFile:
     watch: Watch
     caller: policy.Caller
     opener_tid: int
-    status_fd: int  # the opener thread's /proc/<tid>/status, for the scanner; -1 if none
+    opener_tgid: int  # 0 if unknown
+    opener_start: Optional[int]  # start time of the opener's process (identity for the scanner)
     nonblock: bool
     shown_pid: int  # the process's number in the opener's pid namespace
     data: Optional[bytes] = None  # content once known (fixed after death)
+
+
+@dataclass
+class Listing:
+    """An open directory: the root's snapshot as two compact arrays (16 bytes a process), or
+    a process directory (its three names are constant).  ``uid`` is charged for root ones."""
+
+    inode: int
+    uid: int
+    shown: array.array[int]  # numbers in the opener's pid namespace
+    host: array.array[int]  # the same processes' numbers in ours
 
 
 class ExitFS(pyfuse3.Operations):
@@ -95,16 +108,24 @@ class ExitFS(pyfuse3.Operations):
     enable_acl = False
 
     def __init__(self, access_policy: str = policy.DEFAULT_POLICY,
-                 max_readers: int = 10_000, scan_interval: float = 0.2) -> None:
+                 max_readers: int = 10_000, scan_interval: float = 0.2,
+                 limits: Optional[quota.Limits] = None) -> None:
         super().__init__()
         if access_policy not in policy.POLICIES:
             raise ValueError(f"unknown policy {access_policy!r}")
         self.policy = access_policy
         self.max_readers = max_readers
+        self.limits = limits or quota.Limits.default(max_readers)
+        self.quota_files = quota.Counter("open files", self.limits.files,
+                                         self.limits.files_per_user)
+        self.quota_readers = quota.Counter("blocked reads", self.limits.readers,
+                                           self.limits.readers_per_user)
+        self.quota_dirs = quota.Counter("directory handles", self.limits.dirs,
+                                        self.limits.dirs_per_user)
         self.nursery: Any = None
         self.table = inodes.InodeTable()
         self.files: dict[int, OpenFile] = {}
-        self.dirs: dict[int, tuple[int, list[tuple[bytes, int]]]] = {}
+        self.dirs: dict[int, Listing] = {}
         self.watches: dict[Any, Watch] = {}
         self.blocked: dict[int, Blocked] = {}  # id(Blocked) -> Blocked
         self.scanner = Scanner(lambda: list(self.blocked.values()), scan_interval)
@@ -144,16 +165,19 @@ class ExitFS(pyfuse3.Operations):
         try:
             with exithand.open(pid, inode=pin):
                 return True
+        except exithand.FdLimitError as e:  # out of fds is not "no such process"
+            log.warning("lookup of %d: %s", pid, e)
+            raise _err(errno.ENFILE) from None
         except (exithand.Error, ValueError):
             return False
 
     @staticmethod
-    def _listing(caller_pid: int) -> list[tuple[bytes, int]]:
-        """``ls MNT`` for this caller: ``(name in its pid namespace, our pid)``, sorted."""
+    def _listing(caller_pid: int) -> tuple[array.array[int], array.array[int]]:
+        """``ls MNT`` for this caller: (numbers in its pid namespace, ours), sorted by its."""
         host = sorted(int(n) for n in os.listdir("/proc") if n.isdigit())
         with pidns.view_of(caller_pid) as view:
             if view.same:
-                return [(str(p).encode(), p) for p in host]
+                return array.array("q", host), array.array("q", host)
             if view.blind:
                 log.debug("empty listing for pid %d: %s", caller_pid, view.why)
             seen = []
@@ -161,7 +185,8 @@ class ExitFS(pyfuse3.Operations):
                 n = view.from_host(p)
                 if n is not None:
                     seen.append((n, p))
-        return [(str(n).encode(), p) for n, p in sorted(seen)]
+        seen.sort()
+        return array.array("q", (n for n, _ in seen)), array.array("q", (p for _, p in seen))
 
     def statistics(self) -> dict[str, int]:
         """Counts for logs and tests."""
@@ -215,18 +240,26 @@ class ExitFS(pyfuse3.Operations):
 
     @_guard
     async def opendir(self, inode: int, ctx: Any) -> int:
-        entries: list[tuple[bytes, int]]
         if inode == inodes.ROOT:
-            entries = self._listing(ctx.pid)
+            why = self.quota_dirs.take(ctx.uid)
+            if why:
+                log.warning("refusing opendir: %s", why)
+                raise _err(errno.EAGAIN)
+            try:
+                shown, host = self._listing(ctx.pid)
+            except BaseException:
+                self.quota_dirs.give(ctx.uid)
+                raise
+            listing = Listing(inode, ctx.uid, shown, host)
         else:
             node, kind = self.table.resolve(inode)
             if node is None:
                 raise _err(errno.ENOENT)
             if kind != 0:
                 raise _err(errno.ENOTDIR)
-            entries = [(n.encode(), 0) for n in names.FILES]
+            listing = Listing(inode, -1, array.array("q"), array.array("q"))
         fh = self._new_fh()
-        self.dirs[fh] = (inode, entries)
+        self.dirs[fh] = listing
         return fh
 
     @_guard
@@ -234,17 +267,20 @@ class ExitFS(pyfuse3.Operations):
         listing = self.dirs.get(fh)
         if listing is None:
             raise _err(errno.EBADF)
-        dir_ino, entries = listing
-        for i in range(start_id, len(entries)):
-            name, host = entries[i]
+        dir_ino = listing.inode
+        count = len(listing.shown) if dir_ino == inodes.ROOT else len(names.FILES)
+        for i in range(start_id, count):
             node: Optional[inodes.DirNode]
             if dir_ino == inodes.ROOT:
+                name = str(listing.shown[i]).encode()
+                host = listing.host[i]
                 node = self.table.dir_for(_key(host, None), host, None)
                 ino, is_dir = node.ino, True
             else:
                 node, _ = self.table.resolve(dir_ino)
                 if node is None:
                     return
+                name = names.FILES[i].encode()
                 ino, is_dir = dir_ino + 1 + i, False
             if not pyfuse3.readdir_reply(token, name, self._attr(ino, is_dir), i + 1):
                 self.table.drop_if_unused(node)
@@ -252,7 +288,9 @@ class ExitFS(pyfuse3.Operations):
             self.table.ref(ino)
 
     async def releasedir(self, fh: int) -> None:
-        self.dirs.pop(fh, None)
+        listing = self.dirs.pop(fh, None)
+        if listing is not None and listing.uid >= 0:
+            self.quota_dirs.give(listing.uid)
 
     # ----- files ----------------------------------------------------------------------------
 
@@ -275,6 +313,18 @@ class ExitFS(pyfuse3.Operations):
                     del self.watches[k]
             w.close()
 
+    def _pin(self, node: inodes.DirNode) -> exithand.ExitHandle:
+        """Pin the directory's process; FUSEError ENOENT if there is none, ENFILE if the daemon
+        is out of fds (a process that exists is never called absent)."""
+        try:
+            return exithand.open(node.pid, inode=node.pin)
+        except exithand.FdLimitError as e:
+            log.warning("open %s: %s", node.name, e)
+            raise _err(errno.ENFILE) from None
+        except (exithand.Error, ValueError) as e:
+            log.debug("open %s: %s", node.name, e)
+            raise _err(errno.ENOENT) from None
+
     @_guard
     async def open(self, inode: int, flags: int, ctx: Any) -> pyfuse3.FileInfo:
         node, kind = self.table.resolve(inode)
@@ -286,22 +336,16 @@ class ExitFS(pyfuse3.Operations):
             raise _err(errno.EROFS)
         if self.shutting_down:
             raise _err(errno.ESHUTDOWN)
-        status_fd = -1
-        if ctx.pid > 0:
-            try:
-                status_fd = os.open(f"/proc/{ctx.pid}/status", os.O_RDONLY | os.O_CLOEXEC)
-            except OSError:
-                status_fd = -1
+        text = policy.read_thread_status(ctx.pid) if ctx.pid > 0 else None
+        caller = policy.caller_from_status(
+            ctx.uid, ctx.gid, ctx.pid, text, caps_count=text is not None and
+            policy.in_our_user_ns(ctx.pid))
+        why = self.quota_files.take(ctx.uid)
+        if why:
+            log.warning("refusing open of %s: %s", node.name, why)
+            raise _err(errno.EAGAIN)
         try:
-            text = policy.read_thread_status(status_fd) if status_fd >= 0 else None
-            caller = policy.caller_from_status(
-                ctx.uid, ctx.gid, ctx.pid, text, caps_count=text is not None and
-                policy.in_our_user_ns(ctx.pid))
-            try:
-                h = exithand.open(node.pid, inode=node.pin)
-            except (exithand.Error, ValueError) as e:
-                log.debug("open %s: %s", node.name, e)
-                raise _err(errno.ENOENT) from None
+            h = self._pin(node)
             with pidns.view_of(ctx.pid) as view:
                 shown = view.from_host(node.pid)  # after pinning: about the pinned process
             if shown is None:  # a process the opener's pid namespace does not contain
@@ -320,11 +364,12 @@ class ExitFS(pyfuse3.Operations):
                 self._unref(w)
                 raise
         except BaseException:
-            if status_fd >= 0:
-                os.close(status_fd)
+            self.quota_files.give(ctx.uid)
             raise
         fh = self._new_fh()
-        self.files[fh] = OpenFile(fh, kind, w, caller, ctx.pid, status_fd,
+        opener_tgid = caller.tgid if caller.tgid > 0 else 0
+        self.files[fh] = OpenFile(fh, kind, w, caller, ctx.pid, opener_tgid,
+                                  start_time(opener_tgid) if opener_tgid else None,
                                   bool(flags & os.O_NONBLOCK), shown)
         if kind != names.EXITHAND:
             w.add_reader(caller)
@@ -370,16 +415,19 @@ class ExitFS(pyfuse3.Operations):
                 raise _err(errno.EIO)
             if of.nonblock:
                 raise _err(errno.EAGAIN)
-            if len(self.blocked) >= self.max_readers:
-                log.warning("refusing read on pid %d: %d readers already blocked "
-                            "(--max-readers)", of.watch.pid, len(self.blocked))
+            why = self.quota_readers.take(of.caller.uid)
+            if why:
+                log.warning("refusing read on pid %d: %s", of.watch.pid, why)
                 raise _err(errno.EAGAIN)
-            await self._block(of)
+            try:
+                await self._block(of)
+            finally:
+                self.quota_readers.give(of.caller.uid)
         data = self._content(of)
         return data[off:off + size]
 
     async def _block(self, of: OpenFile) -> None:
-        b = Blocked(of.fh, of.watch.pid, of.opener_tid, of.status_fd)
+        b = Blocked(of.fh, of.watch.pid, of.opener_tgid, of.opener_tid, of.opener_start)
         self.blocked[id(b)] = b
         self.scanner.wake()
         log.debug("read-blocked fh=%d pid=%d opener=%d", of.fh, of.watch.pid, of.opener_tid)
@@ -407,8 +455,8 @@ class ExitFS(pyfuse3.Operations):
             of.watch.poll_handles[fh] = poll_handle
         return 0
 
-    async def flush(self, fh: int) -> None:
-        return None
+    # No flush(): pyfuse3's default answers ENOSYS to the first FLUSH, after which the kernel
+    # never sends one again (fc->no_flush), so close() costs no round trip to the daemon.
 
     async def release(self, fh: int) -> None:
         of = self.files.pop(fh, None)
@@ -417,8 +465,7 @@ class ExitFS(pyfuse3.Operations):
         of.watch.poll_handles.pop(fh, None)
         if of.kind != names.EXITHAND:
             of.watch.remove_reader(of.caller)
-        if of.status_fd >= 0:
-            os.close(of.status_fd)
+        self.quota_files.give(of.caller.uid)
         self._unref(of.watch)
         log.debug("file-closed fh=%d pid=%d", fh, of.watch.pid)
 
@@ -437,9 +484,6 @@ class ExitFS(pyfuse3.Operations):
 
     def close_all(self) -> None:
         """After the main loop: close every handle and fd still held."""
-        for of in list(self.files.values()):
-            if of.status_fd >= 0:
-                os.close(of.status_fd)
         self.files.clear()
         for w in list(self.watches.values()):
             w.close()

@@ -130,19 +130,21 @@ def decide(policy: str, caller: Caller, ppid: Optional[int],
     return (True, "") if ans else (False, "the kernel refuses this reader ptrace read access")
 
 
-def read_thread_status(fd: int) -> Optional[bytes]:
-    """Re-read an open ``/proc/<tid>/status`` (pread at 0 regenerates it); None once gone."""
+def read_thread_status(tid: int) -> Optional[bytes]:
+    """``/proc/<tid>/status`` now; None if unreadable (gone)."""
     try:
-        return os.pread(fd, 4096, 0)
+        with open(f"/proc/{tid}/status", "rb", buffering=0) as f:
+            return f.read(4096)
     except OSError:
         return None
 
 
-def signal_pending(status: bytes) -> bool:
+def signal_pending(status: bytes, fatal_only: bool = False) -> bool:
     """Has this thread an unblocked signal pending (``SigPnd``/``ShdPnd`` minus ``SigBlk``)?
 
     A fatal signal (``kill -9``, or any signal whose default action kills) adds SIGKILL (bit
     0x100) to every thread's private ``SigPnd``; SIGKILL cannot be blocked, so it always counts.
+    ``fatal_only``: only that SIGKILL bit (for threads other than the opener).
     """
     # Fast path (the scanner runs this for every blocked reader): the three lines follow
     # each other in every kernel since 2.6; fall back to a full parse if they do not.
@@ -159,4 +161,6 @@ def signal_pending(status: bytes) -> bool:
         blocked = int(f.get(b"SigBlk", b"0"), 16)
     except ValueError:
         return False
+    if fatal_only:
+        return bool(pending & (1 << (9 - 1)))
     return bool(pending & ~blocked) or bool(pending & (1 << (9 - 1)))
