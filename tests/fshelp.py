@@ -123,7 +123,8 @@ def make_mountpoint() -> str:
 
 
 def start_daemon(policy: str = "same-user", max_readers: Optional[int] = None,
-                 mnt: Optional[str] = None, env: Optional[dict[str, str]] = None) -> FsDaemon:
+                 mnt: Optional[str] = None, env: Optional[dict[str, str]] = None,
+                 extra: tuple[str, ...] = ()) -> FsDaemon:
     mnt = mnt or make_mountpoint()
     sockdir = tempfile.mkdtemp(prefix="eh4-notify-")
     sockpath = os.path.join(sockdir, "notify")
@@ -133,6 +134,7 @@ def start_daemon(policy: str = "same-user", max_readers: Optional[int] = None,
             "--policy", policy, mnt]
     if max_readers is not None:
         args[4:4] = ["--max-readers", str(max_readers)]
+    args[4:4] = list(extra)
     proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE,
                             env=env_with_src(NOTIFY_SOCKET=sockpath, **(env or {})))

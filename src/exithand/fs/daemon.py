@@ -6,10 +6,13 @@
 * ``pyfuse3.main`` runs with ``max_tasks`` above ``--max-readers``: every blocked ``read()``
   holds a worker task, and with none free the whole mount would stall.
 * SIGTERM, SIGINT and SIGHUP are received by trio (``open_signal_receiver``, installed before
-  the mount is announced ready): every blocked reader is answered EIO, pollers are woken, the
-  main loop stops and the mount is removed (libfuse unmounts lazily as root), so no stale mount
-  is left behind.  A daemon killed with SIGKILL cannot clean up: its readers get ENOTCONN from
-  the kernel and the mountpoint stays stale until ``exithand umount`` clears it.
+  the mount is announced ready): every blocked reader is answered EIO (the session ends only
+  once every answer is sent), pollers are woken, new opens get ESHUTDOWN, the main loop stops
+  and the mount is removed (libfuse unmounts lazily as root), so no stale mount is left
+  behind.  A daemon killed with SIGKILL cannot clean up: the kernel aborts the connection, so
+  reads in progress fail with ECONNABORTED, and every later access to the stale mountpoint
+  with ENOTCONN until ``exithand umount`` clears it.  A reader never sees EOF (death) because
+  the daemon died.
 * Exit statuses at death for non-children come from the library; when it offers a system-wide
   exit listener (the netlink proc connector) the daemon starts it.
 * Logs go to stderr, with ``<N>`` syslog priority prefixes when run by systemd
@@ -135,7 +138,12 @@ async def _signals(ops: ExitFS, task_status: Any = trio.TASK_STATUS_IGNORED) -> 
                      signal.Signals(signum).name)
             sd_notify("STOPPING=1")
             ops.shutdown()
-            await trio.lowlevel.checkpoint()  # let the cancelled reads answer first
+            # Let every cancelled read send its EIO before the session ends: a reply lost to
+            # the unmount would reach the reader as ECONNABORTED instead (bounded wait).
+            with trio.move_on_after(2):
+                while ops.blocked:
+                    await trio.sleep(0.001)
+            await trio.lowlevel.checkpoint()
             pyfuse3.terminate()
             return
 
