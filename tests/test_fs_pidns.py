@@ -73,3 +73,42 @@ def test_reader_in_child_pid_namespace(fsmount):  # noqa: F811
     assert out["status"] == f"{out['child']}: exited with status 3.\n", out
     # and the host view is unchanged
     assert str(os.getpid()) in os.listdir(fs.mnt)
+
+
+HIDEPID_INSIDE = r'''
+import errno, json, os, sys
+mnt = sys.argv[1]
+def pids(d):
+    return {int(p) for p in os.listdir(d) if p.isdigit()}
+before = pids("/proc")
+listed = pids(mnt)
+after = pids("/proc")
+try:
+    os.open(os.path.join(mnt, "1", "exithand"), os.O_RDONLY)
+    one = "opened"
+except OSError as e:
+    one = errno.errorcode[e.errno]
+print(json.dumps({"extra": sorted(listed - (before | after)), "has_1": 1 in listed,
+                  "has_me": os.getpid() in listed, "one": one, "n": len(listed)}))
+'''
+
+
+def test_reader_with_hidepid_proc_sees_no_more_in_the_mount(fsmount):  # noqa: F811
+    """nobody, whose /proc is mounted hidepid=invisible (a private mount namespace), sees in
+    ``ls MNT`` only what its own /proc shows: its own processes, not root's pid 1."""
+    py = "/usr/bin/python3"
+    script = 'mount -t proc -o hidepid=invisible proc /proc && exec "$@"'
+    cmd = ["unshare", "-m", "sh", "-c", script, "sh", "setpriv", "--reuid=65534",
+           "--regid=65534", "--clear-groups", py]
+    probe = subprocess.run([*cmd, "-c", "import os; print(os.path.exists('/proc/1'))"],
+                           capture_output=True, text=True, timeout=30)
+    if probe.stdout.strip() != "False":
+        pytest.skip(f"cannot mount a hidepid=invisible /proc here: {probe.stderr.strip()}")
+    fs = fsmount()
+    r = subprocess.run([*cmd, "-c", HIDEPID_INSIDE, fs.mnt], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["extra"] == [] and out["has_me"] and not out["has_1"], out
+    assert out["one"] == "ENOENT", out
+    assert 1 in {int(p) for p in os.listdir(fs.mnt)}  # root's view is unchanged

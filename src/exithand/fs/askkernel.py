@@ -71,12 +71,14 @@ def available() -> Optional[str]:
     return None
 
 
-def _become(uid: int, gid: int) -> None:
-    """Give the calling thread (only) the credentials uid/gid, no groups, no capabilities."""
+def _become(uid: int, gid: int, groups: Optional[list[int]] = None) -> None:
+    """Give the calling thread (only) the credentials uid/gid, ``groups`` (default none), no
+    capabilities."""
     assert _LIBC is not None
     nr_setgroups, nr_setresuid, nr_setresgid, nr_capset = _SYSCALLS[platform.machine()]
     calls: list[tuple[str, int, tuple[object, ...]]] = [
-        ("setgroups", nr_setgroups, (ctypes.c_long(0), ctypes.c_void_p(None))),
+        ("setgroups", nr_setgroups, (ctypes.c_long(len(groups or [])),
+                                     (ctypes.c_uint * max(1, len(groups or [])))(*(groups or [])))),
         ("setresgid", nr_setresgid, (ctypes.c_long(gid),) * 3),
         ("setresuid", nr_setresuid, (ctypes.c_long(uid),) * 3),
     ]
@@ -107,6 +109,39 @@ def _ask(dirfd: int, uid: int, gid: int, out: list[object]) -> None:
                 out.append(e)
     except BaseException as e:  # reported to the caller, never raised in the thread
         out.append(e)
+
+
+def _visible(pids: list[int], uid: int, gid: int, groups: list[int], out: list[object]) -> None:
+    try:
+        _become(uid, gid, groups)
+        seen = []
+        me = os.getpid()  # ptrace access to our own thread group is always granted: skip it
+        for pid in pids:
+            if pid == me:
+                continue
+            try:
+                os.readlink(f"/proc/{pid}/exe")
+                seen.append(pid)
+            except OSError as e:
+                # ENOENT: allowed and a zombie -- unless /proc/<pid> itself is gone
+                if e.errno == errno.ENOENT and os.path.exists(f"/proc/{pid}"):
+                    seen.append(pid)
+        out.append(seen)
+    except BaseException as e:
+        out.append(e)
+
+
+def visible(pids: list[int], uid: int, gid: int, groups: list[int]) -> Optional[set[int]]:
+    """Which of ``pids`` would a ``hidepid=`` /proc show to this reader (ptrace read access as
+    the reader, in one thread)?  None if the kernel could not be asked (show nothing)."""
+    if available() is not None:
+        return None
+    out: list[object] = []
+    t = threading.Thread(target=_visible, args=(pids, uid, gid, groups, out),
+                         name=f"askkernel-{uid}", daemon=True)
+    t.start()
+    t.join()
+    return set(out[0]) if out and isinstance(out[0], list) else None
 
 
 def may_read_exit_code(pid: int, uid: int, gid: int) -> tuple[Optional[bool], str]:

@@ -38,7 +38,7 @@ import pyfuse3
 
 import exithand
 
-from . import inodes, names, pidns, policy, quota, siginfo
+from . import askkernel, hidepid, inodes, names, pidns, policy, quota, siginfo
 from .scanner import Blocked, Scanner, start_time
 from .watch import Watch, key_of
 
@@ -172,9 +172,33 @@ class ExitFS(pyfuse3.Operations):
             return False
 
     @staticmethod
-    def _listing(caller_pid: int) -> tuple[array.array[int], array.array[int]]:
-        """``ls MNT`` for this caller: (numbers in its pid namespace, ours), sorted by its."""
+    def _hiding(ctx: Any) -> Optional[tuple[int, int, list[int]]]:
+        """``(uid, gid, groups)`` to judge visibility as, or None when the reader's own /proc
+        hides nothing from it (no ``hidepid=``, in its ``gid=`` group, or CAP_SYS_PTRACE)."""
+        if ctx is None:
+            return None
+        opts = hidepid.options_of(ctx.pid)
+        if not opts.hides:
+            return None
+        text = policy.read_thread_status(ctx.pid) if ctx.pid > 0 else None
+        caller = policy.caller_from_status(ctx.uid, ctx.gid, ctx.pid, text,
+                                           caps_count=text is not None and
+                                           policy.in_our_user_ns(ctx.pid))
+        groups = hidepid.groups_of(text)
+        if caller.privileged or (opts.gid is not None and (
+                opts.gid == ctx.gid or opts.gid in groups)):
+            return None
+        return ctx.uid, ctx.gid, groups
+
+    def _listing(self, ctx: Any) -> tuple[array.array[int], array.array[int]]:
+        """``ls MNT`` for this caller: (numbers in its pid namespace, ours), sorted by its;
+        without what its own /proc hides (hidepid=)."""
+        caller_pid = ctx.pid
         host = sorted(int(n) for n in os.listdir("/proc") if n.isdigit())
+        as_reader = self._hiding(ctx)
+        if as_reader is not None:
+            seen_by_reader = askkernel.visible(host, *as_reader) or set()
+            host = [p for p in host if p in seen_by_reader]
         with pidns.view_of(caller_pid) as view:
             if view.same:
                 return array.array("q", host), array.array("q", host)
@@ -208,6 +232,10 @@ class ExitFS(pyfuse3.Operations):
                 host = view.to_host(parsed[0])
             if host is None or not self._probe(host, parsed[1]):
                 raise _err(errno.ENOENT)
+            as_reader = self._hiding(ctx)
+            if as_reader is not None and host not in (
+                    askkernel.visible([host], *as_reader) or ()):
+                raise _err(errno.ENOENT)  # its own /proc (hidepid=) hides it from the reader
             d = self.table.dir_for(_key(host, parsed[1]), host, parsed[1])
             self.table.ref(d.ino)
             return self._attr(d.ino, True)
@@ -246,7 +274,7 @@ class ExitFS(pyfuse3.Operations):
                 log.warning("refusing opendir: %s", why)
                 raise _err(errno.EAGAIN)
             try:
-                shown, host = self._listing(ctx.pid)
+                shown, host = self._listing(ctx)
             except BaseException:
                 self.quota_dirs.give(ctx.uid)
                 raise
