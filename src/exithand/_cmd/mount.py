@@ -93,7 +93,7 @@ def register(sub: Any) -> None:
                         "(default: a quarter of --max-readers)")
     p.add_argument("--max-dirs", type=max_readers_arg, default=1024, metavar="N",
                    help="most open handles on the top directory (each holds a snapshot of "
-                        "the process list, 16 bytes a process); an eighth of it (at least 8) "
+                        "the process list, 8 bytes a process); an eighth of it (at least 8) "
                         "per user (default: %(default)s)")
     p.add_argument("--debug", action="store_true", help="log every blocked/released read")
     p.set_defaults(func=run)

@@ -91,7 +91,7 @@ class OpenFile:
 
 @dataclass
 class Listing:
-    """An open directory: the root's snapshot as two compact arrays (16 bytes a process), or
+    """An open directory: the root's snapshot as two compact arrays (8 bytes a process), or
     a process directory (its three names are constant).  ``uid`` is charged for root ones."""
 
     inode: int
@@ -201,7 +201,7 @@ class ExitFS(pyfuse3.Operations):
             host = [p for p in host if p in seen_by_reader]
         with pidns.view_of(caller_pid) as view:
             if view.same:
-                return array.array("q", host), array.array("q", host)
+                return array.array("i", host), array.array("i", host)
             if view.blind:
                 log.debug("empty listing for pid %d: %s", caller_pid, view.why)
             seen = []
@@ -210,7 +210,7 @@ class ExitFS(pyfuse3.Operations):
                 if n is not None:
                     seen.append((n, p))
         seen.sort()
-        return array.array("q", (n for n, _ in seen)), array.array("q", (p for _, p in seen))
+        return array.array("i", (n for n, _ in seen)), array.array("i", (p for _, p in seen))
 
     def statistics(self) -> dict[str, int]:
         """Counts for logs and tests."""
@@ -285,7 +285,7 @@ class ExitFS(pyfuse3.Operations):
                 raise _err(errno.ENOENT)
             if kind != 0:
                 raise _err(errno.ENOTDIR)
-            listing = Listing(inode, -1, array.array("q"), array.array("q"))
+            listing = Listing(inode, -1, array.array("i"), array.array("i"))
         fh = self._new_fh()
         self.dirs[fh] = listing
         return fh
