@@ -27,9 +27,17 @@ Mount the exithand filesystem at MOUNTPOINT. For every process it can see, it se
 
 Opening a file pins the process it names then, so a reader never switches to a process that
 later reuses the number. 'ls MOUNTPOINT' lists live pids. Opening on a zombie returns EOF at once.
-The daemon normally runs as root (it needs allow_other); it unmounts on SIGTERM/SIGINT, waking
-blocked readers with EIO. If it was killed hard, the mountpoint is left 'not connected': clear
-it with 'exithand umount MOUNTPOINT'.
+Every name is the reader's: pids of its own pid namespace (Linux 6.11+; older kernels show a
+reader in another pid namespace nothing), and nothing its own /proc hides (hidepid=).
+
+Each user has quotas (blocked reads, open files, directory handles) under global caps; beyond
+them that user gets EAGAIN, nobody else does. The daemon raises its fd limit to what the caps
+need (open files + 1024) or refuses to start. Out of fds is ENFILE, never ENOENT.
+
+The daemon normally runs as root (it needs allow_other). SIGTERM/SIGINT answer every blocked
+reader EIO and unmount. Killed hard (SIGKILL), its readers get ECONNABORTED, later accesses
+ENOTCONN, and the mountpoint is left 'not connected': clear it with 'exithand umount
+MOUNTPOINT'. A reader never sees EOF because the daemon died.
 """
 
 EPILOG = """\
@@ -56,7 +64,8 @@ examples:
 
 exit status:
   0    background: mounted; --foreground: unmounted cleanly (SIGTERM, or 'exithand umount')
-  1    error: missing pyfuse3/trio, unusable or stale mountpoint, mount failed
+  1    error: missing pyfuse3/trio, unusable or stale mountpoint, fd limit too low for
+       the caps (the shortfall is named), mount failed
   2    usage error: bad option
   130  --foreground: stopped with Ctrl-C (unmounted cleanly)
 """
