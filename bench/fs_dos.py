@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import Victims, machine, pct, proc_cpu_ctx, rss_bytes, table, write_json  # noqa: E402
+from _common import Victims, machine, pct, proc_cpu_ctx, rss_bytes, table, write_json
 
 NOBODY, OTHER = 65534, 65533
 SRC = str(Path(__file__).resolve().parent.parent / "src")
