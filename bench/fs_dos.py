@@ -208,6 +208,7 @@ def idle_cpu(d: Daemon, pids: list[int]) -> tuple[float, int]:
     paths = [os.path.join(d.mnt, str(p), "exitstatus") for p in pids]
     holder, line = _ask(NOBODY, _hold_open, paths)
     try:
+        time.sleep(2)  # let the opens' aftermath (forgets, releases of earlier phases) settle
         c0 = d.cpu()
         time.sleep(5)
         return (d.cpu() - c0) / 5, int(line.split()[0])
