@@ -13,6 +13,7 @@ one from another source tree (e.g. the code before the fix, ``git archive e39b29
             one per distinct process (``--policy public``, so nobody may open them)
   latency   death-to-EOF (kill() to poll readable on MNT/<pid>/exithand) for 40 processes,
             p50/p90, with no attack and with ``--files`` status files held open by nobody
+  close     (``--only-close``) seconds to close ``--files`` open files, 3 runs alternating
 
 Needs root (allow_other, switching users).  Mounts its own daemons in temp dirs.
 
@@ -240,6 +241,20 @@ def latency(d: Daemon, holder_paths: Optional[list[str]], rounds: int = 40) -> l
             _end(holder)
 
 
+def close_cost(src: str, n: int) -> float:
+    """Seconds to close ``n`` open files (opened first; the daemon otherwise idle)."""
+    d = Daemon(src)
+    try:
+        path = os.path.join(d.mnt, "1", "exithand")
+        fds = [os.open(path, os.O_RDONLY) for _ in range(n)]
+        t0 = time.perf_counter()
+        for fd in fds:
+            os.close(fd)
+        return time.perf_counter() - t0
+    finally:
+        d.stop()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -248,6 +263,8 @@ def main() -> int:
     ap.add_argument("--readers", type=int, default=300, help="readers for the cost figures")
     ap.add_argument("--dirs", type=int, default=200, help="directory handles held")
     ap.add_argument("--files", type=int, default=2000, help="status files held open")
+    ap.add_argument("--only-close", action="store_true",
+                    help="only the close() cost (N = --files), side by side")
     a = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root")
@@ -255,6 +272,14 @@ def main() -> int:
     if a.compare:
         trees["compare"] = os.path.abspath(a.compare)
     res: dict[str, Any] = {"machine": machine(), "args": vars(a), "trees": {}}
+    if a.only_close:
+        for _ in range(3):  # alternate, so load affects both alike
+            for name, src in trees.items():
+                res["trees"].setdefault(name, []).append(close_cost(src, a.files))
+        print(table(["tree", f"close() of {a.files} open files, s (3 runs)"],
+                    [[k, " ".join(f"{x:.3f}" for x in v)] for k, v in res["trees"].items()]))
+        print("results:", write_json("fs_close", res))
+        return 0
     with Victims(a.files, idle=True) as herd:
         for name, src in trees.items():
             r: dict[str, Any] = {}
