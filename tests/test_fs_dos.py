@@ -189,3 +189,54 @@ def test_readers_errors_when_the_daemon_dies(procs, how):  # noqa: F811
         assert got == want, got
     finally:
         fs.stop()  # SIGKILL: clears the stale mount
+
+
+def _lookup_and_open_without_fds() -> tuple[int, int, int]:
+    """In this (forked) process: the filesystem's own handlers, with every fd of the process
+    used up by real open files; returns (errno of lookup, errno of open, errno with fds)."""
+    import resource
+    import types
+
+    import pyfuse3
+    import trio
+
+    from exithand.fs import inodes
+    from exithand.fs.ops import ExitFS
+
+    ops = ExitFS("public")
+    ctx = types.SimpleNamespace(uid=0, gid=0, pid=os.getpid(), umask=0)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+    async def main() -> tuple[int, int, int]:
+        async with trio.open_nursery() as nursery:
+            ops.nursery = nursery
+            d = await ops.lookup(inodes.ROOT, b"1", ctx)
+            f = await ops.lookup(d.st_ino, b"exithand", ctx)
+            filler = []
+            try:
+                while True:
+                    filler.append(os.open("/dev/null", os.O_RDONLY))
+            except OSError as e:
+                assert e.errno == errno.EMFILE
+            errs = []
+            for call in (lambda: ops.lookup(inodes.ROOT, b"1", ctx),
+                         lambda: ops.open(f.st_ino, os.O_RDONLY, ctx)):
+                try:
+                    await call()
+                    errs.append(0)
+                except pyfuse3.FUSEError as e:
+                    errs.append(e.errno)
+            for fd in filler:
+                os.close(fd)
+            fi = await ops.open(f.st_ino, os.O_RDONLY, ctx)  # fds back: it works again
+            await ops.release(fi.fh)
+            nursery.cancel_scope.cancel()
+        return errs[0], errs[1], 0
+
+    return trio.run(main)
+
+
+def test_out_of_fds_is_enfile_never_enoent():
+    """With the daemon's fds used up, a process that exists (pid 1) is not answered ENOENT
+    (it looked gone to other users before): lookup and open fail with ENFILE."""
+    assert run_as(0, _lookup_and_open_without_fds) == (errno.ENFILE, errno.ENFILE, 0)

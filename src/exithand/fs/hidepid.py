@@ -15,6 +15,7 @@ up to a second; ``subset=pid`` hides no pid and needs nothing.
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from dataclasses import dataclass
@@ -69,7 +70,9 @@ def options_of(caller_pid: int) -> ProcOptions:
     try:
         with open(f"/proc/{caller_pid}/mountinfo") as f:
             opts = parse_mountinfo(f.read())
-    except OSError:
+    except OSError as e:
+        if e.errno in (errno.EMFILE, errno.ENFILE):
+            raise  # out of fds: fail closed (callers answer ENFILE), never "hides nothing"
         opts = NOT_HIDING
     if len(_cache) > 1024:
         _cache.clear()

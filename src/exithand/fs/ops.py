@@ -48,7 +48,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _guard(fn: F) -> F:
-    """Turn any unexpected exception of a handler into EIO (logged), keeping FUSEErrors."""
+    """Turn any unexpected exception of a handler into EIO (logged), keeping FUSEErrors; the
+    daemon out of fds (EMFILE/ENFILE) is ENFILE, whatever ran out."""
 
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -56,6 +57,12 @@ def _guard(fn: F) -> F:
             return await fn(*args, **kwargs)
         except pyfuse3.FUSEError:
             raise
+        except OSError as e:
+            if e.errno not in (errno.EMFILE, errno.ENFILE):
+                log.exception("unexpected error in %s", fn.__name__)
+                raise pyfuse3.FUSEError(errno.EIO) from None
+            log.warning("%s: out of file descriptors: %s", fn.__name__, e)
+            raise pyfuse3.FUSEError(errno.ENFILE) from None
         except Exception:  # (trio.Cancelled is a BaseException and passes through)
             log.exception("unexpected error in %s", fn.__name__)
             raise pyfuse3.FUSEError(errno.EIO) from None

@@ -92,12 +92,16 @@ class View:
 
 
 def view_of(caller_pid: int) -> View:
-    """The pid namespace view of the FUSE caller whose (daemon-namespace) pid is given."""
+    """The pid namespace view of the FUSE caller whose (daemon-namespace) pid is given.
+
+    Raises ``OSError`` (EMFILE/ENFILE) when the daemon is out of fds."""
     if caller_pid <= 0:
         return View(why="the caller is not visible from the daemon's pid namespace")
     try:
         fd = os.open(f"/proc/{caller_pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     except OSError as e:
+        if e.errno in (errno.EMFILE, errno.ENFILE):
+            raise  # out of fds: not "the caller sees nothing" (callers answer ENFILE)
         return View(why=f"cannot open the caller's pid namespace: {e.strerror}")
     if _ns_id(os.fstat(fd)) == _OURS:
         os.close(fd)
