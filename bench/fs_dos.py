@@ -11,7 +11,7 @@ one from another source tree (e.g. the code before the fix, ``git archive e39b29
             and RSS per open directory handle (``--dirs`` handles on the top directory)
   idle      daemon CPU over 5 s with ``--files`` status files held open by nobody (no reads),
             one per distinct process (``--policy public``, so nobody may open them)
-  latency   death-to-EOF (kill() to poll readable on MNT/<pid>/exithand) for 40 processes,
+  latency   death-to-EOF (kill() to poll readable on MNT/<pid>/exithand) for 100 processes,
             p50/p90, with no attack and with ``--files`` status files held open by nobody
   close     (``--only-close``) seconds to close ``--files`` open files, 3 runs alternating
 
@@ -217,7 +217,7 @@ def idle_cpu(d: Daemon, pids: list[int]) -> tuple[float, int]:
         _end(holder)
 
 
-def latency(d: Daemon, holder_paths: Optional[list[str]], rounds: int = 40) -> list[float]:
+def latency(d: Daemon, holder_paths: Optional[list[str]], rounds: int = 100) -> list[float]:
     holder = _ask(NOBODY, _hold_open, holder_paths)[0] if holder_paths else None
     try:
         lat = []
