@@ -52,6 +52,7 @@ class Watch:
         self.refs = 0
         self.readers: dict[policy.Caller, int] = {}  # callers with a status file open
         self.verdicts: dict[policy.Caller, tuple[bool, str]] = {}  # decided at death
+        self._kernel_answers: dict[tuple[int, int], policy.KernelAnswer] = {}  # at death
         self.poll_handles: dict[int, Any] = {}  # fh -> pyfuse3.PollHandle
         self.closed = False
         self._scope = trio.CancelScope()
@@ -67,11 +68,20 @@ class Watch:
             return None
 
     def _ask_kernel(self, caller: policy.Caller) -> policy.KernelAnswer:
+        """The kernel's answer for this reader's fsuid/fsgid; once dead it is final, so one
+        question serves every reader with the same ids (many processes of one user)."""
+        ids = (caller.uid, caller.gid)
+        hit = self._kernel_answers.get(ids)
+        if hit is not None:
+            return hit
+        dead = not self.handle.is_alive()
         if self.handle.is_reaped():
             return None, "the process was reaped before the daemon could check it"
         ans, why = askkernel.may_read_exit_code(self.pid, caller.uid, caller.gid)
         if self.handle.is_reaped():  # the answer may describe a reuser of the number
             return None, "the process was reaped while the daemon checked it"
+        if dead:
+            self._kernel_answers[ids] = (ans, why)
         return ans, why
 
     def judge(self, caller: policy.Caller) -> tuple[bool, str]:
