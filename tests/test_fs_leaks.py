@@ -188,7 +188,7 @@ def test_setuid_exec_reaped_at_once_never_leaks(fsmount, procs, bins):  # noqa: 
     assert not leaks
 
 
-def test_privileged_and_parent_still_learn_setuid_status(fsmount, procs, bins):  # noqa: F811
+def test_privileged_reader_still_learns_setuid_status(fsmount, procs, bins):  # noqa: F811
     """Root (CAP_SYS_PTRACE) reads a setuid target's status, as the kernel lets it."""
     fs = fsmount()
     p = start_target(procs, bins, "setuid-root, saved uid 0")
