@@ -124,8 +124,9 @@ def make_mountpoint() -> str:
 
 def start_daemon(policy: str = "same-user", max_readers: Optional[int] = None,
                  mnt: Optional[str] = None, env: Optional[dict[str, str]] = None,
-                 prefix: tuple[str, ...] = ()) -> FsDaemon:
-    """``prefix``: a command the daemon runs under (e.g. ``setpriv ...``), exec'ing it."""
+                 prefix: tuple[str, ...] = (), extra: tuple[str, ...] = ()) -> FsDaemon:
+    """``prefix``: a command the daemon runs under (e.g. ``setpriv ...``), exec'ing it;
+    ``extra``: more daemon options."""
     mnt = mnt or make_mountpoint()
     sockdir = tempfile.mkdtemp(prefix="eh4-notify-")
     sockpath = os.path.join(sockdir, "notify")
@@ -135,6 +136,7 @@ def start_daemon(policy: str = "same-user", max_readers: Optional[int] = None,
             "--policy", policy, mnt]
     if max_readers is not None:
         args[4:4] = ["--max-readers", str(max_readers)]
+    args[4:4] = list(extra)
     proc = subprocess.Popen([*prefix, *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE,
                             env=env_with_src(NOTIFY_SOCKET=sockpath, **(env or {})))

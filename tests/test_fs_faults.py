@@ -104,3 +104,23 @@ def test_umount_while_busy_detaches_lazily(procs, victim_factory):  # noqa: F811
         assert fs.proc.wait(timeout=15) == 0  # last file closed: the daemon exits by itself
     finally:
         fs.stop()
+
+
+def test_umount_refuses_anything_but_exithand(tmp_path):
+    """'exithand umount' never unmounts a filesystem that is not ours (a tmpfs here; /home
+    or / would be refused the same way): exit 1, the mount is left in place."""
+    mnt = tmp_path / "tmpfs"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "none", str(mnt)], check=True, timeout=30)
+    try:
+        (mnt / "marker").write_text("still here")
+        for args in (["umount", str(mnt)], ["umount", "--lazy", str(mnt)]):
+            r = run_cli(*args)
+            assert r.returncode == 1 and "tmpfs mount, not an exithand" in r.stderr, r.stderr
+            assert mount_fstype(str(mnt)) == "tmpfs"
+            assert (mnt / "marker").read_text() == "still here"
+        r = run_cli("umount", "/")
+        assert r.returncode == 1 and "not an exithand filesystem" in r.stderr, r.stderr
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False, timeout=30)
+    assert mount_fstype(str(mnt)) is None

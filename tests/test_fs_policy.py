@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import subprocess
@@ -9,16 +10,18 @@ import subprocess
 import pytest
 from fshelp import Forked, fsmount, needs_fuse, procs  # noqa: F401
 
-from conftest import NOBODY, OTHER_UID, drop_to, run_as
+from conftest import NOBODY, OTHER_UID, run_as
 
 pytestmark = [needs_fuse, pytest.mark.timeout(120)]
 
+PR_SET_DUMPABLE = 4
 PARENT_UID = OTHER_UID  # the parent runs as this uid but is judged by being the parent
 
 
 def start_parent(target_uid: int) -> Forked:
     """A parent (fsuid PARENT_UID, no capabilities; saved uid 0 so it can give its child any
-    uid) with one child running as ``target_uid``.  Answers "pid" and "open PATH"."""
+    uid) with one child running as ``target_uid`` (uids and gids), dumpable.
+    Answers "pid" and "open PATH"."""
     child: list[int] = []
 
     def setup() -> None:
@@ -32,7 +35,11 @@ def start_parent(target_uid: int) -> Forked:
             try:
                 os.close(w)
                 os.setresuid(0, 0, 0)
+                os.setresgid(target_uid, target_uid, target_uid)
                 os.setresuid(target_uid, target_uid, target_uid)
+                # a credential change makes a process non-dumpable; an exec'ed program of
+                # the same user would be dumpable, as this one now says it is
+                ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 1)
                 os.write(ready_w, b"!")
                 os.read(r, 1)  # until the parent is gone
             finally:
@@ -100,101 +107,8 @@ def test_policy_matrix(fsmount, procs, policy):  # noqa: F811
         os.kill(target, 9)  # reparented to init (or our subreaper) once the parent is gone
 
 
-def start_target(ruid: int, suid: int) -> Forked:
-    """Our child running as ``ruid`` (saved uid ``suid``); "uid R S" changes, "exit N" exits."""
-
-    def handler(line: str) -> str:
-        cmd = line.split()
-        if cmd[0] == "exit":
-            os._exit(int(cmd[1]))
-        os.setresuid(int(cmd[1]), int(cmd[1]), int(cmd[2]))
-        return "ok"
-
-    return Forked(lambda: os.setresuid(ruid, ruid, suid), handler)
-
-
-def test_uid_change_judged_by_last_credentials(fsmount, procs):  # noqa: F811
-    fs = fsmount()
-    # 1. nobody's process that becomes root before dying: the reader allowed at open is
-    #    refused at death.
-    t = start_target(NOBODY, 0)
-    path = fs.path(t.pid, "exitstatus")
-    cat = procs.start(["cat", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                      preexec_fn=drop_to(NOBODY))
-    fs.wait_blocked(t.pid)
-    assert t.ask("uid 0 0") == "ok"
-    assert run_as(NOBODY, lambda: try_open(path)) == errno.EACCES  # judged now as root's
-    t.tell("exit 5")  # stays a zombie (our child, not reaped yet): credentials are final
-    out, err = cat.communicate(timeout=10)
-    assert cat.returncode == 1 and out == b"" and b"Permission denied" in err
-    assert t.close() == 5 << 8
-    # 2. root's process that becomes nobody's: refused before, allowed after the change.
-    t = start_target(0, 0)
-    path = fs.path(t.pid, "exitstatus")
-    assert run_as(NOBODY, lambda: try_open(path)) == errno.EACCES
-    assert t.ask(f"uid {NOBODY} {NOBODY}") == "ok"
-    cat = procs.start(["cat", path], stdout=subprocess.PIPE, preexec_fn=drop_to(NOBODY))
-    fs.wait_blocked(t.pid)
-    t.tell("exit 5")
-    out, _ = cat.communicate(timeout=10)
-    assert (cat.returncode, out) == (0, f"{t.pid}: exited with status 5.\n".encode())
-    assert t.close() == 5 << 8
-
-
-def start_keeper() -> Forked:
-    """Our child whose child (the target, a non-child for the test) runs as nobody with saved
-    uid 0.  "pid"; "root" makes the target root; "exit" makes it exit 6 and reaps it at once."""
-    st: dict[str, int] = {}
-
-    def setup() -> None:
-        c_r, c_w = os.pipe()
-        a_r, a_w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            try:
-                os.setresuid(NOBODY, NOBODY, 0)
-                os.write(a_w, b"!")
-                while True:
-                    cmd = os.read(c_r, 1)
-                    if cmd != b"r":
-                        os._exit(6)
-                    os.setresuid(0, 0, 0)
-                    os.write(a_w, b"!")
-            finally:
-                os._exit(6)
-        assert os.read(a_r, 1) == b"!"
-        st.update(pid=pid, c=c_w, a=a_r)
-
-    def handler(line: str) -> str:
-        if line == "pid":
-            return str(st["pid"])
-        if line == "root":
-            os.write(st["c"], b"r")
-            return os.read(st["a"], 1).decode()
-        os.write(st["c"], b"x")
-        return str(os.waitpid(st["pid"], 0)[1])  # reaped as soon as it dies
-
-    return Forked(setup, handler)
-
-
-def test_uid_change_then_reaped_at_once(fsmount, procs):  # noqa: F811
-    """The parent reaps the process at once, so the daemon may never see the zombie: the
-    periodic credential refresh still judges the reader by the uid it last had alive."""
-    fs = fsmount()
-    keeper = start_keeper()
-    try:
-        target = int(keeper.ask("pid"))
-        path = fs.path(target, "exitstatus")
-        cat = procs.start(["cat", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          preexec_fn=drop_to(NOBODY))
-        fs.wait_blocked(target)
-        assert keeper.ask("root") == "!"
-        fs.wait_log(rf"credentials-changed pid={target} ruid=0 euid=0 ")
-        assert keeper.ask("exit") == str(6 << 8)
-        out, err = cat.communicate(timeout=10)
-        assert cat.returncode == 1 and out == b"" and b"Permission denied" in err
-    finally:
-        keeper.close()
+# Credential changes during the target's life, setuid/setgid targets, dumpability and the
+# time-of-check/time-of-use race: test_fs_leaks.py (judged at death, against the kernel).
 
 
 def _open_in_own_user_ns(path: str) -> int:

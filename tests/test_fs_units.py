@@ -30,34 +30,52 @@ def test_file_kind():
     assert names.file_kind(b"EXITHAND") is None and names.file_kind(b"\xff") is None
 
 
-def _creds(ruid, euid, ppid=100):
-    return exithand.ProcessCredentials(pid=200, ppid=ppid, ruid=ruid, euid=euid, final=False)
+def _kernel(ans):
+    """A stand-in for asking the kernel (the real question is tested through real mounts in
+    test_fs_leaks.py); records that it was asked."""
+    asked = []
+
+    def ask():
+        asked.append(1)
+        return ans
+    ask.asked = asked
+    return ask
 
 
-@pytest.mark.parametrize("pol,caller,target,want", [
-    ("same-user", policy.Caller(1000, 5, False), _creds(1000, 1000), True),
-    ("same-user", policy.Caller(1000, 5, False), _creds(1000, 0), False),  # setuid-other
-    ("same-user", policy.Caller(1000, 5, False), _creds(0, 1000), False),
-    ("same-user", policy.Caller(1000, 100, False), _creds(0, 0), True),  # parent
-    ("same-user", policy.Caller(0, 5, True), _creds(7, 7), True),
-    ("same-user", policy.Caller(1000, 5, False), None, False),
-    ("public", policy.Caller(1000, 5, False), None, True),
-    ("parent", policy.Caller(1000, 5, False), _creds(1000, 1000), False),
-    ("parent", policy.Caller(1000, 100, False), _creds(0, 0), True),
-    ("root", policy.Caller(1000, 100, False), _creds(1000, 1000), False),
-    ("root", policy.Caller(1000, 5, True), _creds(0, 0), True),
+YES, NO, CANNOT = (True, ""), (False, ""), (None, "reaped first")
+
+
+@pytest.mark.parametrize("pol,caller,ppid,kernel,want,asks", [
+    ("same-user", policy.Caller(1000, 1000, 5, False), 100, YES, True, True),
+    ("same-user", policy.Caller(1000, 1000, 5, False), 100, NO, False, True),
+    ("same-user", policy.Caller(1000, 1000, 5, False), 100, CANNOT, False, True),
+    ("same-user", policy.Caller(1000, 1000, 100, False), 100, NO, True, False),  # parent
+    ("same-user", policy.Caller(1000, 1000, 5, True), 100, NO, True, False),  # CAP_SYS_PTRACE
+    ("same-user", policy.Caller(0, 0, 5, False), 100, NO, False, True),  # uid 0, no caps
+    ("same-user", policy.Caller(1000, 1000, 5, False), None, YES, True, True),
+    ("public", policy.Caller(1000, 1000, 5, False), None, NO, True, False),
+    ("parent", policy.Caller(1000, 1000, 5, False), 100, YES, False, False),
+    ("parent", policy.Caller(1000, 1000, 100, False), 100, NO, True, False),
+    ("root", policy.Caller(1000, 1000, 100, False), 100, YES, False, False),
+    ("root", policy.Caller(0, 0, 5, False), 100, NO, True, False),
+    ("root", policy.Caller(1000, 1000, 5, True), 100, NO, True, False),
 ])
-def test_policy_allowed(pol, caller, target, want):
-    assert policy.allowed(pol, caller, target) is want
+def test_policy_decide(pol, caller, ppid, kernel, want, asks):
+    ask = _kernel(kernel)
+    ok, why = policy.decide(pol, caller, ppid, ask)
+    assert ok is want and (ok or why)
+    assert bool(ask.asked) is asks
 
 
 def test_caller_from_real_status():
     with open(f"/proc/{os.getpid()}/status", "rb") as f:
-        c = policy.caller_from_status(os.getuid(), os.getpid(), f.read())
+        c = policy.caller_from_status(os.getuid(), os.getgid(), os.getpid(), f.read())
     assert c.tgid == os.getpid() and c.privileged == (os.getuid() == 0)
-    c = policy.caller_from_status(1000, 5, b"Tgid:\t9\nCapEff:\t0000000000080000\n")
-    assert c == policy.Caller(1000, 9, True)  # CAP_SYS_PTRACE
-    assert policy.caller_from_status(1000, 5, None) == policy.Caller(1000, -1, False)
+    c = policy.caller_from_status(1000, 100, 5, b"Tgid:\t9\nCapEff:\t0000000000080000\n")
+    assert c == policy.Caller(1000, 100, 9, True)  # CAP_SYS_PTRACE
+    assert policy.caller_from_status(1000, 100, 5, None) == policy.Caller(1000, 100, -1, False)
+    c = policy.caller_from_status(0, 0, 5, b"Tgid:\t9\nCapEff:\t0000000000000000\n")
+    assert c == policy.Caller(0, 0, 9, False)  # root without CAP_SYS_PTRACE: not privileged
 
 
 def test_signal_pending_parsing():
@@ -74,15 +92,14 @@ def test_signal_pending_parsing():
 def test_signal_pending_on_a_real_thread():
     """A real blocked-then-pending signal in our own thread, read through /proc."""
     old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})
-    fd = os.open(f"/proc/self/task/{threading.get_native_id()}/status", os.O_RDONLY)
+    tid = threading.get_native_id()
     try:
-        assert not policy.signal_pending(policy.read_thread_status(fd) or b"")
+        assert not policy.signal_pending(policy.read_thread_status(tid) or b"")
         signal.pthread_kill(threading.get_ident(), signal.SIGUSR2)
-        text = policy.read_thread_status(fd) or b""
+        text = policy.read_thread_status(tid) or b""
         assert int(policy.parse_status(text)[b"SigPnd"], 16) & (1 << (signal.SIGUSR2 - 1))
         assert not policy.signal_pending(text)  # pending but blocked: not for us
     finally:
-        os.close(fd)
         signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # discard it, then restore
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
         signal.signal(signal.SIGUSR2, signal.SIG_DFL)
@@ -104,6 +121,6 @@ def test_siginfo_pack():
 def test_scanner_period_bounded_cost():
     from exithand.fs.scanner import Scanner
 
-    s = Scanner(list, list, 0.2)
+    s = Scanner(list, 0.2)
     assert s.period(1) == 0.2 and s.period(1000) == 0.2
     assert s.period(10_000) == 2.0

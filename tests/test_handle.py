@@ -66,6 +66,18 @@ def test_zombie_nonchild_is_dead_and_root_reads_field_52(no_fd_leak: None, victi
             assert st.source == "zombie"
 
 
+def test_is_reaped_tells_zombie_from_reaped(no_fd_leak: None, victim_factory,
+                                            backend: str) -> None:
+    v = victim_factory(reap=False)
+    with exithand.open(v.pid, backend=backend) as h:
+        assert h.is_alive() and not h.is_reaped()
+        v.exit(4)
+        wait_dead(v.pid)
+        assert not h.is_alive() and not h.is_reaped(), "a zombie is dead, not reaped"
+        v.reap()
+        assert h.is_reaped()
+
+
 def _status_as_other_user(pid: int, backend: str) -> dict[str, object]:
     with exithand.open(pid, backend=backend) as h:
         st = h.wait(timeout=5)

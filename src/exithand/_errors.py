@@ -8,6 +8,7 @@ around one syscall and re-raise what this returns.
 from __future__ import annotations
 
 import errno
+import os
 
 from . import _fdlimit
 
@@ -109,7 +110,9 @@ def translate_oserror(exc: OSError, pid: Optional[int], what: str) -> Exception:
     if err == errno.ESRCH:
         return NoSuchProcess(f"{label}: no such process ({what})", pid)
     if err in (errno.EPERM, errno.EACCES):
-        return AccessDenied(f"{label}: permission denied ({what})", pid)
+        detail = exc.strerror if exc.strerror and exc.strerror != os.strerror(err) else ""
+        return AccessDenied(f"{label}: permission denied ({what}{': ' + detail if detail else ''})",
+                            pid)
     if err in (errno.EMFILE, errno.ENFILE):
         # _fdlimit.describe names the soft/hard limit that was hit
         return FdLimitError(_fdlimit.describe(exc, f"{label}: {what}"), pid)

@@ -306,6 +306,15 @@ class ExitHandle:
         """
         return not self._live_ref().is_dead()
 
+    def is_reaped(self) -> bool:
+        """Has the process been reaped (no zombie left)?  Never blocks.
+
+        Until the reap the pid cannot be reused, so anything read about ``/proc/<pid>``
+        between two checks that both say False was about this process (pidfd: POLLHUP,
+        Linux 6.9+, or the pidfd's fdinfo ``Pid: -1``; procpoll: the start time).
+        """
+        return self._live_ref().is_reaped()
+
     def wait(self, timeout: Optional[float] = None) -> ExitStatus:
         """Block until the process is dead; return its :class:`ExitStatus`.
 

@@ -73,6 +73,13 @@ class ExitStatus:
         """The one way to say we do not know; ``reason`` is shown to users."""
         return cls(pid, None, None, False, False, None, reason)
 
+    def with_pid(self, pid: int) -> ExitStatus:
+        """The same status under another number for the same process: the one a reader in
+        another pid namespace knows it by (``/proc/PID/status`` NSpid).  Everything else,
+        including ``source`` and ``reason``, is kept."""
+        return type(self)(pid, self.exit_code, self.signal, self.core_dumped, self.known,
+                          self.source, self.reason)
+
     @property
     def returncode(self) -> Optional[int]:
         """``subprocess``-style: exit code, ``-signal`` if killed, ``None`` if unknown."""

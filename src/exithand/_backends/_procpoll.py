@@ -56,11 +56,33 @@ POLL_MAX = 0.1
 POLL_BACKOFF = 1.25
 
 
+def exists_hidden(pid: int) -> bool:
+    """Does ``pid`` exist although ``/proc`` does not show it to us?
+
+    A ``/proc`` mounted with ``hidepid=invisible`` (2) hides other users' processes: the entry
+    is missing, exactly as for a process that is gone.  ``kill(pid, 0)`` tells them apart: EPERM
+    (or success) means a process holds the number; ESRCH that none does.  Cannot see is not dead.
+    """
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def probe(ident: ProcessIdentity) -> tuple[bool, bool]:
-    """``(dead, reaped)`` for the pinned process, from ``/proc/<pid>/stat`` (see module doc)."""
+    """``(dead, reaped)`` for the pinned process, from ``/proc/<pid>/stat`` (see module doc).
+
+    An entry that vanished while the number still names a process (``hidepid``: ours changed
+    its credentials and is hidden now) is *not* reported dead: without ``/proc`` we cannot tell
+    whether it is ours, and "dead" would be a lie while it runs.  (Residual: if ours died and a
+    hidden process reused the number, the death is seen only once that one is gone too.)
+    """
     st = _identity.read_stat(ident.pid)
     if st is None:
-        return True, True
+        return (False, False) if exists_hidden(ident.pid) else (True, True)
     if ident.start_time is not None and st.start_time != ident.start_time:
         return True, True
     if st.state == "X" or st.state == "x":  # EXIT_DEAD: being released right now
@@ -73,12 +95,16 @@ def probe(ident: ProcessIdentity) -> tuple[bool, bool]:
 def pin(pid: int) -> ProcessIdentity:
     """The identity of the process ``pid`` names now; ``OSError`` like ``pidfd_open``.
 
-    ESRCH if there is no such process; ENOENT if ``pid`` is a thread that is not a leader (the
+    ESRCH if there is no such process; EACCES if one exists that ``/proc`` hides (hidepid);
+    ENOENT if ``pid`` is a thread that is not a leader (the
     ``/proc/<tid>`` entries of threads exist but are not listed).  The stat is read twice around
     the ``Tgid`` check, so a number reused in between is noticed (ESRCH).
     """
     st1 = _identity.read_stat(pid)
     if st1 is None:
+        if exists_hidden(pid):
+            raise OSError(errno.EACCES, f"process {pid} exists but /proc hides it from us "
+                          "(mounted with hidepid=); cannot watch it without pidfds")
         raise OSError(errno.ESRCH, os.strerror(errno.ESRCH))
     tgid = _identity.read_tgid(pid)
     st2 = _identity.read_stat(pid)

@@ -28,20 +28,33 @@ Mount the exithand filesystem at MOUNTPOINT. For every process it can see, it se
 
 Opening a file pins the process it names then, so a reader never switches to a process that
 later reuses the number. 'ls MOUNTPOINT' lists live pids. Opening on a zombie returns EOF at once.
-The daemon normally runs as root (it needs allow_other); it unmounts on SIGTERM/SIGINT, waking
-blocked readers with EIO. If it was killed hard, the mountpoint is left 'not connected': clear
-it with 'exithand umount MOUNTPOINT'.
+Every name is the reader's: pids of its own pid namespace (Linux 6.11+; older kernels show a
+reader in another pid namespace nothing), and nothing its own /proc hides (hidepid=).
+
+Each user has quotas (blocked reads, open files, directory handles) under global caps; beyond
+them that user gets EAGAIN, nobody else does. The daemon raises its fd limit to what the caps
+need (open files + 1024) or refuses to start. Out of fds is ENFILE, never ENOENT.
+
+The daemon normally runs as root (it needs allow_other). SIGTERM/SIGINT answer every blocked
+reader EIO and unmount. Killed hard (SIGKILL), its readers get ECONNABORTED, later accesses
+ENOTCONN, and the mountpoint is left 'not connected': clear it with 'exithand umount
+MOUNTPOINT'. A reader never sees EOF because the daemon died.
 """
 
 EPILOG = """\
 access policy (--policy) for exithand_full and exitstatus (plain exithand is open to all):
-  same-user  root, the process's parent, or a caller whose uid is the process's real and
-             effective uid as last seen alive (default; mirrors ptrace access)
+  same-user  what the kernel itself would answer this reader for the process's exit code
+             (/proc/PID/stat field 52: ptrace read access, same real/effective/saved uid and
+             gid, dumpable, or CAP_SYS_PTRACE), asked as the reader at death; or the parent
+             (default)
   public     anyone
-  parent     the process's parent, and root
-  root       root only
-A refused open fails with EACCES; the rule is checked again at death against the process's last
-credentials. If the status cannot be learned at all, reading exithand_full fails with ENODATA.
+  parent     the process's parent, and CAP_SYS_PTRACE
+  root       uid 0 and CAP_SYS_PTRACE
+A refused open or read fails with EACCES. same-user is decided at open and again at death
+from the zombie; if the parent reaps the process before the daemon could ask the kernel, the
+reader is refused. What no policy can hide: on Linux 6.15+ any pidfd holder reads the status
+after the reap (PIDFD_INFO_EXIT), so the policy protects the zombie phase and unreaped zombies.
+If the status cannot be learned at all, reading exithand_full fails with ENODATA.
 
 examples:
   exithand mount /run/exithand                     mount in the background (as root)
@@ -52,7 +65,8 @@ examples:
 
 exit status:
   0    background: mounted; --foreground: unmounted cleanly (SIGTERM, or 'exithand umount')
-  1    error: missing pyfuse3/trio, unusable or stale mountpoint, mount failed
+  1    error: missing pyfuse3/trio, unusable or stale mountpoint, fd limit too low for
+       the caps (the shortfall is named), mount failed
   2    usage error: bad option
   130  --foreground: stopped with Ctrl-C (unmounted cleanly)
 """
@@ -80,8 +94,17 @@ def register(sub: Any) -> None:
     p.add_argument("-f", "--foreground", action="store_true",
                    help="stay in the foreground (for systemd and debugging); logs on stderr")
     p.add_argument("--max-readers", type=max_readers_arg, default=10_000, metavar="N",
-                   help="most read()s blocked at once; more fail with EAGAIN "
-                        "(default: %(default)s)")
+                   help="most read()s blocked at once (and N + 1024 files open); more fail "
+                        "with EAGAIN; the fd limit is raised to N + 2048 (default: "
+                        "%(default)s)")
+    p.add_argument("--max-per-user", type=max_readers_arg, default=None, metavar="N",
+                   help="most blocked read()s (and twice as many open files) per user; "
+                        "beyond it that user gets EAGAIN, others do not; uid 0 has no quota "
+                        "(default: a quarter of --max-readers)")
+    p.add_argument("--max-dirs", type=max_readers_arg, default=1024, metavar="N",
+                   help="most open handles on the top directory (each holds a snapshot of "
+                        "the process list, 8 bytes a process); an eighth of it (at least 8) "
+                        "per user (default: %(default)s)")
     p.add_argument("--debug", action="store_true", help="log every blocked/released read")
     p.set_defaults(func=run)
 
@@ -89,6 +112,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..fs import missing_dependency
     from ..fs.mounts import MountError
+    from ..fs.quota import Limits
 
     problem = missing_dependency()
     if problem:
@@ -97,8 +121,8 @@ def run(args: argparse.Namespace) -> int:
     from ..fs import daemon
 
     try:
-        return daemon.run(args.mountpoint, args.policy, args.max_readers, args.foreground,
-                          args.debug)
+        limits = Limits.default(args.max_readers, args.max_per_user or 0, args.max_dirs)
+        return daemon.run(args.mountpoint, args.policy, limits, args.foreground, args.debug)
     except MountError as e:
         warn(f"mount: {e}")
         return _common.EXIT_ERROR

@@ -19,6 +19,8 @@ Unmount the exithand filesystem at MOUNTPOINT. This also clears a stale mount le
 that was killed hard (every access then fails with 'Transport endpoint is not connected').
 Tries 'fusermount3 -u', then a lazy unmount if files are still open (the mount is detached at
 once and freed when they are closed). A running daemon exits once its mount is gone.
+Only exithand mounts (type fuse.exithand, live or stale) are touched; any other filesystem at
+MOUNTPOINT is refused.
 """
 
 EPILOG = """\
@@ -28,7 +30,8 @@ examples:
 
 exit status:
   0    unmounted (notes on stderr say if it was detached lazily)
-  1    error: not a mount point, or every unmount attempt failed (each one is named)
+  1    error: not a mount point, not an exithand mount (type fuse.exithand; any other
+       filesystem is refused untouched), or every unmount attempt failed (each one is named)
   2    usage error: bad option
 """
 

@@ -14,6 +14,7 @@ uses only the public :mod:`exithand` API.  Modules, one job each:
 * :mod:`.names`   -- which directory names exist (hostile input parsing)
 * :mod:`.inodes`  -- FUSE inode numbers and lookup counts
 * :mod:`.policy`  -- who may read an exit status (same-user, public, parent, root)
+* :mod:`.askkernel` -- asks the kernel, as the reader, whether it may read an exit code
 * :mod:`.siginfo` -- the 128-byte ``siginfo_t`` of ``exithand_full``
 * :mod:`.watch`   -- one pidfd watcher task per watched process, shared by its readers
 * :mod:`.scanner` -- releases blocked readers whose opener has a signal pending

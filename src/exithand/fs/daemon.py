@@ -6,10 +6,13 @@
 * ``pyfuse3.main`` runs with ``max_tasks`` above ``--max-readers``: every blocked ``read()``
   holds a worker task, and with none free the whole mount would stall.
 * SIGTERM, SIGINT and SIGHUP are received by trio (``open_signal_receiver``, installed before
-  the mount is announced ready): every blocked reader is answered EIO, pollers are woken, the
-  main loop stops and the mount is removed (libfuse unmounts lazily as root), so no stale mount
-  is left behind.  A daemon killed with SIGKILL cannot clean up: its readers get ENOTCONN from
-  the kernel and the mountpoint stays stale until ``exithand umount`` clears it.
+  the mount is announced ready): every blocked reader is answered EIO (the session ends only
+  once every answer is sent), pollers are woken, new opens get ESHUTDOWN, the main loop stops
+  and the mount is removed (libfuse unmounts lazily as root), so no stale mount is left
+  behind.  A daemon killed with SIGKILL cannot clean up: the kernel aborts the connection, so
+  reads in progress fail with ECONNABORTED, and every later access to the stale mountpoint
+  with ENOTCONN until ``exithand umount`` clears it.  A reader never sees EOF (death) because
+  the daemon died.
 * Exit statuses at death for non-children come from the library; when it offers a system-wide
   exit listener (the netlink proc connector) the daemon starts it.
 * Logs go to stderr, with ``<N>`` syslog priority prefixes when run by systemd
@@ -35,6 +38,7 @@ import exithand
 
 from .mounts import MountError, check_mountpoint
 from .ops import ExitFS
+from .quota import Limits
 
 log = logging.getLogger("exithand.fs")
 
@@ -81,19 +85,32 @@ def sd_notify(message: str) -> None:
         log.warning("sd_notify(%s) failed: %s", message, e)
 
 
-def raise_fd_limit(need: int) -> None:
-    """Raise the soft RLIMIT_NOFILE towards ``need`` (at most to the hard limit).
+#: fds beyond one per open file: FUSE, epoll, /proc reads, lookups' transient pidfds, logs.
+SPARE_FDS = 1024
 
-    Each open file costs one fd (the opener's ``/proc/<tid>/status``, for the scanner) plus one
-    pidfd per distinct watched process.
-    """
+
+def fds_needed(limits: Limits) -> int:
+    """Every open file may pin one more process (one pidfd; readers of one process share it,
+    and blocked readers hold no fd of their own), so the daemon needs ``files`` + spare."""
+    return limits.files + SPARE_FDS
+
+
+def raise_fd_limit(need: int) -> int:
+    """Raise RLIMIT_NOFILE to ``need`` (the hard limit too, as root); MountError naming the
+    shortfall if it cannot be had.  Returns the soft limit now in force."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = need if hard == resource.RLIM_INFINITY else min(hard, max(soft, need))
-    if want > soft:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-    if want < need:
-        log.warning("the fd limit (%d) is below the %d that --max-readers may need; raise "
-                    "it (ulimit -Hn, or LimitNOFILE= in the unit)", want, need)
+    if soft != resource.RLIM_INFINITY and soft >= need:
+        return soft
+    new_hard = hard if hard == resource.RLIM_INFINITY or hard >= need else need
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need, new_hard))
+    except (ValueError, OSError) as e:
+        raise MountError(
+            f"the configuration needs {need} file descriptors (one per open file, at most "
+            f"--max-readers + 1024, + {SPARE_FDS} spare) but the limit is {soft} (hard "
+            f"{hard}) and cannot be raised ({e}); raise it "
+            "(ulimit -Hn, LimitNOFILE= in the unit, fs.nr_open) or lower --max-readers") from None
+    return need
 
 
 def start_exit_listener() -> bool:
@@ -121,7 +138,12 @@ async def _signals(ops: ExitFS, task_status: Any = trio.TASK_STATUS_IGNORED) -> 
                      signal.Signals(signum).name)
             sd_notify("STOPPING=1")
             ops.shutdown()
-            await trio.lowlevel.checkpoint()  # let the cancelled reads answer first
+            # Let every cancelled read send its EIO before the session ends: a reply lost to
+            # the unmount would reach the reader as ECONNABORTED instead (bounded wait).
+            with trio.move_on_after(2):
+                while ops.blocked:
+                    await trio.sleep(0.001)
+            await trio.lowlevel.checkpoint()
             pyfuse3.terminate()
             return
 
@@ -137,11 +159,12 @@ async def _serve(ops: ExitFS, max_readers: int, ready: Callable[[], None]) -> No
         ops.close_all()
 
 
-def serve(mountpoint: str, access_policy: str, max_readers: int,
+def serve(mountpoint: str, access_policy: str, limits: Limits,
           ready: Callable[[], None]) -> int:
     """Mount at ``mountpoint`` and serve until unmounted or signalled.  Returns an exit code."""
-    ops = ExitFS(access_policy, max_readers)
-    raise_fd_limit(max_readers + 1024)
+    max_readers = limits.readers
+    raise_fd_limit(fds_needed(limits))
+    ops = ExitFS(access_policy, max_readers, limits=limits)
     start_exit_listener()
     options = {"fsname=exithand", "subtype=exithand", "allow_other", "ro"}
     try:
@@ -152,8 +175,10 @@ def serve(mountpoint: str, access_policy: str, max_readers: int,
         raise MountError(f"cannot mount {mountpoint}: {e}{hint}") from None
 
     def announce() -> None:
-        log.info("mounted %s (policy %s, max %d blocked readers, pid %d)", mountpoint,
-                 access_policy, max_readers, os.getpid())
+        log.info("mounted %s (policy %s, max %d blocked readers, %d per user; %d open files, "
+                 "%d per user; %d directory handles, %d per user; pid %d)", mountpoint,
+                 access_policy, max_readers, limits.readers_per_user, limits.files,
+                 limits.files_per_user, limits.dirs, limits.dirs_per_user, os.getpid())
         sd_notify("READY=1")
         ready()
 
@@ -184,7 +209,7 @@ def _detach_stderr() -> None:
     os.close(devnull)
 
 
-def run(mountpoint: str, access_policy: str, max_readers: int, foreground: bool,
+def run(mountpoint: str, access_policy: str, limits: Limits, foreground: bool,
         debug: bool) -> int:
     """``exithand mount``: check, then serve in the foreground or as a background daemon."""
     setup_logging(debug)
@@ -192,7 +217,7 @@ def run(mountpoint: str, access_policy: str, max_readers: int, foreground: bool,
         log.setLevel(logging.WARNING)  # the starter's terminal gets problems only
     path = check_mountpoint(mountpoint)
     if foreground:
-        return serve(path, access_policy, max_readers, lambda: None)
+        return serve(path, access_policy, limits, lambda: None)
     r, w = os.pipe()
     pid = os.fork()
     if pid:  # parent: wait until the child has mounted (or failed), report, exit
@@ -223,7 +248,7 @@ def run(mountpoint: str, access_policy: str, max_readers: int, foreground: bool,
 
     rc = 1
     try:
-        rc = serve(path, access_policy, max_readers, ready)
+        rc = serve(path, access_policy, limits, ready)
     except MountError as e:
         if w >= 0:
             os.write(w, str(e).encode())

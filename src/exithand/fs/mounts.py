@@ -18,6 +18,9 @@ import shutil
 import stat
 import subprocess
 
+#: The type ``/proc/self/mountinfo`` shows for our mounts, live or stale (``subtype=exithand``).
+FSTYPE = "fuse.exithand"
+
 
 class MountError(Exception):
     """A mountpoint we cannot use or clear; the message tells the user what to do."""
@@ -80,12 +83,19 @@ def check_mountpoint(path: str) -> str:
 def unmount(path: str, lazy: bool = False) -> list[str]:
     """Unmount ``path`` (stale or live); returns notes for the user.  MountError on failure.
 
+    Only an exithand mount (type ``fuse.exithand`` in mountinfo, which a stale mount keeps):
+    anything else -- a tmpfs, ``/home``, another FUSE filesystem -- is refused untouched.
+
     Tries ``fusermount3 -u``, then the lazy ``fusermount3 -uz`` (if files are still open:
     the mount is detached now and freed when they close), then ``umount -l`` (root).
     """
     path = os.path.abspath(path)
-    if mount_fstype(path) is None:
+    fstype = mount_fstype(path)
+    if fstype is None:
         raise MountError(f"{path} is not a mount point")
+    if fstype != FSTYPE:
+        raise MountError(f"{path} is a {fstype} mount, not an exithand filesystem; "
+                         "refusing to unmount it (use umount(8) for other filesystems)")
     attempts: list[list[str]] = []
     if not lazy:
         attempts.append(["fusermount3", "-u", path])

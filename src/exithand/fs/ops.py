@@ -21,6 +21,7 @@ FUSE facts this relies on (pyfuse3 3.5, Linux 6.x):
 
 from __future__ import annotations
 
+import array
 import errno
 import functools
 import logging
@@ -36,8 +37,8 @@ import pyfuse3
 
 import exithand
 
-from . import inodes, names, policy, siginfo
-from .scanner import Blocked, Scanner
+from . import askkernel, hidepid, inodes, names, pidns, policy, quota, siginfo
+from .scanner import Blocked, Scanner, start_time
 from .watch import Watch, key_of
 
 log = logging.getLogger("exithand.fs")
@@ -46,7 +47,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _guard(fn: F) -> F:
-    """Turn any unexpected exception of a handler into EIO (logged), keeping FUSEErrors."""
+    """Turn any unexpected exception of a handler into EIO (logged), keeping FUSEErrors; the
+    daemon out of fds (EMFILE/ENFILE) is ENFILE, whatever ran out."""
 
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -54,11 +56,23 @@ def _guard(fn: F) -> F:
             return await fn(*args, **kwargs)
         except pyfuse3.FUSEError:
             raise
+        except OSError as e:
+            if e.errno not in (errno.EMFILE, errno.ENFILE):
+                log.exception("unexpected error in %s", fn.__name__)
+                raise pyfuse3.FUSEError(errno.EIO) from None
+            log.warning("%s: out of file descriptors: %s", fn.__name__, e)
+            raise pyfuse3.FUSEError(errno.ENFILE) from None
         except Exception:  # (trio.Cancelled is a BaseException and passes through)
             log.exception("unexpected error in %s", fn.__name__)
             raise pyfuse3.FUSEError(errno.EIO) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _key(pid: int, pin: Optional[int]) -> str:
+    """Inode-table key of a directory: the *daemon's* pid (and pin), whatever the reader's
+    namespace calls it, so two namespaces' ``30000`` never share a directory."""
+    return str(pid) if pin is None else f"{pid}:{pin}"
 
 
 def _err(code: int) -> pyfuse3.FUSEError:
@@ -74,9 +88,22 @@ class OpenFile:
     watch: Watch
     caller: policy.Caller
     opener_tid: int
-    status_fd: int  # the opener thread's /proc/<tid>/status, for the scanner; -1 if none
+    opener_tgid: int  # 0 if unknown
+    opener_start: Optional[int]  # start time of the opener's process (identity for the scanner)
     nonblock: bool
+    shown_pid: int  # the process's number in the opener's pid namespace
     data: Optional[bytes] = None  # content once known (fixed after death)
+
+
+@dataclass
+class Listing:
+    """An open directory: the root's snapshot as two compact arrays (8 bytes a process), or
+    a process directory (its three names are constant).  ``uid`` is charged for root ones."""
+
+    inode: int
+    uid: int
+    shown: array.array[int]  # numbers in the opener's pid namespace
+    host: array.array[int]  # the same processes' numbers in ours
 
 
 class ExitFS(pyfuse3.Operations):
@@ -87,21 +114,27 @@ class ExitFS(pyfuse3.Operations):
     enable_acl = False
 
     def __init__(self, access_policy: str = policy.DEFAULT_POLICY,
-                 max_readers: int = 10_000, scan_interval: float = 0.2) -> None:
+                 max_readers: int = 10_000, scan_interval: float = 0.2,
+                 limits: Optional[quota.Limits] = None) -> None:
         super().__init__()
         if access_policy not in policy.POLICIES:
             raise ValueError(f"unknown policy {access_policy!r}")
         self.policy = access_policy
         self.max_readers = max_readers
+        self.limits = limits or quota.Limits.default(max_readers)
+        self.quota_files = quota.Counter("open files", self.limits.files,
+                                         self.limits.files_per_user)
+        self.quota_readers = quota.Counter("blocked reads", self.limits.readers,
+                                           self.limits.readers_per_user)
+        self.quota_dirs = quota.Counter("directory handles", self.limits.dirs,
+                                        self.limits.dirs_per_user)
         self.nursery: Any = None
         self.table = inodes.InodeTable()
         self.files: dict[int, OpenFile] = {}
-        self.dirs: dict[int, tuple[int, list[bytes]]] = {}
+        self.dirs: dict[int, Listing] = {}
         self.watches: dict[Any, Watch] = {}
         self.blocked: dict[int, Blocked] = {}  # id(Blocked) -> Blocked
-        self.scanner = Scanner(lambda: list(self.blocked.values()),
-                               lambda: [w for w in self.watches.values() if w.needs_refresh()],
-                               scan_interval)
+        self.scanner = Scanner(lambda: list(self.blocked.values()), scan_interval)
         self.shutting_down = False
         self.stopped_by = 0  # the signal that stopped the daemon, if any
         self._next_fh = 1
@@ -138,8 +171,52 @@ class ExitFS(pyfuse3.Operations):
         try:
             with exithand.open(pid, inode=pin):
                 return True
+        except exithand.FdLimitError as e:  # out of fds is not "no such process"
+            log.warning("lookup of %d: %s", pid, e)
+            raise _err(errno.ENFILE) from None
         except (exithand.Error, ValueError):
             return False
+
+    @staticmethod
+    def _hiding(ctx: Any) -> Optional[tuple[int, int, list[int]]]:
+        """``(uid, gid, groups)`` to judge visibility as, or None when the reader's own /proc
+        hides nothing from it (no ``hidepid=``, in its ``gid=`` group, or CAP_SYS_PTRACE)."""
+        if ctx is None:
+            return None
+        opts = hidepid.options_of(ctx.pid)
+        if not opts.hides:
+            return None
+        text = policy.read_thread_status(ctx.pid) if ctx.pid > 0 else None
+        caller = policy.caller_from_status(ctx.uid, ctx.gid, ctx.pid, text,
+                                           caps_count=text is not None and
+                                           policy.in_our_user_ns(ctx.pid))
+        groups = hidepid.groups_of(text)
+        if caller.privileged or (opts.gid is not None and (
+                opts.gid == ctx.gid or opts.gid in groups)):
+            return None
+        return ctx.uid, ctx.gid, groups
+
+    def _listing(self, ctx: Any) -> tuple[array.array[int], array.array[int]]:
+        """``ls MNT`` for this caller: (numbers in its pid namespace, ours), sorted by its;
+        without what its own /proc hides (hidepid=)."""
+        caller_pid = ctx.pid
+        host = sorted(int(n) for n in os.listdir("/proc") if n.isdigit())
+        as_reader = self._hiding(ctx)
+        if as_reader is not None:
+            seen_by_reader = askkernel.visible(host, *as_reader) or set()
+            host = [p for p in host if p in seen_by_reader]
+        with pidns.view_of(caller_pid) as view:
+            if view.same:
+                return array.array("i", host), array.array("i", host)
+            if view.blind:
+                log.debug("empty listing for pid %d: %s", caller_pid, view.why)
+            seen = []
+            for p in host:
+                n = view.from_host(p)
+                if n is not None:
+                    seen.append((n, p))
+        seen.sort()
+        return array.array("i", (n for n, _ in seen)), array.array("i", (p for _, p in seen))
 
     def statistics(self) -> dict[str, int]:
         """Counts for logs and tests."""
@@ -155,9 +232,17 @@ class ExitFS(pyfuse3.Operations):
             if name in (b".", b".."):
                 return self._attr(inodes.ROOT, True)
             parsed = names.parse_dir_name(name)
-            if parsed is None or not self._probe(*parsed):
+            if parsed is None:
                 raise _err(errno.ENOENT)
-            d = self.table.dir_for(name.decode("ascii"), *parsed)
+            with pidns.view_of(ctx.pid if ctx is not None else 0) as view:
+                host = view.to_host(parsed[0])
+            if host is None or not self._probe(host, parsed[1]):
+                raise _err(errno.ENOENT)
+            as_reader = self._hiding(ctx)
+            if as_reader is not None and host not in (
+                    askkernel.visible([host], *as_reader) or ()):
+                raise _err(errno.ENOENT)  # its own /proc (hidepid=) hides it from the reader
+            d = self.table.dir_for(_key(host, parsed[1]), host, parsed[1])
             self.table.ref(d.ino)
             return self._attr(d.ino, True)
         node, kind = self.table.resolve(parent_inode)
@@ -190,17 +275,25 @@ class ExitFS(pyfuse3.Operations):
     @_guard
     async def opendir(self, inode: int, ctx: Any) -> int:
         if inode == inodes.ROOT:
-            pids = sorted(int(n) for n in os.listdir("/proc") if n.isdigit())
-            entries = [str(p).encode() for p in pids]
+            why = self.quota_dirs.take(ctx.uid)
+            if why:
+                log.warning("refusing opendir: %s", why)
+                raise _err(errno.EAGAIN)
+            try:
+                shown, host = self._listing(ctx)
+            except BaseException:
+                self.quota_dirs.give(ctx.uid)
+                raise
+            listing = Listing(inode, ctx.uid, shown, host)
         else:
             node, kind = self.table.resolve(inode)
             if node is None:
                 raise _err(errno.ENOENT)
             if kind != 0:
                 raise _err(errno.ENOTDIR)
-            entries = [n.encode() for n in names.FILES]
+            listing = Listing(inode, -1, array.array("i"), array.array("i"))
         fh = self._new_fh()
-        self.dirs[fh] = (inode, entries)
+        self.dirs[fh] = listing
         return fh
 
     @_guard
@@ -208,17 +301,20 @@ class ExitFS(pyfuse3.Operations):
         listing = self.dirs.get(fh)
         if listing is None:
             raise _err(errno.EBADF)
-        dir_ino, entries = listing
-        for i in range(start_id, len(entries)):
-            name = entries[i]
+        dir_ino = listing.inode
+        count = len(listing.shown) if dir_ino == inodes.ROOT else len(names.FILES)
+        for i in range(start_id, count):
             node: Optional[inodes.DirNode]
             if dir_ino == inodes.ROOT:
-                node = self.table.dir_for(name.decode(), int(name), None)
+                name = str(listing.shown[i]).encode()
+                host = listing.host[i]
+                node = self.table.dir_for(_key(host, None), host, None)
                 ino, is_dir = node.ino, True
             else:
                 node, _ = self.table.resolve(dir_ino)
                 if node is None:
                     return
+                name = names.FILES[i].encode()
                 ino, is_dir = dir_ino + 1 + i, False
             if not pyfuse3.readdir_reply(token, name, self._attr(ino, is_dir), i + 1):
                 self.table.drop_if_unused(node)
@@ -226,7 +322,9 @@ class ExitFS(pyfuse3.Operations):
             self.table.ref(ino)
 
     async def releasedir(self, fh: int) -> None:
-        self.dirs.pop(fh, None)
+        listing = self.dirs.pop(fh, None)
+        if listing is not None and listing.uid >= 0:
+            self.quota_dirs.give(listing.uid)
 
     # ----- files ----------------------------------------------------------------------------
 
@@ -236,7 +334,7 @@ class ExitFS(pyfuse3.Operations):
         if w is not None and not w.closed:
             h.close()
             return w
-        w = Watch(h, key)
+        w = Watch(h, key, self.policy)
         self.watches[key if key is not None else id(w)] = w
         self.nursery.start_soon(w.run, name=f"watch-{w.pid}")
         return w
@@ -249,6 +347,18 @@ class ExitFS(pyfuse3.Operations):
                     del self.watches[k]
             w.close()
 
+    def _pin(self, node: inodes.DirNode) -> exithand.ExitHandle:
+        """Pin the directory's process; FUSEError ENOENT if there is none, ENFILE if the daemon
+        is out of fds (a process that exists is never called absent)."""
+        try:
+            return exithand.open(node.pid, inode=node.pin)
+        except exithand.FdLimitError as e:
+            log.warning("open %s: %s", node.name, e)
+            raise _err(errno.ENFILE) from None
+        except (exithand.Error, ValueError) as e:
+            log.debug("open %s: %s", node.name, e)
+            raise _err(errno.ENOENT) from None
+
     @_guard
     async def open(self, inode: int, flags: int, ctx: Any) -> pyfuse3.FileInfo:
         node, kind = self.table.resolve(inode)
@@ -260,43 +370,43 @@ class ExitFS(pyfuse3.Operations):
             raise _err(errno.EROFS)
         if self.shutting_down:
             raise _err(errno.ESHUTDOWN)
-        status_fd = -1
-        if ctx.pid > 0:
-            try:
-                status_fd = os.open(f"/proc/{ctx.pid}/status", os.O_RDONLY | os.O_CLOEXEC)
-            except OSError:
-                status_fd = -1
+        text = policy.read_thread_status(ctx.pid) if ctx.pid > 0 else None
+        caller = policy.caller_from_status(
+            ctx.uid, ctx.gid, ctx.pid, text, caps_count=text is not None and
+            policy.in_our_user_ns(ctx.pid))
+        why = self.quota_files.take(ctx.uid)
+        if why:
+            log.warning("refusing open of %s: %s", node.name, why)
+            raise _err(errno.EAGAIN)
         try:
-            text = policy.read_thread_status(status_fd) if status_fd >= 0 else None
-            caller = policy.caller_from_status(
-                ctx.uid, ctx.pid, text, caps_count=text is not None and
-                policy.in_our_user_ns(ctx.pid))
-            try:
-                h = exithand.open(node.pid, inode=node.pin)
-            except (exithand.Error, ValueError) as e:
-                log.debug("open %s: %s", node.name, e)
-                raise _err(errno.ENOENT) from None
+            h = self._pin(node)
+            with pidns.view_of(ctx.pid) as view:
+                shown = view.from_host(node.pid)  # after pinning: about the pinned process
+            if shown is None:  # a process the opener's pid namespace does not contain
+                h.close()
+                raise _err(errno.ENOENT)
             w = self._watch_for(h)
             w.refs += 1
             try:
-                if kind != names.EXITHAND and not policy.allowed(
-                        self.policy, caller, w.credentials()):
-                    log.debug("open-refused %s/%s uid=%d pid=%d", node.name,
-                              names.FILES[kind - 1], ctx.uid, ctx.pid)
-                    raise _err(errno.EACCES)
+                if kind != names.EXITHAND:
+                    ok, why = w.judge(caller)
+                    if not ok:
+                        log.debug("open-refused %s/%s uid=%d pid=%d: %s", node.name,
+                                  names.FILES[kind - 1], ctx.uid, ctx.pid, why)
+                        raise _err(errno.EACCES)
             except BaseException:
                 self._unref(w)
                 raise
         except BaseException:
-            if status_fd >= 0:
-                os.close(status_fd)
+            self.quota_files.give(ctx.uid)
             raise
         fh = self._new_fh()
-        self.files[fh] = OpenFile(fh, kind, w, caller, ctx.pid, status_fd,
-                                  bool(flags & os.O_NONBLOCK))
+        opener_tgid = caller.tgid if caller.tgid > 0 else 0
+        self.files[fh] = OpenFile(fh, kind, w, caller, ctx.pid, opener_tgid,
+                                  start_time(opener_tgid) if opener_tgid else None,
+                                  bool(flags & os.O_NONBLOCK), shown)
         if kind != names.EXITHAND:
-            w.status_refs += 1
-            self.scanner.wake()
+            w.add_reader(caller)
         return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False, nonseekable=False)
 
     def _content(self, of: OpenFile) -> bytes:
@@ -307,12 +417,12 @@ class ExitFS(pyfuse3.Operations):
             of.data = b""
             return of.data
         w = of.watch
+        ok, why = w.judge(of.caller)  # decided at death, from the zombie (see Watch.judge)
+        if not ok:
+            log.info("read-refused fh=%d pid=%d uid=%d: %s", of.fh, w.pid, of.caller.uid, why)
+            raise _err(errno.EACCES)
         w.read_final()  # once for every reader: at death if a status file was open then
         creds = w.final_creds
-        if not policy.allowed(self.policy, of.caller, creds):
-            log.debug("read-refused fh=%d pid=%d: credentials at death %s", of.fh,
-                      w.pid, creds)
-            raise _err(errno.EACCES)
         st = w.final_status
         if st is None or not st.known:
             try:  # unreadable at death, or unknown then: ask again (it may be known now)
@@ -320,6 +430,7 @@ class ExitFS(pyfuse3.Operations):
             except exithand.Error as e:
                 log.warning("pid %d: %s", w.pid, e)
                 raise _err(errno.EIO) from None
+        st = st.with_pid(of.shown_pid)  # the number the reader knows it by (its pid namespace)
         if of.kind == names.EXITSTATUS:
             data = (st.describe() + "\n").encode()
         else:
@@ -342,11 +453,14 @@ class ExitFS(pyfuse3.Operations):
                 raise _err(errno.EIO)
             if of.nonblock:
                 raise _err(errno.EAGAIN)
-            if len(self.blocked) >= self.max_readers:
-                log.warning("refusing read on pid %d: %d readers already blocked "
-                            "(--max-readers)", of.watch.pid, len(self.blocked))
+            why = self.quota_readers.take(of.caller.uid)
+            if why:
+                log.warning("refusing read on pid %d: %s", of.watch.pid, why)
                 raise _err(errno.EAGAIN)
-            await self._block(of)
+            try:
+                await self._block(of)
+            finally:
+                self.quota_readers.give(of.caller.uid)
         data = self._content(of)
         return data[off:off + size]
 
@@ -354,7 +468,7 @@ class ExitFS(pyfuse3.Operations):
         """Wait for the death; released with all other readers of the process in one pass
         (one ``Event.set()``, one log line: see :meth:`Watch._on_dead`)."""
         w = of.watch
-        b = Blocked(of.fh, w.pid, of.opener_tid, of.status_fd)
+        b = Blocked(of.fh, w.pid, of.opener_tgid, of.opener_tid, of.opener_start)
         self.blocked[id(b)] = b
         w.blocked += 1
         self.scanner.wake()
@@ -383,8 +497,8 @@ class ExitFS(pyfuse3.Operations):
             of.watch.poll_handles[fh] = poll_handle
         return 0
 
-    async def flush(self, fh: int) -> None:
-        return None
+    # No flush(): pyfuse3's default answers ENOSYS to the first FLUSH, after which the kernel
+    # never sends one again (fc->no_flush), so close() costs no round trip to the daemon.
 
     async def release(self, fh: int) -> None:
         of = self.files.pop(fh, None)
@@ -392,9 +506,8 @@ class ExitFS(pyfuse3.Operations):
             return
         of.watch.poll_handles.pop(fh, None)
         if of.kind != names.EXITHAND:
-            of.watch.status_refs -= 1
-        if of.status_fd >= 0:
-            os.close(of.status_fd)
+            of.watch.remove_reader(of.caller)
+        self.quota_files.give(of.caller.uid)
         self._unref(of.watch)
         log.debug("file-closed fh=%d pid=%d", fh, of.watch.pid)
 
@@ -413,9 +526,6 @@ class ExitFS(pyfuse3.Operations):
 
     def close_all(self) -> None:
         """After the main loop: close every handle and fd still held."""
-        for of in list(self.files.values()):
-            if of.status_fd >= 0:
-                os.close(of.status_fd)
         self.files.clear()
         for w in list(self.watches.values()):
             w.close()

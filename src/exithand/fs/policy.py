@@ -4,38 +4,40 @@ Plain ``exithand`` (death only, no status) is open to anyone who can see the pro
 pidfd is.  The status files follow the policy the daemon was started with:
 
 ``same-user`` (default)
-    root (uid 0, or CAP_SYS_PTRACE in the daemon's user namespace), the target's parent, or a
-    caller whose uid equals the target's real *and* effective uid as last seen alive.  A
-    process that became setuid-other during its life is refused.  This follows the uid part
-    of the kernel's ``ptrace_may_access`` (as DESIGN.md words the policy); unlike the kernel it
-    does not look at the saved uid or the "dumpable" flag.
+    exactly what the kernel would answer: the reader may learn the status if the kernel would
+    show it the zombie's exit code (``/proc/<pid>/stat`` field 52, gated by ptrace read
+    access: same real, effective and saved uid *and* gid, target dumpable, or CAP_SYS_PTRACE,
+    plus LSMs), asked *as that reader* (see :mod:`.askkernel`), at the moment of death; or
+    the reader is the target's parent (which learns it from ``wait()`` anyway).
 ``public``
     anyone (FreeBSD-like: any user may learn any exit status there).
 ``parent``
-    the target's parent and root.
+    the target's parent, and privileged callers.
 ``root``
-    root only.
+    uid 0 and privileged callers only.
 
-The decision is taken at ``open()`` from the FUSE request (the caller's fsuid and thread id;
-FUSE passes the *thread* id, so the caller's process is the ``Tgid:`` of that thread) against
-the target's credentials read at that moment, and taken again at death against the target's
-last credentials (:meth:`exithand.ExitHandle.credentials`): those of the zombie when the daemon
-sees it before the reap, else the last ones read alive (re-read every scanner period, 0.2 s,
-while a status file is open).  A refused caller gets EACCES.
+"Privileged" is CAP_SYS_PTRACE in the caller's effective set *and* the daemon's user
+namespace (uid 0 without it is asked about like anyone else).
 
-Note the kernel itself is more generous on recent versions: the proc connector (on 6.6+
-kernels that let unprivileged listeners in the initial namespaces subscribe; not all do) and
-``PIDFD_INFO_EXIT`` (6.15+, any pidfd holder) show exit codes more widely, so ``same-user``
-is stricter than the kernel's own rule.
+When it is decided: at ``open()`` (a refused open fails with EACCES), and again at death
+from the zombie, before any reader is answered (credentials and dumpability can change until
+the last instant: a setuid ``exec`` just before exiting).  The daemon learns of the death from
+the pidfd and asks the kernel while the zombie still exists; if the parent reaps it before
+that, nothing the daemon can read tells what the kernel would have answered, so a
+``same-user`` reader is refused (EACCES, the reason in the log) -- never judged on an earlier
+sample.  Privileged readers, ``public``, and a parent are unaffected.
+
+What no policy can hide: on Linux 6.15+ ``PIDFD_GET_INFO`` with ``PIDFD_INFO_EXIT`` gives the
+status *after the reap* to any pidfd holder (no ptrace check), and on 6.6+ the proc connector
+shows exit codes to unprivileged listeners where the kernel allows it.  So the policy protects
+the zombie phase and zombies never reaped, not the status after the reap.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Optional
-
-import exithand
+from typing import Callable, Optional
 
 POLICIES = ("same-user", "public", "parent", "root")
 DEFAULT_POLICY = "same-user"
@@ -45,11 +47,17 @@ CAP_SYS_PTRACE = 19
 
 @dataclass(frozen=True)
 class Caller:
-    """Who issued a FUSE request: fsuid, its process (tgid), and whether it is privileged."""
+    """Who issued a FUSE request: fsuid/fsgid, its process (tgid, in the daemon's pid
+    namespace), and whether it holds CAP_SYS_PTRACE in the daemon's user namespace."""
 
     uid: int
+    gid: int
     tgid: int
     privileged: bool
+
+
+#: ``kernel()`` of :func:`decide`: ``(True|False, "")``, or ``(None, why it cannot be asked)``
+KernelAnswer = tuple[Optional[bool], str]
 
 
 def parse_status(text: bytes) -> dict[bytes, bytes]:
@@ -80,14 +88,14 @@ def in_our_user_ns(tid: int) -> bool:
     return (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino)
 
 
-def caller_from_status(uid: int, tid: int, status: Optional[bytes],
+def caller_from_status(uid: int, gid: int, tid: int, status: Optional[bytes],
                        caps_count: bool = True) -> Caller:
-    """Build a :class:`Caller` from the request's uid and the caller thread's status text.
+    """Build a :class:`Caller` from the request's fsuid/fsgid and the caller thread's status.
 
     If the status is unreadable (the thread vanished; tid 0 for a caller in a pid namespace the
-    daemon cannot see), only the uid counts: the caller can never be judged a parent.
+    daemon cannot see), only the ids count: the caller can never be judged a parent.
     ``caps_count``: whether the caller's ``CapEff`` means anything here (see
-    :func:`in_our_user_ns`); if not, only uid 0 makes it privileged.
+    :func:`in_our_user_ns`); if not, the caller holds no capability for us.
     """
     fields = parse_status(status) if status is not None else {}
     try:
@@ -95,40 +103,48 @@ def caller_from_status(uid: int, tid: int, status: Optional[bytes],
         capeff = int(fields.get(b"CapEff", b"0"), 16)
     except ValueError:
         tgid, capeff = 0, 0
-    privileged = uid == 0 or (caps_count and bool(capeff & (1 << CAP_SYS_PTRACE)))
-    return Caller(uid, tgid if tgid > 0 else -1, privileged)
+    privileged = caps_count and bool(capeff & (1 << CAP_SYS_PTRACE))
+    return Caller(uid, gid, tgid if tgid > 0 else -1, privileged)
 
 
-def allowed(policy: str, caller: Caller, target: Optional[exithand.ProcessCredentials]) -> bool:
-    """May ``caller`` learn the exit status of ``target``?  ``target`` None: creds unknown."""
-    if policy == "public":
-        return True
-    if caller.privileged:
-        return True
-    if policy == "root" or target is None:
-        return False
-    if caller.tgid == target.ppid:
-        return True
+def decide(policy: str, caller: Caller, ppid: Optional[int],
+           kernel: Callable[[], KernelAnswer]) -> tuple[bool, str]:
+    """May ``caller`` learn the exit status?  ``(allowed, reason)``.
+
+    ``ppid``: the target's parent (None if never read); ``kernel()`` asks the kernel as the
+    caller (called only for ``same-user`` callers that nothing else admits).
+    """
+    if policy not in POLICIES:
+        raise ValueError(f"unknown policy {policy!r}; choose one of {', '.join(POLICIES)}")
+    if policy == "public" or caller.privileged:
+        return True, ""
+    if policy == "root":
+        return (True, "") if caller.uid == 0 else (False, "policy root: uid 0 only")
+    if ppid is not None and caller.tgid == ppid:
+        return True, ""
     if policy == "parent":
-        return False
-    if policy == "same-user":
-        return caller.uid == target.ruid == target.euid
-    raise ValueError(f"unknown policy {policy!r}; choose one of {', '.join(POLICIES)}")
+        return False, "policy parent: not the parent"
+    ans, why = kernel()
+    if ans is None:
+        return False, f"cannot tell what the kernel would answer: {why}"
+    return (True, "") if ans else (False, "the kernel refuses this reader ptrace read access")
 
 
-def read_thread_status(fd: int) -> Optional[bytes]:
-    """Re-read an open ``/proc/<tid>/status`` (pread at 0 regenerates it); None once gone."""
+def read_thread_status(tid: int) -> Optional[bytes]:
+    """``/proc/<tid>/status`` now; None if unreadable (gone)."""
     try:
-        return os.pread(fd, 4096, 0)
+        with open(f"/proc/{tid}/status", "rb", buffering=0) as f:
+            return f.read(4096)
     except OSError:
         return None
 
 
-def signal_pending(status: bytes) -> bool:
+def signal_pending(status: bytes, fatal_only: bool = False) -> bool:
     """Has this thread an unblocked signal pending (``SigPnd``/``ShdPnd`` minus ``SigBlk``)?
 
     A fatal signal (``kill -9``, or any signal whose default action kills) adds SIGKILL (bit
     0x100) to every thread's private ``SigPnd``; SIGKILL cannot be blocked, so it always counts.
+    ``fatal_only``: only that SIGKILL bit (for threads other than the opener).
     """
     # Fast path (the scanner runs this for every blocked reader): the three lines follow
     # each other in every kernel since 2.6; fall back to a full parse if they do not.
@@ -145,4 +161,6 @@ def signal_pending(status: bytes) -> bool:
         blocked = int(f.get(b"SigBlk", b"0"), 16)
     except ValueError:
         return False
+    if fatal_only:
+        return bool(pending & (1 << (9 - 1)))
     return bool(pending & ~blocked) or bool(pending & (1 << (9 - 1)))

@@ -4,17 +4,21 @@ pyfuse3 drops ``FUSE_INTERRUPT``, and the kernel waits for the answer to a reque
 userspace has already taken: a reader killed with ``kill -9`` in the middle of ``read()`` would
 stay in D state until the watched process dies.  So the daemon notices it itself.  One scanner
 task serves all readers (never a loop per reader): every 0.2 s (longer beyond 1,000 blocked
-readers, see :meth:`Scanner.period`), and only while some reader is blocked, it re-reads the
-opener thread's ``/proc/<tid>/status`` through an fd opened at ``open()`` (a pread at offset 0
-regenerates the text; the fd stays bound to that thread, so a reused tid is never read) and
-answers EINTR to reads whose opener has an unblocked
-signal pending: SIGKILL (bit 0x100 of ``SigPnd``, added to every thread by any fatal signal),
-or a signal with a handler (so Ctrl-C reaches a Python reader, which retries the read, PEP 475).
+readers, see :meth:`Scanner.period`), and only while some reader is blocked, it reads the
+opener thread's ``/proc/<tgid>/task/<tid>/status`` and answers EINTR to reads whose opener has
+an unblocked signal pending: SIGKILL (bit 0x100 of ``SigPnd``, added to every thread by any
+fatal signal), or a signal with a handler (so Ctrl-C reaches a Python reader, which retries
+the read, PEP 475).
 
-The same task re-reads, each period, the credentials of every living process that has an
-``exithand_full``/``exitstatus`` file open (one ``PIDFD_GET_INFO`` each), so the access
-re-check at death uses credentials at most one period old even when the parent reaps the
-process before the daemon can read the zombie's final ones.
+If the opener thread is gone or a zombie (a main thread that opened the file, handed the read
+to another thread and returned: ``exit_group`` kills every thread, and the reading one waits in
+D state), every thread of the opener's process is checked for a pending SIGKILL.
+
+No fd is held per reader (paths are read; the fds of a daemon are its pidfds, one per watched
+process).  Before a reader is released, the opener's start time (``/proc/<tgid>/stat`` field
+22, taken at ``open()``) is compared, so a process that reused the number is never mistaken for
+the opener.  With no reader blocked the task sleeps on an event: open files cost no periodic
+work at all (access is judged at death, see :mod:`.watch`).
 
 Limitation: ``read()`` carries no request context in pyfuse3, so the opener is watched, not
 the reader; a file descriptor inherited by another process and read there is released only at
@@ -25,24 +29,49 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 from typing import Callable
 
 import trio
 
 from . import policy
-from .watch import Watch
 
 log = logging.getLogger("exithand.fs")
+
+
+def _read(path: str) -> bytes | None:
+    try:
+        with open(path, "rb", buffering=0) as f:
+            return f.read(4096)
+    except OSError:
+        return None
+
+
+def start_time(tgid: int) -> int | None:
+    """Field 22 of ``/proc/<tgid>/stat`` (parsed after the last ``)``), None if unreadable."""
+    data = _read(f"/proc/{tgid}/stat")
+    if data is None:
+        return None
+    try:
+        return int(data.rsplit(b")", 1)[1].split()[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def _zombie(status: bytes) -> bool:
+    return b"\nState:\tZ" in status or b"\nState:\tX" in status
 
 
 class Blocked:
     """One blocked ``read()``: the trio scope to cancel and the errno to answer with."""
 
-    def __init__(self, fh: int, pid: int, opener_tid: int, status_fd: int) -> None:
+    def __init__(self, fh: int, pid: int, opener_tgid: int, opener_tid: int,
+                 opener_start: int | None) -> None:
         self.fh = fh
         self.pid = pid
+        self.opener_tgid = opener_tgid
         self.opener_tid = opener_tid
-        self.status_fd = status_fd
+        self.opener_start = opener_start
         self.scope = trio.CancelScope()
         self.errno = 0
 
@@ -53,25 +82,43 @@ class Blocked:
 
 
 class Scanner:
-    """The one periodic task: checks blocked readers' openers, refreshes watched credentials."""
+    """The one periodic task: checks blocked readers' openers (only while some are blocked)."""
 
-    def __init__(self, blocked: Callable[[], list[Blocked]],
-                 watched: Callable[[], list[Watch]], interval: float = 0.2) -> None:
+    def __init__(self, blocked: Callable[[], list[Blocked]], interval: float = 0.2) -> None:
         self._blocked = blocked
-        self._watched = watched
         self.interval = interval
         self._wake = trio.Event()
 
     def wake(self) -> None:
-        """Call when a read starts blocking or a status file is opened (starts an idle scan)."""
+        """Call when a read starts blocking (starts an idle scanner)."""
         self._wake.set()
+
+    @staticmethod
+    def interrupted(b: Blocked) -> bool:
+        """Has ``b``'s opener a signal pending (or is its process being killed)?"""
+        if b.opener_tgid <= 0 or b.opener_start is None:
+            return False
+        text = _read(f"/proc/{b.opener_tgid}/task/{b.opener_tid}/status")
+        if text is not None and policy.signal_pending(text):
+            return start_time(b.opener_tgid) == b.opener_start
+        if text is not None and not _zombie(text):
+            return False
+        # the opener thread is gone: a fatal signal puts SIGKILL on every live thread
+        if start_time(b.opener_tgid) != b.opener_start:
+            return False  # the opener process is gone (or the number is another's)
+        try:
+            tids = os.listdir(f"/proc/{b.opener_tgid}/task")
+        except OSError:
+            return False
+        for tid in tids:
+            t = _read(f"/proc/{b.opener_tgid}/task/{tid}/status")
+            if t is not None and not _zombie(t) and policy.signal_pending(t, fatal_only=True):
+                return True
+        return False
 
     def check(self, b: Blocked) -> bool:
         """Release ``b`` if its opener has a pending signal; True if released."""
-        if b.status_fd < 0 or b.errno:
-            return False
-        text = policy.read_thread_status(b.status_fd)
-        if text is None or not policy.signal_pending(text):
+        if b.errno or not self.interrupted(b):
             return False
         log.debug("read-interrupted fh=%d pid=%d opener=%d", b.fh, b.pid, b.opener_tid)
         b.release(errno.EINTR)
@@ -90,13 +137,11 @@ class Scanner:
     async def run(self) -> None:
         while True:
             blocked = self._blocked()
-            if not blocked and not self._watched():
+            if not blocked:
                 await self._wake.wait()
                 self._wake = trio.Event()
                 continue
             await trio.sleep(self.period(len(blocked)))
-            for w in self._watched():
-                w.refresh()  # one PIDFD_GET_INFO each: "last seen alive" stays recent
             for i, b in enumerate(self._blocked()):
                 self.check(b)
                 if i % 256 == 255:

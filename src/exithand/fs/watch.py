@@ -2,10 +2,13 @@
 
 A :class:`Watch` owns one :class:`exithand.ExitHandle` (one pidfd) and one trio task that waits
 for it to become readable (``trio.lowlevel.wait_readable(h.fileno())``: readable exactly when
-the process is dead).  At death it reads the process's last credentials and exit status while
-they can still be read (a zombie keeps both; after the reap only ``PIDFD_INFO_EXIT`` survives,
-on 6.15+), sets an event that wakes the blocked readers, and notifies the stored FUSE poll
-handles so that ``poll``/``epoll`` users re-poll and see POLLIN.
+the process is dead).  At death, first of all, it decides for every reader of a status file
+whether the kernel would show it the exit code (:mod:`.policy`, :mod:`.askkernel`): that must
+happen while the zombie exists.  Then it reads the last credentials and exit status (a zombie
+keeps both; after the reap only ``PIDFD_INFO_EXIT`` survives, on 6.15+), sets an event that
+wakes the blocked readers, and notifies the stored FUSE poll handles so that ``poll``/``epoll``
+users re-poll and see POLLIN.  Nothing is done periodically: a watch costs no CPU until the
+death (credentials are never sampled; they are judged at death).
 
 Opens of the same process share a watch (keyed by its identity: pidfs inode, or start time),
 so a thousand readers of one process cost one pidfd and one task.  The last ``release``
@@ -20,6 +23,8 @@ from typing import Any, Optional
 import trio
 
 import exithand
+
+from . import askkernel, policy
 
 log = logging.getLogger("exithand.fs")
 
@@ -37,13 +42,17 @@ def key_of(h: exithand.ExitHandle) -> Optional[Key]:
 class Watch:
     """The watched process of one or more open files."""
 
-    def __init__(self, handle: exithand.ExitHandle, key: Optional[Key]) -> None:
+    def __init__(self, handle: exithand.ExitHandle, key: Optional[Key],
+                 access_policy: str = policy.DEFAULT_POLICY) -> None:
         self.handle = handle
         self.key = key
         self.pid = handle.pid
+        self.policy = access_policy
         self.dead = trio.Event()
         self.refs = 0
-        self.status_refs = 0  # open exithand_full/exitstatus files: keep credentials fresh
+        self.readers: dict[policy.Caller, int] = {}  # callers with a status file open
+        self.verdicts: dict[policy.Caller, tuple[bool, str]] = {}  # decided at death
+        self._kernel_answers: dict[tuple[int, int], policy.KernelAnswer] = {}  # at death
         self.poll_handles: dict[int, Any] = {}  # fh -> pyfuse3.PollHandle
         self.blocked = 0  # reads blocked on this process right now (ops.read keeps it)
         # Read once (read_final), for every reader: the credentials it died with (None if
@@ -52,35 +61,58 @@ class Watch:
         self.final_status: Optional[exithand.ExitStatus] = None
         self.final_read = False
         self.closed = False
-        self._seen: Optional[exithand.ProcessCredentials] = None
         self._scope = trio.CancelScope()
 
     def credentials(self) -> Optional[exithand.ProcessCredentials]:
         """Last seen credentials; None if the process was reaped before we could read any."""
         try:
-            creds = self.handle.credentials()
-            if self._seen is None:
-                self._seen = creds
-            return creds
+            return self.handle.credentials()
         except exithand.NoSuchProcess:
             return None
         except exithand.Error as e:
             log.warning("pid %d: cannot read credentials: %s", self.pid, e)
             return None
 
-    def refresh(self) -> None:
-        """Re-read the credentials (the scanner calls this each period); log a change."""
-        before = self._seen
-        now = self.credentials()
-        if now is not None and before is not None and (now.ruid, now.euid, now.ppid) != (
-                before.ruid, before.euid, before.ppid):
-            log.debug("credentials-changed pid=%d ruid=%d euid=%d ppid=%d", self.pid,
-                      now.ruid, now.euid, now.ppid)
-        self._seen = now
+    def _ask_kernel(self, caller: policy.Caller) -> policy.KernelAnswer:
+        """The kernel's answer for this reader's fsuid/fsgid; once dead it is final, so one
+        question serves every reader with the same ids (many processes of one user)."""
+        ids = (caller.uid, caller.gid)
+        hit = self._kernel_answers.get(ids)
+        if hit is not None:
+            return hit
+        dead = not self.handle.is_alive()
+        if self.handle.is_reaped():
+            return None, "the process was reaped before the daemon could check it"
+        ans, why = askkernel.may_read_exit_code(self.pid, caller.uid, caller.gid)
+        if self.handle.is_reaped():  # the answer may describe a reuser of the number
+            return None, "the process was reaped while the daemon checked it"
+        if dead:
+            self._kernel_answers[ids] = (ans, why)
+        return ans, why
 
-    def needs_refresh(self) -> bool:
-        """Is someone waiting to be judged by this process's last credentials?"""
-        return self.status_refs > 0 and not self.dead.is_set() and not self.closed
+    def judge(self, caller: policy.Caller) -> tuple[bool, str]:
+        """May ``caller`` learn the status?  After death: the verdict taken at death (or now,
+        from the zombie, for a caller that opened after death)."""
+        v = self.verdicts.get(caller)
+        if v is not None:
+            return v
+        final = not self.handle.is_alive()  # a zombie's credentials no longer change
+        creds = self.credentials()
+        v = policy.decide(self.policy, caller, creds.ppid if creds is not None else None,
+                          lambda: self._ask_kernel(caller))
+        if final:
+            self.verdicts[caller] = v
+        return v
+
+    def add_reader(self, caller: policy.Caller) -> None:
+        self.readers[caller] = self.readers.get(caller, 0) + 1
+
+    def remove_reader(self, caller: policy.Caller) -> None:
+        n = self.readers.get(caller, 0) - 1
+        if n > 0:
+            self.readers[caller] = n
+        else:
+            self.readers.pop(caller, None)
 
     def status(self) -> exithand.ExitStatus:
         """The exit status (possibly unknown, with a reason).  Only called once dead."""
@@ -132,10 +164,12 @@ class Watch:
             log.warning("pid %d: cannot read exit status: %s", self.pid, e)
 
     def _on_dead(self) -> None:
-        """Read what every reader will be answered with, once, then release them all.
+        """Judge, read what every reader will be answered with, once, then release them all.
 
-        Read what a zombie still shows before the parent reaps it: the credentials it died
-        with (the access policy decides at death) and the status.  Then one ``Event.set()``
+        First of all, while the zombie may still exist, decide for every reader of a status
+        file whether the kernel would show it the exit code (credentials and dumpability can
+        change until the last instant).  Then read what a zombie still shows before the parent
+        reaps it: the credentials it died with and the status.  Then one ``Event.set()``
         reschedules every blocked read in one pass; each only slices the bytes its open file
         computed from these (pyfuse3 sends each reply from the worker task that received the
         request, so one task switch per reader is the floor; bench/_fuse_floor.py).  One log
@@ -143,7 +177,12 @@ class Watch:
         reader was most of the cost of a fan-out with ``--debug`` (each write to a busy
         stderr pipe took up to 0.2 ms).
         """
-        if self.status_refs:  # someone will be told the status: read it while it shows
+        for caller in list(self.readers):
+            ok, why = self.judge(caller)
+            if not ok:
+                log.debug("refused-at-death pid=%d uid=%d gid=%d: %s", self.pid, caller.uid,
+                          caller.gid, why)
+        if self.readers:  # someone will be told the status: read it while it shows
             self.read_final()
         self.dead.set()
         self.notify_pollers()

@@ -1,0 +1,90 @@
+"""What the reader's own ``/proc`` hides: ``hidepid=`` of the proc mounted at its ``/proc``.
+
+``ls MNT`` must never show a reader a process its own ``ls /proc`` would not.  A proc instance
+mounted with ``hidepid=noaccess|invisible|ptraceable`` (1, 2, 4) lets a reader see only the
+processes it has ptrace read access to (``has_pid_permissions`` ->
+``ptrace_may_access(PTRACE_MODE_READ_FSCREDS)``), unless it is in the group ``gid=``.
+
+Where the daemon can tell: the options are read from the reader's ``/proc/<pid>/mountinfo``
+(the last proc mount at ``/proc`` in its mount namespace, resolved from its root) and cached per
+mount namespace for one second.  Visibility is then asked of the kernel as the reader (the same
+ptrace check, :func:`.askkernel.visible`).  Limits: a reader whose ``/proc`` is elsewhere
+(chroot without /proc, another path) is judged by nothing here; the cache may lag a remount by
+up to a second; ``subset=pid`` hides no pid and needs nothing.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+_HIDING = {"1", "2", "4", "noaccess", "invisible", "ptraceable"}
+_TTL = 1.0
+
+
+@dataclass(frozen=True)
+class ProcOptions:
+    """``hidepid`` of a reader's /proc: ``hides`` whether anything is hidden, ``gid`` exempt."""
+
+    hides: bool
+    gid: Optional[int]
+
+
+NOT_HIDING = ProcOptions(False, None)
+_cache: dict[tuple[int, int], tuple[float, ProcOptions]] = {}
+
+
+def parse_mountinfo(text: str) -> ProcOptions:
+    """Options of the proc mounted last at ``/proc`` in a ``mountinfo`` text."""
+    found = NOT_HIDING
+    for line in text.splitlines():
+        left, sep, right = line.partition(" - ")
+        fields = left.split()
+        rest = right.split()
+        if not sep or len(fields) < 5 or fields[4] != "/proc" or len(rest) < 3 \
+                or rest[0] != "proc":
+            continue
+        opts = dict(o.partition("=")[::2] for o in rest[2].split(","))
+        gid = opts.get("gid")
+        found = ProcOptions(opts.get("hidepid", "0") in _HIDING,
+                            int(gid) if gid is not None and gid.isdigit() else None)
+    return found
+
+
+def options_of(caller_pid: int) -> ProcOptions:
+    """The reader's /proc options (cached per mount namespace for a second)."""
+    if caller_pid <= 0:
+        return NOT_HIDING
+    try:
+        st = os.stat(f"/proc/{caller_pid}/ns/mnt")
+    except OSError:
+        return NOT_HIDING
+    key = (st.st_dev, st.st_ino)
+    now = time.monotonic()
+    hit = _cache.get(key)
+    if hit is not None and now - hit[0] < _TTL:
+        return hit[1]
+    try:
+        with open(f"/proc/{caller_pid}/mountinfo") as f:
+            opts = parse_mountinfo(f.read())
+    except OSError as e:
+        if e.errno in (errno.EMFILE, errno.ENFILE):
+            raise  # out of fds: fail closed (callers answer ENFILE), never "hides nothing"
+        opts = NOT_HIDING
+    if len(_cache) > 1024:
+        _cache.clear()
+    _cache[key] = (now, opts)
+    return opts
+
+
+def groups_of(status: Optional[bytes]) -> list[int]:
+    """The ``Groups:`` of a ``/proc/<tid>/status`` text."""
+    if status is None:
+        return []
+    for line in status.splitlines():
+        if line.startswith(b"Groups:"):
+            return [int(g) for g in line.split()[1:] if g.isdigit()]
+    return []
