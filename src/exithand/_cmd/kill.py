@@ -100,6 +100,8 @@ def signal_arg(text: str) -> int:
                     num = b + int(off)
                     if not int(_signal.SIGRTMIN) <= num <= int(_signal.SIGRTMAX):
                         raise argparse.ArgumentTypeError(f"invalid signal {text!r}")
+        if num < 0 and t in _LINUX_SIGNALS:  # also STKFLT and POLL, which Python may lack
+            num = _LINUX_SIGNALS.index(t) + 1
         if num < 0:
             sig = getattr(_signal, "SIG" + t, None)
             if not isinstance(sig, _signal.Signals):
@@ -138,11 +140,19 @@ def preprocess_argv(argv: list[str]) -> list[str]:
     return out
 
 
+#: Linux's standard signals 1-31 as procps kill(1) -l names them (the generic numbering used by
+#: x86, arm and most architectures).  A table rather than Python's ``signal.Signals``: before
+#: 3.11 Python has no SIGSTKFLT (16), and it calls 29 IO where kill(1) says POLL.
+_LINUX_SIGNALS = (
+    "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2",
+    "PIPE", "ALRM", "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU", "URG",
+    "XCPU", "XFSZ", "VTALRM", "PROF", "WINCH", "POLL", "PWR", "SYS",
+)
+
+
 def _signal_names() -> list[tuple[int, str]]:
-    """(number, name) of the standard signals, named as procps kill(1) -l names them (29 is
-    POLL there; Python calls it IO)."""
-    return [(n, "POLL" if n == 29 else _signal.Signals(n).name[3:]) for n in range(1, 32)
-            if n in set(_signal.Signals)]
+    """(number, name) of the standard signals, named as procps kill(1) -l names them."""
+    return list(enumerate(_LINUX_SIGNALS, start=1))
 
 
 def _list_signals(which: Any) -> int:
