@@ -27,8 +27,8 @@ from _common import SRC, Victims, machine, table, write_json
 
 sys.path.insert(0, str(SRC))
 
-import exithand  # noqa: E402
-from exithand.lowmem._policy import Policy, all_pids, candidates  # noqa: E402
+import exithand
+from exithand.lowmem._policy import Policy, all_pids, candidates
 
 
 def main() -> int:
