@@ -19,9 +19,13 @@ Killing a process (``kill-mode process``):
    again (:meth:`Ledger.exclude`).
 4. The loop carries on: the pidfd reports the death, the ledger credits what is still on its way.
 
-Candidates come from an :class:`exithand.ProcessTable` (proc connector fork/exit events, its
-socket in the same ``epoll``) where the kernel lets us subscribe and no ``scope`` is set: a
-decision then reads only the listed processes' own ``/proc`` files and never lists ``/proc``.
+Candidates come from an :class:`exithand.ProcessTable` (proc connector fork/exit events) where
+the kernel lets us subscribe and no ``scope`` is set: a decision then reads only the listed
+processes' own ``/proc`` files and never lists ``/proc``.  Its socket is drained at every
+wake-up of the loop (at least every tick), *not* kept in the ``epoll``: a fork-heavy machine
+would otherwise wake the daemon at every fork, and each wake-up samples the PSI files.  Its
+32 MiB receive buffer holds about 30,000 events between two ticks; more is an overflow, which
+costs one listing.
 Where the connector is unavailable (not root, a container, ``EXITHAND_DISABLE=connector``) each
 decision lists ``/proc`` (a ``warning`` event says why at the start); after an overflow
 (events lost) the next decision lists it once (a ``rescan`` event).  Under ``scope`` the
@@ -151,8 +155,6 @@ class Daemon:
         except exithand.BackendUnavailable as e:
             self.warnings.append(f"no process table ({e}): each decision lists /proc")
             return
-        assert self.epoll is not None
-        self.epoll.register(self.table.fileno(), select.EPOLLIN)
 
     def _hygiene(self) -> None:
         if self.cfg.mlockall:
@@ -222,6 +224,8 @@ class Daemon:
                               end if end is not None else next_tick)
                 events = self.epoll.poll(max(0.0, wake_at - now))
                 now = time.monotonic()
+                if self.table is not None:
+                    self.table.update()  # not in the epoll: see the module doc
                 hint = self._events(events, now)
                 self._results(now)
                 for w in self.watches:
@@ -268,8 +272,6 @@ class Daemon:
             if fd == self.wake_r:
                 with contextlib.suppress(OSError):
                     os.read(self.wake_r, 4096)
-            elif self.table is not None and fd == self.table.fileno():
-                self.table.update()
             elif fd in self.by_fd:
                 r = self.by_fd.pop(fd)
                 assert self.epoll is not None
