@@ -82,7 +82,11 @@ class ProcessTable:
         self.events = 0
         self._stale = False
         self._pids: set[int] = set()
-        self._rescan()
+        try:
+            self._rescan()
+        except BaseException:
+            self.close()
+            raise
 
     def _rescan(self) -> None:
         self._stale = False
