@@ -151,6 +151,8 @@ def test_missing_psi_exits_1_or_runs_on_floors_when_optional(tmp_path: Path) -> 
                 "--duration", "0.3", "--mem-min", "0", "--no-protect-self")
     assert r.returncode == 0, r.stderr
     events = [json.loads(line) for line in r.stdout.splitlines()]
+    # (where the proc connector is refused, a "no process table" warning comes too)
+    events = [e for e in events if "no process table" not in e.get("message", "")]
     assert [e["event"] for e in events] == ["warning", "start", "stop"], events
     assert "PSI not available" in events[0]["message"]
 

@@ -38,6 +38,7 @@ _LAZY = {
     "kill_and_wait": "._kill",
     "CgroupKillResult": "._kill_cgroup",
     "kill_cgroup": "._kill_cgroup",
+    "ProcessTable": "._ptable",
     "ExitStatus": "._status",
     "wait_all": "._wait",
     "wait_any": "._wait",
@@ -71,6 +72,7 @@ if TYPE_CHECKING:  # what the names are, for type checkers and IDEs
     from ._info import BackendInfo, backends, kernel_release, selected_backend
     from ._kill import KillResult, kill_and_wait
     from ._kill_cgroup import CgroupKillResult, kill_cgroup
+    from ._ptable import ProcessTable
     from ._status import ExitStatus
     from ._wait import wait_all, wait_any, wait_procs
     from ._waitset import WaitSet
@@ -117,6 +119,7 @@ __all__ = [
     "ProcessCredentials",
     "ProcessExit",
     "ProcessIdentity",
+    "ProcessTable",
     "TimeoutExpired",
     "WaitSet",
     "__version__",

@@ -19,6 +19,18 @@ Killing a process (``kill-mode process``):
    again (:meth:`Ledger.exclude`).
 4. The loop carries on: the pidfd reports the death, the ledger credits what is still on its way.
 
+Candidates come from an :class:`exithand.ProcessTable` (proc connector fork/exit events) where
+the kernel lets us subscribe and no ``scope`` is set: a decision then reads only the listed
+processes' own ``/proc`` files and never lists ``/proc``.  Its socket is drained at every
+wake-up of the loop (at least every tick), *not* kept in the ``epoll``: a fork-heavy machine
+would otherwise wake the daemon at every fork, and each wake-up samples the PSI files.  Its
+32 MiB receive buffer holds about 30,000 events between two ticks; more is an overflow, which
+costs one listing.
+Where the connector is unavailable (not root, a container, ``EXITHAND_DISABLE=connector``) each
+decision lists ``/proc`` (a ``warning`` event says why at the start); after an overflow
+(events lost) the next decision lists it once (a ``rescan`` event).  Under ``scope`` the
+``cgroup.procs`` files are read instead, as before: no event tells cgroup moves.
+
 ``kill-mode tree`` and ``cgroup`` run :func:`exithand.kill_and_wait` (``tree=True``) or
 :func:`exithand.kill_cgroup` on a worker thread, with ``release_memory=True``.
 """
@@ -83,6 +95,8 @@ class Daemon:
         self.reported: set[int] = set()
         self.started = time.monotonic()
         self.warnings: list[str] = []
+        self.table: Optional[exithand.ProcessTable] = None
+        self.table_gaps = 0
 
     # ----- setup: everything or nothing -------------------------------------------------------
 
@@ -127,10 +141,20 @@ class Daemon:
             for w in self.watches:
                 if not w.polled:
                     self.epoll.register(w.fd, select.EPOLLPRI)
+            self._open_table()
         except BaseException:
             self.close()
             raise
         self._hygiene()
+
+    def _open_table(self) -> None:
+        if self.cfg.policy.scope:
+            return  # cgroup.procs is read per decision: no event tells cgroup moves
+        try:
+            self.table = exithand.ProcessTable()
+        except exithand.BackendUnavailable as e:
+            self.warnings.append(f"no process table ({e}): each decision lists /proc")
+            return
 
     def _hygiene(self) -> None:
         if self.cfg.mlockall:
@@ -157,6 +181,9 @@ class Daemon:
         if self.epoll is not None:
             self.epoll.close()
             self.epoll = None
+        if self.table is not None:
+            self.table.close()
+            self.table = None
         for fd in (self.wake_r, self.wake_w):
             if fd >= 0:
                 os.close(fd)
@@ -197,6 +224,8 @@ class Daemon:
                               end if end is not None else next_tick)
                 events = self.epoll.poll(max(0.0, wake_at - now))
                 now = time.monotonic()
+                if self.table is not None:
+                    self.table.update()  # not in the epoll: see the module doc
                 hint = self._events(events, now)
                 self._results(now)
                 for w in self.watches:
@@ -234,6 +263,7 @@ class Daemon:
                       + (" [dry run]" if cfg.dry_run else ""),
                       triggers=triggers, source=self.source.name, dry_run=cfg.dry_run,
                       pid=os.getpid(), kill_mode=cfg.kill_mode,
+                      candidates_from=self._source_name(),
                       psi_polled=[w.polled for w in self.watches])
 
     def _events(self, events: list[tuple[int, int]], now: float) -> bool:
@@ -309,11 +339,32 @@ class Daemon:
                 reasons.append(f"psi {w.spec}: {grown / 1000:.0f} ms stalled")
         return reasons
 
+    def _source_name(self) -> str:
+        return "table" if self.table is not None else "scope" if self.cfg.policy.scope \
+            else "scan"
+
+    def _candidates(self, exclude: frozenset[tuple[int, int]]) -> tuple[list[Candidate], str]:
+        """The candidates, and where their pids came from: "table", "rescan" (the table after
+        an overflow), "scan" (no table) or "scope"."""
+        t = self.table
+        if t is None:
+            return candidates(self.cfg.policy, exclude), self._source_name()
+        t.update()
+        source = "table"
+        if t.stale:
+            source = "rescan"
+            lost = t.gaps - self.table_gaps
+            self.table_gaps = t.gaps
+            self.out.emit("rescan", f"process events were lost ({lost} overflow(s)): "
+                          "listing /proc again", overflows=lost)
+        return candidates(self.cfg.policy, exclude, t.pids(), t.discard), source
+
     def _kill(self, now: float, reasons: list[str], mem: Memory, credit: int, pcp: int) -> None:
         cfg = self.cfg
         exclude = self.ledger.exclude()
         picked: Optional[tuple[exithand.ExitHandle, Candidate]] = None
-        for c in candidates(cfg.policy, exclude):
+        found, source = self._candidates(exclude)
+        for c in found:
             picked = pin(c, cfg.policy, exclude)
             if picked is not None:
                 break
@@ -321,13 +372,13 @@ class Daemon:
         if picked is None:
             if not self.warned_no_candidate:
                 self.out.emit("no_candidate", f"{trig}, but no process may be killed",
-                              trigger=trig)
+                              trigger=trig, candidates_from=source)
                 self.warned_no_candidate = True
             self.quiet_until = now + cfg.hold_off
             return
         h, v = picked
         fields: dict[str, Any] = {**v.as_dict(), "trigger": trig, "available": mem.available,
-                                  "credit": credit, "pcp": pcp}
+                                  "credit": credit, "pcp": pcp, "candidates_from": source}
         if cfg.dry_run:
             h.close()
             self.out.emit("would_kill", f"would kill {v.pid} ({v.comm}), score {v.score}, "

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -109,6 +109,8 @@ def _read_proc(pid: int) -> Optional[_Proc]:
             p.sigkill_pending |= bool(int(v.strip(), 16) & _SIGKILL_BIT)
         elif k == b"Uid":
             p.uid = int(v.split()[0])
+        elif k == b"Tgid" and int(v) != pid:
+            return None  # a thread's number (a process table entry reused by a thread)
     return p
 
 
@@ -185,15 +187,24 @@ def evaluate(pid: int, policy: Policy, exclude: frozenset[tuple[int, int]] = fro
     return Candidate(pid, p.start_time, p.comm, score, adj, value, p.memory, p.uid, cg), ""
 
 
-def candidates(policy: Policy, exclude: frozenset[tuple[int, int]] = frozenset()
-               ) -> list[Candidate]:
-    """Every candidate, best victim first (highest score, then largest memory, then pid)."""
-    pids = scope_pids(policy.scope) if policy.scope else all_pids()
+def candidates(policy: Policy, exclude: frozenset[tuple[int, int]] = frozenset(),
+               pids: Optional[Iterable[int]] = None,
+               gone: Optional[Callable[[int], None]] = None) -> list[Candidate]:
+    """Every candidate, best victim first (highest score, then largest memory, then pid).
+
+    ``pids``: the processes to read (an :class:`exithand.ProcessTable`'s), instead of listing
+    ``/proc`` (or ``cgroup.procs`` under ``scope``); ``gone`` is called with each one whose
+    files are gone or name no process now, so that the caller can forget it.
+    """
+    if pids is None:
+        pids = scope_pids(policy.scope) if policy.scope else all_pids()
     out = []
     for pid in pids:
-        c, _why = evaluate(pid, policy, exclude)
+        c, why = evaluate(pid, policy, exclude)
         if c is not None:
             out.append(c)
+        elif gone is not None and why == "gone":
+            gone(pid)
     out.sort(key=lambda c: (-c.score, -c.memory, c.pid))
     return out
 
