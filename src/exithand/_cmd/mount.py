@@ -31,9 +31,16 @@ later reuses the number. 'ls MOUNTPOINT' lists live pids. Opening on a zombie re
 Every name is the reader's: pids of its own pid namespace (Linux 6.11+; older kernels show a
 reader in another pid namespace nothing), and nothing its own /proc hides (hidepid=).
 
+After the reap: a file open then keeps answering. A NEW open of MOUNTPOINT/<pid>:<inode>/...
+(pinned form only: a bare <pid> then names nothing, or a reuser) answers for --linger seconds
+after the last file on that process closed, if one was open at its death (the daemon keeps
+that pidfd, at most --max-lingering of them), for readers in the daemon's pid namespace whose
+/proc hides nothing. The policy still decides: a same-user reader whose verdict could not be
+taken at death (no status file of its own open then) is refused.
+
 Each user has quotas (blocked reads, open files, directory handles) under global caps; beyond
 them that user gets EAGAIN, nobody else does. The daemon raises its fd limit to what the caps
-need (open files + 1024) or refuses to start. Out of fds is ENFILE, never ENOENT.
+need (open files + lingering + 1024) or refuses to start. Out of fds is ENFILE, never ENOENT.
 
 The daemon normally runs as root (it needs allow_other). SIGTERM/SIGINT answer every blocked
 reader EIO and unmount. Killed hard (SIGKILL), its readers get ECONNABORTED, later accesses
@@ -82,6 +89,16 @@ def max_readers_arg(text: str) -> int:
     return v
 
 
+def linger_arg(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid time {text!r}: not a number") from None
+    if not 0 <= v <= 3600:  # (NaN fails too)
+        raise argparse.ArgumentTypeError(f"invalid time {text!r}: must be 0..3600 seconds")
+    return v
+
+
 def register(sub: Any) -> None:
     from ..fs.policy import DEFAULT_POLICY, POLICIES
 
@@ -105,6 +122,14 @@ def register(sub: Any) -> None:
                    help="most open handles on the top directory (each holds a snapshot of "
                         "the process list, 8 bytes a process); an eighth of it (at least 8) "
                         "per user (default: %(default)s)")
+    p.add_argument("--linger", type=linger_arg, default=30.0, metavar="SECONDS",
+                   help="keep a dead process's pidfd this long after its last file closed, "
+                        "so a new open of <pid>:<inode>/... after the reap answers; 0: never "
+                        "(default: %(default)g)")
+    p.add_argument("--max-lingering", type=max_readers_arg, default=1024, metavar="N",
+                   help="most dead processes kept (--linger), an eighth of it (at least 8) "
+                        "per user; keeping one more drops the oldest, the user's own first "
+                        "(default: %(default)s)")
     p.add_argument("--debug", action="store_true", help="log every blocked/released read")
     p.set_defaults(func=run)
 
@@ -121,7 +146,8 @@ def run(args: argparse.Namespace) -> int:
     from ..fs import daemon
 
     try:
-        limits = Limits.default(args.max_readers, args.max_per_user or 0, args.max_dirs)
+        limits = Limits.default(args.max_readers, args.max_per_user or 0, args.max_dirs,
+                                args.max_lingering, args.linger)
         return daemon.run(args.mountpoint, args.policy, limits, args.foreground, args.debug)
     except MountError as e:
         warn(f"mount: {e}")

@@ -91,8 +91,9 @@ SPARE_FDS = 1024
 
 def fds_needed(limits: Limits) -> int:
     """Every open file may pin one more process (one pidfd; readers of one process share it,
-    and blocked readers hold no fd of their own), so the daemon needs ``files`` + spare."""
-    return limits.files + SPARE_FDS
+    and blocked readers hold no fd of their own), and every lingering watch one pidfd, so the
+    daemon needs ``files`` + ``lingering`` + spare."""
+    return limits.files + limits.lingering + SPARE_FDS
 
 
 def raise_fd_limit(need: int) -> int:
@@ -107,8 +108,8 @@ def raise_fd_limit(need: int) -> int:
     except (ValueError, OSError) as e:
         raise MountError(
             f"the configuration needs {need} file descriptors (one per open file, at most "
-            f"--max-readers + 1024, + {SPARE_FDS} spare) but the limit is {soft} (hard "
-            f"{hard}) and cannot be raised ({e}); raise it "
+            f"--max-readers + 1024, one per lingering watch, + {SPARE_FDS} spare) but the "
+            f"limit is {soft} (hard {hard}) and cannot be raised ({e}); raise it "
             "(ulimit -Hn, LimitNOFILE= in the unit, fs.nr_open) or lower --max-readers") from None
     return need
 

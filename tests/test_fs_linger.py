@@ -1,0 +1,198 @@
+"""A new open of ``MNT/PID:INODE/...`` after the parent reaped the process (issue 11).
+
+The daemon keeps a dead process's pidfd for ``--linger`` seconds after the last file on it
+closed (at most ``--max-lingering``), so the pinned name still answers; the bare number never
+does (it names nothing, or a reuser).  Real processes reaped by their real parent, a real mount.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import signal
+import struct
+import subprocess
+
+import pytest
+from fshelp import Forked, fsmount, needs_fuse, pidfs_inode, procs  # noqa: F401
+
+from conftest import NOBODY, drop_to, run_as
+from exithand.fs.linger import Lingering
+
+pytestmark = [needs_fuse, pytest.mark.timeout(60)]
+
+PR_SET_DUMPABLE = 4
+
+
+def died_and_reaped(fs, procs, v, how):  # noqa: F811
+    """``cat P:I/exithand`` (open at death, as a shell user would), kill ``v`` with ``how()``,
+    wait until the cat returned and the parent reaped it; the pinned directory name."""
+    return cat_until_reaped(fs, procs, v.pid, how,
+                            lambda: v.keeper.stdout.readline() == b"reaped\n")
+
+
+def cat_until_reaped(fs, procs, pid, how, reaped):  # noqa: F811
+    pinned = f"{pid}:{pidfs_inode(pid)}"
+    cat = procs.start(["cat", fs.path(pinned, "exithand")], stdout=subprocess.PIPE)
+    fs.wait_blocked(pid)
+    how()
+    assert cat.communicate(timeout=10) == (b"", None)
+    assert reaped()
+    with pytest.raises(ProcessLookupError):
+        os.pidfd_open(pid)  # reaped: no such process
+    fs.wait_log(rf"lingering pid={pid} ")
+    return pinned
+
+
+def parent_of_nobody() -> Forked:
+    """A root parent of one child running as nobody (dumpable, as an exec'ed program of that
+    user would be).  Answers "pid", and "exit N" (the child exits N; answered once reaped)."""
+    state: list[int] = []
+
+    def setup() -> None:
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            code = 70
+            try:
+                os.close(w)
+                drop_to(NOBODY)()
+                ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 1)
+                code = os.read(r, 1)[0]
+            finally:
+                os._exit(code)
+        os.close(r)
+        state[:] = [pid, w]
+
+    def handler(line: str) -> str:
+        if line == "pid":
+            return str(state[0])
+        os.write(state[1], bytes([int(line.split()[1])]))
+        _, st = os.waitpid(state[0], 0)
+        return f"reaped {os.waitstatus_to_exitcode(st)}"
+
+    return Forked(setup, handler)
+
+
+def test_pinned_open_after_reap_answers(fsmount, victim_factory, procs):  # noqa: F811
+    fs = fsmount()
+    v = victim_factory(reap=True)
+    pinned = died_and_reaped(fs, procs, v, lambda: v.exit(7))
+    with open(fs.path(pinned, "exitstatus")) as f:
+        assert f.read() == f"{v.pid}: exited with status 7.\n"
+    with open(fs.path(pinned, "exithand_full"), "rb") as f:
+        info = f.read()
+    signo, _, code = struct.unpack_from("iii", info)
+    pid, _, status = struct.unpack_from("iIi", info, 16)  # the union, after 4 bytes of padding
+    assert (signo, code, pid, status) == (signal.SIGCHLD, 1, v.pid, 7)  # CLD_EXITED
+    with open(fs.path(pinned, "exithand"), "rb") as f:
+        assert f.read() == b""  # dead: EOF at once
+    # the bare number names nothing now; another inode with that number was never this one
+    for name in (str(v.pid), f"{v.pid}:{pidfs_inode(os.getpid())}"):
+        with pytest.raises(FileNotFoundError):
+            os.stat(fs.path(name))
+        with pytest.raises(FileNotFoundError):
+            open(fs.path(name, "exitstatus")).close()
+    assert str(v.pid) not in os.listdir(fs.mnt)
+
+
+def test_killed_pinned_after_reap(fsmount, victim_factory, procs):  # noqa: F811
+    fs = fsmount()
+    v = victim_factory(reap=True)
+    pinned = died_and_reaped(fs, procs, v, lambda: v.die_by(signal.SIGKILL))
+    with open(fs.path(pinned, "exitstatus")) as f:
+        assert f.read() == f"{v.pid}: killed by signal 9.\n"
+
+
+def test_linger_expires_and_closes_the_pidfd(fsmount, victim_factory, procs):  # noqa: F811
+    fs = fsmount(extra=("--linger", "0.5"))
+    v = victim_factory(reap=True)
+    fd_dir = f"/proc/{fs.proc.pid}/fd"
+    with open(fs.path(v.pid, "exithand"), "rb"):  # warm up: first use allocates a few fds
+        pass
+    fs.wait_log(r"file-closed ")
+    before = len(os.listdir(fd_dir))
+    pinned = died_and_reaped(fs, procs, v, lambda: v.exit(3))
+    assert len(os.listdir(fd_dir)) == before + 1  # the kept pidfd
+    fs.wait_log(rf"linger-expired pid={v.pid}\b", timeout=10)
+    with pytest.raises(FileNotFoundError):
+        open(fs.path(pinned, "exitstatus")).close()
+    assert len(os.listdir(fd_dir)) == before
+
+
+def test_linger_zero_keeps_nothing(fsmount, victim_factory, procs):  # noqa: F811
+    fs = fsmount(extra=("--linger", "0"))
+    v = victim_factory(reap=True)
+    pinned = f"{v.pid}:{pidfs_inode(v.pid)}"
+    cat = procs.start(["cat", fs.path(pinned, "exithand")], stdout=subprocess.PIPE)
+    fs.wait_blocked(v.pid)
+    v.exit(0)
+    assert cat.communicate(timeout=10) == (b"", None)
+    assert v.keeper.stdout.readline() == b"reaped\n"
+    fs.wait_log(rf"file-closed fh=\d+ pid={v.pid}\b")
+    with pytest.raises(FileNotFoundError):
+        os.stat(fs.path(pinned))
+    assert fs.count(r"lingering pid=") == 0
+
+
+def test_cap_drops_the_oldest(fsmount, victim_factory, procs):  # noqa: F811
+    fs = fsmount(extra=("--max-lingering", "2"))
+    vs = [victim_factory(reap=True) for _ in range(3)]
+    fd_dir = f"/proc/{fs.proc.pid}/fd"
+    with open(fs.path(vs[0].pid, "exithand"), "rb"):  # warm up: first use allocates a few fds
+        pass
+    fs.wait_log(r"file-closed ")
+    before = len(os.listdir(fd_dir))
+    pinned = [died_and_reaped(fs, procs, v, lambda v=v, i=i: v.exit(i))
+              for i, v in enumerate(vs, start=1)]
+    assert len(os.listdir(fd_dir)) == before + 2  # two pidfds kept, the third closed
+    with pytest.raises(FileNotFoundError):  # the oldest was dropped for the third
+        open(fs.path(pinned[0], "exitstatus")).close()
+    for i, (v, name) in enumerate(zip(vs, pinned), start=1):
+        if i > 1:
+            with open(fs.path(name, "exitstatus")) as f:
+                assert f.read() == f"{v.pid}: exited with status {i}.\n"
+
+
+def test_same_user_without_verdict_at_death_is_refused(fsmount, procs):  # noqa: F811
+    fs = fsmount()  # default policy same-user
+    parent = parent_of_nobody()
+    try:
+        pid = int(parent.ask("pid"))
+        answer: list[str] = []
+        pinned = cat_until_reaped(fs, procs, pid, lambda: answer.append(parent.ask("exit 5")),
+                                  lambda: answer == ["reaped 5"])
+    finally:
+        parent.close()
+
+    def try_open(name: str) -> int:
+        try:
+            with open(fs.path(pinned, name), "rb") as f:
+                f.read()
+            return 0
+        except OSError as e:
+            return e.errno or -1
+
+    assert run_as(NOBODY, lambda: try_open("exithand")) == 0  # open to all
+    for name in ("exitstatus", "exithand_full"):
+        assert run_as(NOBODY, lambda n=name: try_open(n)) == errno.EACCES
+    assert try_open("exitstatus") == 0  # root still reads it
+    fs.wait_log(rf"open-refused {pinned}/exitstatus uid={NOBODY} .*reaped before the daemon")
+
+
+def test_lingering_bookkeeping():
+    lg: Lingering[str] = Lingering(seconds=10, total=3, per_user=2)
+    assert lg.keep((1, 11), "a", uid=1000, now=0) == []
+    assert lg.keep((2, 12), "b", uid=1000, now=1) == []
+    assert lg.keep((3, 13), "c", uid=1000, now=2) == ["a"]  # the uid's own oldest
+    assert lg.keep((4, 14), "d", uid=2000, now=3) == []
+    assert lg.keep((5, 15), "e", uid=3000, now=4) == ["b"]  # the oldest of all
+    assert lg.get((1, 11)) is None and lg.get((3, 13)) == "c"
+    assert lg.get((3, 14)) is None  # same number, other inode: not the same process
+    assert lg.take((4, 14)) == "d" and len(lg) == 2
+    assert lg.next_deadline() == 12
+    assert lg.expire(11.9) == [] and lg.expire(12) == ["c"]
+    assert lg.expire(100) == ["e"] and lg.next_deadline() is None
+    off: Lingering[str] = Lingering(seconds=0, total=3, per_user=2)
+    assert off.keep((1, 11), "a", uid=0, now=0) == ["a"] and len(off) == 0
