@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import json
 import os
+import shutil
 import signal
 import struct
 import subprocess
+import sys
+import textwrap
 
 import pytest
 from fshelp import Forked, fsmount, needs_fuse, pidfs_inode, procs  # noqa: F401
+from reuse_prelude import PRELUDE
 
-from conftest import NOBODY, drop_to, run_as
+from conftest import NOBODY, drop_to, env_with_src, run_as
 from exithand.fs.linger import Lingering
 
 pytestmark = [needs_fuse, pytest.mark.timeout(60)]
@@ -103,6 +108,40 @@ def test_killed_pinned_after_reap(fsmount, victim_factory, procs):  # noqa: F811
     pinned = died_and_reaped(fs, procs, v, lambda: v.die_by(signal.SIGKILL))
     with open(fs.path(pinned, "exitstatus")) as f:
         assert f.read() == f"{v.pid}: killed by signal 9.\n"
+
+
+def test_bare_number_open_at_death_lingers_under_the_pinned_name(
+        fsmount, victim_factory, procs):  # noqa: F811
+    """The watch is the process's, however it was named: ``cat MNT/PID/exithand`` then
+    ``cat MNT/PID:INODE/exitstatus`` after the reap answers."""
+    fs = fsmount()
+    v = victim_factory(reap=True)
+    ino = pidfs_inode(v.pid)
+    cat = procs.start(["cat", fs.path(v.pid, "exithand")], stdout=subprocess.PIPE)
+    fs.wait_blocked(v.pid)
+    v.exit(4)
+    assert cat.communicate(timeout=10) == (b"", None)
+    assert v.keeper.stdout.readline() == b"reaped\n"
+    fs.wait_log(rf"lingering pid={v.pid} inode={ino} ")
+    with open(fs.path(f"{v.pid}:{ino}", "exitstatus")) as f:
+        assert f.read() == f"{v.pid}: exited with status 4.\n"
+    with pytest.raises(FileNotFoundError):
+        os.stat(fs.path(v.pid))
+
+
+def test_closed_before_death_is_not_kept(fsmount, victim_factory, procs):  # noqa: F811
+    """Nothing was open at death: nothing is kept (the daemon holds no pidfd for it)."""
+    fs = fsmount()
+    v = victim_factory(reap=True)
+    pinned = f"{v.pid}:{pidfs_inode(v.pid)}"
+    with open(fs.path(pinned, "exithand"), "rb"):
+        pass
+    fs.wait_log(rf"file-closed fh=\d+ pid={v.pid}\b")
+    v.exit(0)
+    assert v.keeper.stdout.readline() == b"reaped\n"
+    with pytest.raises(FileNotFoundError):
+        os.stat(fs.path(pinned))
+    assert fs.count(r"lingering pid=") == 0
 
 
 def test_linger_expires_and_closes_the_pidfd(fsmount, victim_factory, procs):  # noqa: F811
@@ -196,3 +235,68 @@ def test_lingering_bookkeeping():
     assert lg.expire(100) == ["e"] and lg.next_deadline() is None
     off: Lingering[str] = Lingering(seconds=0, total=3, per_user=2)
     assert off.keep((1, 11), "a", uid=0, now=0) == ["a"] and len(off) == 0
+
+
+REUSE_SCRIPT = PRELUDE + textwrap.dedent("""
+    import errno, subprocess
+    sys.path.insert(0, TESTS)
+    from fshelp import pidfs_inode, start_daemon
+
+    out = {}
+    a, a_ctl = pid0, w0
+    ino = pidfs_inode(a)
+    fs = start_daemon(policy="public")
+    try:
+        cat = subprocess.Popen(["cat", f"{fs.mnt}/{a}:{ino}/exithand"], stdout=subprocess.PIPE)
+        fs.wait_blocked(a)
+        os.kill(a, signal.SIGKILL)
+        out["cat"] = cat.communicate(timeout=10)[0].decode()
+        os.waitpid(a, 0)
+        os.close(a_ctl)
+        fs.wait_log(rf"lingering pid={a} ")
+        for _ in range(5000):
+            c, c_ctl = spawn()
+            if c == a:
+                break
+            os.close(c_ctl)
+            os.waitpid(c, 0)
+        else:
+            print(json.dumps({"fail": "pid was never reused"}))
+            sys.exit(1)
+        out["reuser_inode_differs"] = pidfs_inode(c) != ino
+        with open(f"{fs.mnt}/{a}:{ino}/exitstatus") as f:
+            out["pinned"] = f.read()
+        fd = os.open(f"{fs.mnt}/{a}/exitstatus", os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            os.read(fd, 100)
+            out["bare"] = "answered"
+        except OSError as e:
+            out["bare"] = errno.errorcode[e.errno]
+        finally:
+            os.close(fd)
+        os.close(c_ctl)
+        os.waitpid(c, 0)
+    finally:
+        fs.stop()
+    print(json.dumps(out))
+""")
+
+
+@pytest.mark.timeout(90)
+def test_reused_number_is_never_answered_for():
+    """PID reuse forced for real (tests/reuse_prelude.py), with the daemon in that pid
+    namespace: the pinned name answers for the dead process, the bare number for the reuser."""
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare(1) not installed")
+    script = REUSE_SCRIPT.replace("TESTS", repr(os.path.dirname(__file__)))
+    res = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c",
+                          script], capture_output=True, text=True, timeout=80, env=env_with_src())
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    if "skip" in out:
+        pytest.skip(out["skip"])
+    assert out["cat"] == ""  # EOF at death
+    assert out["reuser_inode_differs"] is True
+    pid = out["pinned"].split(":")[0]
+    assert out["pinned"] == f"{pid}: killed by signal 9.\n"
+    assert out["bare"] == "EAGAIN"  # the bare number is the living reuser: nothing to answer
