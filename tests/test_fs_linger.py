@@ -233,6 +233,12 @@ def test_lingering_bookkeeping():
     assert lg.next_deadline() == 12
     assert lg.expire(11.9) == [] and lg.expire(12) == ["c"]
     assert lg.expire(100) == ["e"] and lg.next_deadline() is None
+    root: Lingering[str] = Lingering(seconds=10, total=3, per_user=1)
+    assert root.keep((1, 11), "a", uid=0, now=0) == []
+    assert root.keep((2, 12), "b", uid=0, now=0) == []  # uid 0: only the global cap
+    assert root.keep((3, 13), "c", uid=0, now=0) == []
+    assert root.keep((4, 14), "d", uid=0, now=0) == ["a"]
+    assert root.keep((4, 14), "d", uid=0, now=1) == [] and len(root) == 3  # kept again
     off: Lingering[str] = Lingering(seconds=0, total=3, per_user=2)
     assert off.keep((1, 11), "a", uid=0, now=0) == ["a"] and len(off) == 0
 

@@ -24,7 +24,7 @@ Mount the exithand filesystem at MOUNTPOINT. For every process it can see, it se
                                   si_code CLD_EXITED/KILLED/DUMPED, si_pid, si_uid, si_status)
   MOUNTPOINT/<pid>/exitstatus     read() blocks, then one line in FreeBSD pwait's words
   MOUNTPOINT/<pid>:<inode>/...    the same, pinned to one process (pidfs inode); ENOENT when
-                                  the number now names another process
+                                  the number now names another process (after the reap: below)
 
 Opening a file pins the process it names then, so a reader never switches to a process that
 later reuses the number. 'ls MOUNTPOINT' lists live pids. Opening on a zombie returns EOF at once.
@@ -112,8 +112,8 @@ def register(sub: Any) -> None:
                    help="stay in the foreground (for systemd and debugging); logs on stderr")
     p.add_argument("--max-readers", type=max_readers_arg, default=10_000, metavar="N",
                    help="most read()s blocked at once (and N + 1024 files open); more fail "
-                        "with EAGAIN; the fd limit is raised to N + 2048 (default: "
-                        "%(default)s)")
+                        "with EAGAIN; the fd limit is raised to N + 2048 + --max-lingering "
+                        "(default: %(default)s)")
     p.add_argument("--max-per-user", type=max_readers_arg, default=None, metavar="N",
                    help="most blocked read()s (and twice as many open files) per user; "
                         "beyond it that user gets EAGAIN, others do not; uid 0 has no quota "
@@ -128,8 +128,8 @@ def register(sub: Any) -> None:
                         "(default: %(default)g)")
     p.add_argument("--max-lingering", type=max_readers_arg, default=1024, metavar="N",
                    help="most dead processes kept (--linger), an eighth of it (at least 8) "
-                        "per user; keeping one more drops the oldest, the user's own first "
-                        "(default: %(default)s)")
+                        "per user (none for uid 0); keeping one more drops the oldest, the "
+                        "user's own first (default: %(default)s)")
     p.add_argument("--debug", action="store_true", help="log every blocked/released read")
     p.set_defaults(func=run)
 

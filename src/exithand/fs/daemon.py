@@ -177,9 +177,11 @@ def serve(mountpoint: str, access_policy: str, limits: Limits,
 
     def announce() -> None:
         log.info("mounted %s (policy %s, max %d blocked readers, %d per user; %d open files, "
-                 "%d per user; %d directory handles, %d per user; pid %d)", mountpoint,
+                 "%d per user; %d directory handles, %d per user; %d dead processes kept %gs, "
+                 "%d per user; pid %d)", mountpoint,
                  access_policy, max_readers, limits.readers_per_user, limits.files,
-                 limits.files_per_user, limits.dirs, limits.dirs_per_user, os.getpid())
+                 limits.files_per_user, limits.dirs, limits.dirs_per_user, limits.lingering,
+                 limits.linger_seconds, limits.lingering_per_user, os.getpid())
         sd_notify("READY=1")
         ready()
 

@@ -15,8 +15,9 @@ between) still finds it.  Why this is sound:
   judge after the reap (a same-user reader with no verdict taken at death) stays refused.
 
 Bounded: at most ``total`` watches (one pidfd each; the daemon's fd limit counts them), at most
-``per_user`` charged to one uid (the uid whose close left the watch unused); keeping one more
-evicts that uid's oldest first, else the oldest of all.  Expiry order is insertion order (one
+``per_user`` charged to one uid other than 0 (the uid whose close left the watch unused; uid 0
+has only the global cap, as in :mod:`.quota`); keeping one more evicts that uid's oldest first,
+else the oldest of all.  Expiry order is insertion order (one
 ``seconds`` for all), so the oldest entry always expires first.  Bookkeeping only, no I/O.
 """
 
@@ -68,7 +69,7 @@ class Lingering(Generic[W]):
         old = self.take(key)
         if old is not None and old is not w:
             evicted.append(old)
-        if self._by_uid.get(uid, 0) >= self.per_user:
+        if uid != 0 and self._by_uid.get(uid, 0) >= self.per_user:
             mine = next(k for k, e in self._kept.items() if e[1] == uid)
             evicted.append(self._pop(mine))
         if len(self._kept) >= self.total:

@@ -455,8 +455,8 @@ class ExitFS(pyfuse3.Operations):
                 raise _err(errno.ENOENT)
             w = self._watch_for(h) if h is not None else kept
             assert w is not None
-            if w.refs <= 0 and node.pin is not None:
-                self.lingering.take((node.pid, node.pin))  # in use again
+            if w.refs <= 0 and w.key is not None and w.key[1] is not None:
+                self.lingering.take((w.pid, w.key[1]))  # in use again (by either name)
             w.refs += 1
             try:
                 if kind != names.EXITHAND:
