@@ -17,6 +17,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 from fshelp import Forked, fsmount, needs_fuse, pidfs_inode, procs  # noqa: F401
@@ -160,6 +161,26 @@ def test_linger_expires_and_closes_the_pidfd(fsmount, victim_factory, procs):  #
     assert len(os.listdir(fd_dir)) == before
 
 
+def test_reopening_does_not_extend_the_linger(fsmount, victim_factory, procs):  # noqa: F811
+    """Someone reopening the pinned name over and over cannot keep it forever: the deadline
+    is --linger after the watch was first left unused."""
+    fs = fsmount(extra=("--linger", "1"))
+    v = victim_factory(reap=True)
+    pinned = died_and_reaped(fs, procs, v, lambda: v.exit(2))
+    t0 = time.monotonic()
+    answered = 0
+    while time.monotonic() - t0 < 10:  # bounded; with an extending deadline it never ends
+        try:
+            with open(fs.path(pinned, "exitstatus")) as f:
+                assert f.read() == f"{v.pid}: exited with status 2.\n"
+            answered += 1
+        except FileNotFoundError:
+            break
+    else:
+        pytest.fail("the pinned name still answered 10 s after a 1 s linger")
+    assert answered >= 1
+
+
 def test_linger_zero_keeps_nothing(fsmount, victim_factory, procs):  # noqa: F811
     fs = fsmount(extra=("--linger", "0"))
     v = victim_factory(reap=True)
@@ -222,25 +243,26 @@ def test_same_user_without_verdict_at_death_is_refused(fsmount, procs):  # noqa:
 
 def test_lingering_bookkeeping():
     lg: Lingering[str] = Lingering(seconds=10, total=3, per_user=2)
-    assert lg.keep((1, 11), "a", uid=1000, now=0) == []
-    assert lg.keep((2, 12), "b", uid=1000, now=1) == []
-    assert lg.keep((3, 13), "c", uid=1000, now=2) == ["a"]  # the uid's own oldest
-    assert lg.keep((4, 14), "d", uid=2000, now=3) == []
-    assert lg.keep((5, 15), "e", uid=3000, now=4) == ["b"]  # the oldest of all
+    assert lg.keep((1, 11), "a", uid=1000, deadline=10) == []
+    assert lg.keep((2, 12), "b", uid=1000, deadline=11) == []
+    assert lg.keep((3, 13), "c", uid=1000, deadline=12) == ["a"]  # the uid's own soonest
+    assert lg.keep((4, 14), "d", uid=2000, deadline=13) == []
+    assert lg.keep((5, 15), "e", uid=3000, deadline=14) == ["b"]  # the soonest of all
     assert lg.get((1, 11)) is None and lg.get((3, 13)) == "c"
     assert lg.get((3, 14)) is None  # same number, other inode: not the same process
     assert lg.take((4, 14)) == "d" and len(lg) == 2
+    assert lg.keep((4, 14), "d", uid=2000, deadline=13) == []  # kept again, same deadline
     assert lg.next_deadline() == 12
     assert lg.expire(11.9) == [] and lg.expire(12) == ["c"]
-    assert lg.expire(100) == ["e"] and lg.next_deadline() is None
+    assert sorted(lg.expire(100)) == ["d", "e"] and lg.next_deadline() is None
     root: Lingering[str] = Lingering(seconds=10, total=3, per_user=1)
-    assert root.keep((1, 11), "a", uid=0, now=0) == []
-    assert root.keep((2, 12), "b", uid=0, now=0) == []  # uid 0: only the global cap
-    assert root.keep((3, 13), "c", uid=0, now=0) == []
-    assert root.keep((4, 14), "d", uid=0, now=0) == ["a"]
-    assert root.keep((4, 14), "d", uid=0, now=1) == [] and len(root) == 3  # kept again
+    assert root.keep((1, 11), "a", uid=0, deadline=10) == []
+    assert root.keep((2, 12), "b", uid=0, deadline=10) == []  # uid 0: only the global cap
+    assert root.keep((3, 13), "c", uid=0, deadline=11) == []
+    assert root.keep((4, 14), "d", uid=0, deadline=12) in (["a"], ["b"])
+    assert root.keep((4, 14), "d", uid=0, deadline=12) == [] and len(root) == 3
     off: Lingering[str] = Lingering(seconds=0, total=3, per_user=2)
-    assert off.keep((1, 11), "a", uid=0, now=0) == ["a"] and len(off) == 0
+    assert off.keep((1, 11), "a", uid=0, deadline=0) == ["a"] and len(off) == 0
 
 
 REUSE_SCRIPT = PRELUDE + textwrap.dedent("""

@@ -32,8 +32,9 @@ Every name is the reader's: pids of its own pid namespace (Linux 6.11+; older ke
 reader in another pid namespace nothing), and nothing its own /proc hides (hidepid=).
 
 After the reap: a file open then keeps answering. A NEW open of MOUNTPOINT/<pid>:<inode>/...
-(pinned form only: a bare <pid> then names nothing, or a reuser) answers for --linger seconds
-after the last file on that process closed, if one was open at its death (the daemon keeps
+(pinned form only: a bare <pid> then names nothing, or a reuser) answers until --linger
+seconds after the dead process was first left with no file open (reopening never extends it),
+if one was open at its death (the daemon keeps
 that pidfd, at most --max-lingering of them), for readers in the daemon's pid namespace whose
 /proc hides nothing. The policy still decides: a same-user reader whose verdict could not be
 taken at death (no status file of its own open then) is refused.
@@ -123,7 +124,8 @@ def register(sub: Any) -> None:
                         "the process list, 8 bytes a process); an eighth of it (at least 8) "
                         "per user (default: %(default)s)")
     p.add_argument("--linger", type=linger_arg, default=30.0, metavar="SECONDS",
-                   help="keep a dead process's pidfd this long after its last file closed, "
+                   help="keep a dead process's pidfd this long after it was first left with "
+                        "no file open (reopening never extends it), "
                         "so a new open of <pid>:<inode>/... after the reap answers; 0: never "
                         "(default: %(default)g)")
     p.add_argument("--max-lingering", type=max_readers_arg, default=1024, metavar="N",

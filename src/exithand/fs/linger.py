@@ -2,9 +2,10 @@
 
 A file of ``MNT/PID:INODE/`` opened while the process lived keeps its watch (one pidfd) and
 answers after the reap.  Once the last such file closes, the watch of a *dead* process is not
-closed at once but kept here for ``seconds``, so that a *new* open of the pinned name shortly
-after the reap (``cat MNT/P:I/exithand; cat MNT/P:I/exitstatus`` with the shell reaping in
-between) still finds it.  Why this is sound:
+closed at once but kept here until a deadline (``seconds`` after it was *first* left unused:
+reopening it does not extend it), so that a *new* open of the pinned name shortly after the
+reap (``cat MNT/P:I/exithand; cat MNT/P:I/exitstatus`` with the shell reaping in between) still
+finds it.  Why this is sound:
 
 * Only the pinned ``PID:INODE`` name finds a kept watch: the pidfs inode names one process for
   the life of the system (64-bit inode numbers), while a bare number may name a reuser by then.
@@ -15,15 +16,14 @@ between) still finds it.  Why this is sound:
   judge after the reap (a same-user reader with no verdict taken at death) stays refused.
 
 Bounded: at most ``total`` watches (one pidfd each; the daemon's fd limit counts them), at most
-``per_user`` charged to one uid other than 0 (the uid whose close left the watch unused; uid 0
-has only the global cap, as in :mod:`.quota`); keeping one more evicts that uid's oldest first,
-else the oldest of all.  Expiry order is insertion order (one
-``seconds`` for all), so the oldest entry always expires first.  Bookkeeping only, no I/O.
+``per_user`` charged to one uid other than 0 (the uid whose close first left the watch unused;
+uid 0 has only the global cap, as in :mod:`.quota`); keeping one more evicts that uid's entry
+nearest its deadline first, else the one nearest its deadline of all.  Bookkeeping only, no
+I/O; every operation is O(``total``) at worst (1,024 by default).
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Generic, Optional, TypeVar
 
 W = TypeVar("W")
@@ -31,13 +31,13 @@ Key = tuple[int, int]  # (pid, pidfs inode)
 
 
 class Lingering(Generic[W]):
-    """The kept watches, by (pid, pidfs inode), oldest first."""
+    """The kept watches, by (pid, pidfs inode)."""
 
     def __init__(self, seconds: float, total: int, per_user: int) -> None:
         self.seconds = seconds
         self.total = total
         self.per_user = per_user
-        self._kept: OrderedDict[Key, tuple[W, int, float]] = OrderedDict()  # w, uid, deadline
+        self._kept: dict[Key, tuple[W, int, float]] = {}  # key -> (watch, uid, deadline)
         self._by_uid: dict[int, int] = {}
 
     def __len__(self) -> int:
@@ -60,9 +60,9 @@ class Lingering(Generic[W]):
         self._uncharge(entry[1])
         return entry[0]
 
-    def keep(self, key: Key, w: W, uid: int, now: float) -> list[W]:
-        """Keep ``w`` until ``now + seconds``, charged to ``uid``; the watches evicted to make
-        room (the caller closes them).  Disabled (``seconds`` or a cap 0): ``[w]`` itself."""
+    def keep(self, key: Key, w: W, uid: int, deadline: float) -> list[W]:
+        """Keep ``w`` until ``deadline``, charged to ``uid``; the watches evicted to make room
+        (the caller closes them).  Disabled (``seconds`` or a cap 0): ``[w]`` itself."""
         if not self.enabled:
             return [w]
         evicted = []
@@ -70,29 +70,20 @@ class Lingering(Generic[W]):
         if old is not None and old is not w:
             evicted.append(old)
         if uid != 0 and self._by_uid.get(uid, 0) >= self.per_user:
-            mine = next(k for k, e in self._kept.items() if e[1] == uid)
-            evicted.append(self._pop(mine))
+            evicted.append(self._pop(self._soonest(uid)))
         if len(self._kept) >= self.total:
-            evicted.append(self._pop(next(iter(self._kept))))
-        self._kept[key] = (w, uid, now + self.seconds)
+            evicted.append(self._pop(self._soonest(None)))
+        self._kept[key] = (w, uid, deadline)
         self._by_uid[uid] = self._by_uid.get(uid, 0) + 1
         return evicted
 
     def expire(self, now: float) -> list[W]:
-        """Remove and return the watches whose time is up."""
-        gone = []
-        while self._kept:
-            key, (_, _, deadline) = next(iter(self._kept.items()))
-            if deadline > now:
-                break
-            gone.append(self._pop(key))
-        return gone
+        """Remove and return the watches whose deadline has come."""
+        return [self._pop(k) for k in [k for k, e in self._kept.items() if e[2] <= now]]
 
     def next_deadline(self) -> Optional[float]:
-        """When the oldest kept watch expires; None if none is kept."""
-        for _, _, deadline in self._kept.values():
-            return deadline
-        return None
+        """The earliest deadline; None if nothing is kept."""
+        return min((e[2] for e in self._kept.values()), default=None)
 
     def clear(self) -> list[W]:
         """Remove and return every kept watch."""
@@ -100,6 +91,10 @@ class Lingering(Generic[W]):
         self._kept.clear()
         self._by_uid.clear()
         return gone
+
+    def _soonest(self, uid: Optional[int]) -> Key:
+        return min((k for k, e in self._kept.items() if uid is None or e[1] == uid),
+                   key=lambda k: self._kept[k][2])
 
     def _pop(self, key: Key) -> W:
         w, uid, _ = self._kept.pop(key)

@@ -140,6 +140,7 @@ class ExitFS(pyfuse3.Operations):
         self.lingering: Lingering[Watch] = Lingering(
             self.limits.linger_seconds, self.limits.lingering, self.limits.lingering_per_user)
         self._sweeping = False
+        self._linger_changed: Optional[trio.Event] = None  # wakes the sweeper (a new deadline)
         self.scanner = Scanner(lambda: list(self.blocked.values()), scan_interval)
         self.shutting_down = False
         self.stopped_by = 0  # the signal that stopped the daemon, if any
@@ -358,7 +359,8 @@ class ExitFS(pyfuse3.Operations):
 
     def _unref(self, w: Watch, uid: int) -> None:
         """One file less on ``w`` (closed by ``uid``).  Unused: closed, or, for a dead process
-        named by its pidfs inode, kept a while for new opens of ``PID:INODE`` (:mod:`.linger`)."""
+        named by its pidfs inode, kept for new opens of ``PID:INODE`` until ``--linger``
+        seconds after it was first left unused (:mod:`.linger`)."""
         w.refs -= 1
         if w.refs > 0:
             return
@@ -367,13 +369,22 @@ class ExitFS(pyfuse3.Operations):
                 or self.nursery is None or not self.lingering.enabled):
             self._drop(w)
             return
+        now = trio.current_time()
+        if w.linger_until is None:  # first left unused since death: the clock starts now,
+            w.linger_until = now + self.lingering.seconds  # and reopening never extends it
+            w.linger_uid = uid  # charged to this uid for good (others' opens move nothing)
+        elif w.linger_until <= now:
+            self._drop(w)
+            return
         w.read_final()  # what a zombie still shows, before its parent reaps it
-        for old in self.lingering.keep((w.pid, pin), w, uid, trio.current_time()):
+        for old in self.lingering.keep((w.pid, pin), w, w.linger_uid, w.linger_until):
             self._drop(old)
-        log.debug("lingering pid=%d inode=%d for %gs", w.pid, pin, self.lingering.seconds)
+        log.debug("lingering pid=%d inode=%d for %.3gs", w.pid, pin, w.linger_until - now)
         if not self._sweeping:
             self._sweeping = True
             self.nursery.start_soon(self._sweep, name="linger-sweeper")
+        elif self._linger_changed is not None:  # a re-kept watch's deadline may come sooner
+            self._linger_changed.set()
 
     def _drop(self, w: Watch) -> None:
         for k, v in list(self.watches.items()):
@@ -388,7 +399,9 @@ class ExitFS(pyfuse3.Operations):
                 deadline = self.lingering.next_deadline()
                 if deadline is None:
                     return
-                await trio.sleep_until(deadline)
+                self._linger_changed = trio.Event()
+                with trio.move_on_at(deadline):
+                    await self._linger_changed.wait()
                 for w in self.lingering.expire(trio.current_time()):
                     if w.refs <= 0:
                         log.debug("linger-expired pid=%d", w.pid)
