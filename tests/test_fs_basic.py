@@ -65,9 +65,10 @@ def test_pid_inode_path(fsmount, victim_factory, procs):  # noqa: F811
     out, err = p.communicate(timeout=10)
     assert (p.returncode, out) == (0, b"gone\n"), err
     assert v.keeper.stdout.readline() == b"reaped\n"
-    # reaped now: the pinned name is gone
+    # reaped now: the number names nothing; the pinned name lingers (tests/test_fs_linger.py)
     with pytest.raises(FileNotFoundError):
-        os.stat(fs.path(f"{v.pid}:{ino}"))
+        os.stat(fs.path(v.pid))
+    assert os.path.isdir(fs.path(f"{v.pid}:{ino}"))
 
 
 def test_exitstatus_line_and_reopen_after_death(fsmount, victim_factory, procs):  # noqa: F811

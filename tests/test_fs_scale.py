@@ -18,7 +18,7 @@ PER_TARGET = 50  # 45 on exithand, 5 on exitstatus
 
 
 def test_1000_blocked_readers(fsmount, procs):  # noqa: F811
-    fs = fsmount()
+    fs = fsmount(extra=("--linger", "0"))  # every pidfd is closed with its last file
     targets = [procs.start(["sleep", "1000"]) for _ in range(TARGETS)]
     # warm up (first use allocates a few fds for good), then count the daemon's fds
     os.listdir(fs.mnt)

@@ -24,16 +24,24 @@ Mount the exithand filesystem at MOUNTPOINT. For every process it can see, it se
                                   si_code CLD_EXITED/KILLED/DUMPED, si_pid, si_uid, si_status)
   MOUNTPOINT/<pid>/exitstatus     read() blocks, then one line in FreeBSD pwait's words
   MOUNTPOINT/<pid>:<inode>/...    the same, pinned to one process (pidfs inode); ENOENT when
-                                  the number now names another process
+                                  the number now names another process (after the reap: below)
 
 Opening a file pins the process it names then, so a reader never switches to a process that
 later reuses the number. 'ls MOUNTPOINT' lists live pids. Opening on a zombie returns EOF at once.
 Every name is the reader's: pids of its own pid namespace (Linux 6.11+; older kernels show a
 reader in another pid namespace nothing), and nothing its own /proc hides (hidepid=).
 
+After the reap: a file open then keeps answering. A NEW open of MOUNTPOINT/<pid>:<inode>/...
+(pinned form only: a bare <pid> then names nothing, or a reuser) answers until --linger
+seconds after the dead process was first left with no file open (reopening never extends it),
+if one was open at its death (the daemon keeps
+that pidfd, at most --max-lingering of them), for readers in the daemon's pid namespace whose
+/proc hides nothing. The policy still decides: a same-user reader whose verdict could not be
+taken at death (no status file of its own open then) is refused.
+
 Each user has quotas (blocked reads, open files, directory handles) under global caps; beyond
 them that user gets EAGAIN, nobody else does. The daemon raises its fd limit to what the caps
-need (open files + 1024) or refuses to start. Out of fds is ENFILE, never ENOENT.
+need (open files + lingering + 1024) or refuses to start. Out of fds is ENFILE, never ENOENT.
 
 The daemon normally runs as root (it needs allow_other). SIGTERM/SIGINT answer every blocked
 reader EIO and unmount. Killed hard (SIGKILL), its readers get ECONNABORTED, later accesses
@@ -82,6 +90,16 @@ def max_readers_arg(text: str) -> int:
     return v
 
 
+def linger_arg(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid time {text!r}: not a number") from None
+    if not 0 <= v <= 3600:  # (NaN fails too)
+        raise argparse.ArgumentTypeError(f"invalid time {text!r}: must be 0..3600 seconds")
+    return v
+
+
 def register(sub: Any) -> None:
     from ..fs.policy import DEFAULT_POLICY, POLICIES
 
@@ -95,8 +113,8 @@ def register(sub: Any) -> None:
                    help="stay in the foreground (for systemd and debugging); logs on stderr")
     p.add_argument("--max-readers", type=max_readers_arg, default=10_000, metavar="N",
                    help="most read()s blocked at once (and N + 1024 files open); more fail "
-                        "with EAGAIN; the fd limit is raised to N + 2048 (default: "
-                        "%(default)s)")
+                        "with EAGAIN; the fd limit is raised to N + 2048 + --max-lingering "
+                        "(default: %(default)s)")
     p.add_argument("--max-per-user", type=max_readers_arg, default=None, metavar="N",
                    help="most blocked read()s (and twice as many open files) per user; "
                         "beyond it that user gets EAGAIN, others do not; uid 0 has no quota "
@@ -105,6 +123,15 @@ def register(sub: Any) -> None:
                    help="most open handles on the top directory (each holds a snapshot of "
                         "the process list, 8 bytes a process); an eighth of it (at least 8) "
                         "per user (default: %(default)s)")
+    p.add_argument("--linger", type=linger_arg, default=30.0, metavar="SECONDS",
+                   help="keep a dead process's pidfd this long after it was first left with "
+                        "no file open (reopening never extends it), "
+                        "so a new open of <pid>:<inode>/... after the reap answers; 0: never "
+                        "(default: %(default)g)")
+    p.add_argument("--max-lingering", type=max_readers_arg, default=1024, metavar="N",
+                   help="most dead processes kept (--linger), an eighth of it (at least 8) "
+                        "per user (none for uid 0); keeping one more drops the oldest, the "
+                        "user's own first (default: %(default)s)")
     p.add_argument("--debug", action="store_true", help="log every blocked/released read")
     p.set_defaults(func=run)
 
@@ -121,7 +148,8 @@ def run(args: argparse.Namespace) -> int:
     from ..fs import daemon
 
     try:
-        limits = Limits.default(args.max_readers, args.max_per_user or 0, args.max_dirs)
+        limits = Limits.default(args.max_readers, args.max_per_user or 0, args.max_dirs,
+                                args.max_lingering, args.linger)
         return daemon.run(args.mountpoint, args.policy, limits, args.foreground, args.debug)
     except MountError as e:
         warn(f"mount: {e}")

@@ -91,8 +91,9 @@ SPARE_FDS = 1024
 
 def fds_needed(limits: Limits) -> int:
     """Every open file may pin one more process (one pidfd; readers of one process share it,
-    and blocked readers hold no fd of their own), so the daemon needs ``files`` + spare."""
-    return limits.files + SPARE_FDS
+    and blocked readers hold no fd of their own), and every lingering watch one pidfd, so the
+    daemon needs ``files`` + ``lingering`` + spare."""
+    return limits.files + limits.lingering + SPARE_FDS
 
 
 def raise_fd_limit(need: int) -> int:
@@ -107,8 +108,8 @@ def raise_fd_limit(need: int) -> int:
     except (ValueError, OSError) as e:
         raise MountError(
             f"the configuration needs {need} file descriptors (one per open file, at most "
-            f"--max-readers + 1024, + {SPARE_FDS} spare) but the limit is {soft} (hard "
-            f"{hard}) and cannot be raised ({e}); raise it "
+            f"--max-readers + 1024, one per lingering watch, + {SPARE_FDS} spare) but the "
+            f"limit is {soft} (hard {hard}) and cannot be raised ({e}); raise it "
             "(ulimit -Hn, LimitNOFILE= in the unit, fs.nr_open) or lower --max-readers") from None
     return need
 
@@ -176,9 +177,11 @@ def serve(mountpoint: str, access_policy: str, limits: Limits,
 
     def announce() -> None:
         log.info("mounted %s (policy %s, max %d blocked readers, %d per user; %d open files, "
-                 "%d per user; %d directory handles, %d per user; pid %d)", mountpoint,
+                 "%d per user; %d directory handles, %d per user; %d dead processes kept %gs, "
+                 "%d per user; pid %d)", mountpoint,
                  access_policy, max_readers, limits.readers_per_user, limits.files,
-                 limits.files_per_user, limits.dirs, limits.dirs_per_user, os.getpid())
+                 limits.files_per_user, limits.dirs, limits.dirs_per_user, limits.lingering,
+                 limits.linger_seconds, limits.lingering_per_user, os.getpid())
         sd_notify("READY=1")
         ready()
 

@@ -34,10 +34,12 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional, TypeVar
 
 import pyfuse3
+import trio
 
 import exithand
 
 from . import askkernel, hidepid, inodes, names, pidns, policy, quota, siginfo
+from .linger import Lingering
 from .scanner import Blocked, Scanner, start_time
 from .watch import Watch, key_of
 
@@ -134,6 +136,11 @@ class ExitFS(pyfuse3.Operations):
         self.dirs: dict[int, Listing] = {}
         self.watches: dict[Any, Watch] = {}
         self.blocked: dict[int, Blocked] = {}  # id(Blocked) -> Blocked
+        # dead processes' watches kept after their last file closed (see .linger)
+        self.lingering: Lingering[Watch] = Lingering(
+            self.limits.linger_seconds, self.limits.lingering, self.limits.lingering_per_user)
+        self._sweeping = False
+        self._linger_changed: Optional[trio.Event] = None  # wakes the sweeper (a new deadline)
         self.scanner = Scanner(lambda: list(self.blocked.values()), scan_interval)
         self.shutting_down = False
         self.stopped_by = 0  # the signal that stopped the daemon, if any
@@ -219,9 +226,11 @@ class ExitFS(pyfuse3.Operations):
         return array.array("i", (n for n, _ in seen)), array.array("i", (p for _, p in seen))
 
     def statistics(self) -> dict[str, int]:
-        """Counts for logs and tests."""
-        return {"open_files": len(self.files), "watches": len(self.watches),
-                "blocked_readers": len(self.blocked), "inodes": len(self.table)}
+        """Counts for logs and tests (``watches``: in use; ``lingering``: kept unused)."""
+        return {"open_files": len(self.files),
+                "watches": len(self.watches) - len(self.lingering),
+                "lingering": len(self.lingering), "blocked_readers": len(self.blocked),
+                "inodes": len(self.table)}
 
     # ----- names ----------------------------------------------------------------------------
 
@@ -236,8 +245,17 @@ class ExitFS(pyfuse3.Operations):
                 raise _err(errno.ENOENT)
             with pidns.view_of(ctx.pid if ctx is not None else 0) as view:
                 host = view.to_host(parsed[0])
-            if host is None or not self._probe(host, parsed[1]):
+            if host is None:
                 raise _err(errno.ENOENT)
+            if not self._probe(host, parsed[1]):
+                # reaped, but kept (pinned names only): the reader must be in our pid
+                # namespace and see every process (the number may name a reuser by now)
+                if (parsed[1] is None or self.lingering.get((host, parsed[1])) is None
+                        or not view.same or self._hiding(ctx) is not None):
+                    raise _err(errno.ENOENT)
+                d = self.table.dir_for(_key(host, parsed[1]), host, parsed[1])
+                self.table.ref(d.ino)
+                return self._attr(d.ino, True)
             as_reader = self._hiding(ctx)
             if as_reader is not None and host not in (
                     askkernel.visible([host], *as_reader) or ()):
@@ -339,13 +357,67 @@ class ExitFS(pyfuse3.Operations):
         self.nursery.start_soon(w.run, name=f"watch-{w.pid}")
         return w
 
-    def _unref(self, w: Watch) -> None:
+    def _unref(self, w: Watch, uid: int) -> None:
+        """One file less on ``w`` (closed by ``uid``).  Unused: closed, or, for a dead process
+        named by its pidfs inode, kept for new opens of ``PID:INODE`` until ``--linger``
+        seconds after it was first left unused (:mod:`.linger`)."""
         w.refs -= 1
-        if w.refs <= 0:
-            for k, v in list(self.watches.items()):
-                if v is w:
-                    del self.watches[k]
-            w.close()
+        if w.refs > 0:
+            return
+        pin = w.key[1] if w.key is not None else None
+        if (pin is None or not w.dead.is_set() or w.closed or self.shutting_down
+                or self.nursery is None or not self.lingering.enabled):
+            self._drop(w)
+            return
+        now = trio.current_time()
+        if w.linger_until is None:  # first left unused since death: the clock starts now,
+            w.linger_until = now + self.lingering.seconds  # and reopening never extends it
+            w.linger_uid = uid  # charged to this uid for good (others' opens move nothing)
+        elif w.linger_until <= now:
+            self._drop(w)
+            return
+        w.read_final()  # what a zombie still shows, before its parent reaps it
+        for old in self.lingering.keep((w.pid, pin), w, w.linger_uid, w.linger_until):
+            self._drop(old)
+        log.debug("lingering pid=%d inode=%d for %.3gs", w.pid, pin, w.linger_until - now)
+        if not self._sweeping:
+            self._sweeping = True
+            self.nursery.start_soon(self._sweep, name="linger-sweeper")
+        elif self._linger_changed is not None:  # a re-kept watch's deadline may come sooner
+            self._linger_changed.set()
+
+    def _drop(self, w: Watch) -> None:
+        for k, v in list(self.watches.items()):
+            if v is w:
+                del self.watches[k]
+        w.close()
+
+    async def _sweep(self) -> None:
+        """Close the kept watches as their time runs out; ends when none is kept."""
+        try:
+            while True:
+                deadline = self.lingering.next_deadline()
+                if deadline is None:
+                    return
+                self._linger_changed = trio.Event()
+                with trio.move_on_at(deadline):
+                    await self._linger_changed.wait()
+                for w in self.lingering.expire(trio.current_time()):
+                    if w.refs <= 0:
+                        log.debug("linger-expired pid=%d", w.pid)
+                        try:
+                            self._drop(w)
+                        except Exception:  # never take the daemon's nursery down
+                            log.exception("closing the watch of pid %d", w.pid)
+        finally:
+            self._sweeping = False
+
+    def _kept(self, node: inodes.DirNode, view: pidns.View) -> Optional[Watch]:
+        """The kept watch of the reaped process ``node`` pins, for a reader in our pid
+        namespace (another namespace's number for it cannot be learnt after the reap)."""
+        if node.pin is None or not view.same:
+            return None
+        return self.lingering.get((node.pid, node.pin))
 
     def _pin(self, node: inodes.DirNode) -> exithand.ExitHandle:
         """Pin the directory's process; FUSEError ENOENT if there is none, ENFILE if the daemon
@@ -379,13 +451,25 @@ class ExitFS(pyfuse3.Operations):
             log.warning("refusing open of %s: %s", node.name, why)
             raise _err(errno.EAGAIN)
         try:
-            h = self._pin(node)
+            kept: Optional[Watch] = None
+            try:
+                h: Optional[exithand.ExitHandle] = self._pin(node)
+            except pyfuse3.FUSEError as e:
+                with pidns.view_of(ctx.pid) as view:
+                    kept = self._kept(node, view) if e.errno == errno.ENOENT else None
+                if kept is None:
+                    raise
+                h = None  # reaped, but its watch was kept: answer from that
             with pidns.view_of(ctx.pid) as view:
                 shown = view.from_host(node.pid)  # after pinning: about the pinned process
             if shown is None:  # a process the opener's pid namespace does not contain
-                h.close()
+                if h is not None:
+                    h.close()
                 raise _err(errno.ENOENT)
-            w = self._watch_for(h)
+            w = self._watch_for(h) if h is not None else kept
+            assert w is not None
+            if w.refs <= 0 and w.key is not None and w.key[1] is not None:
+                self.lingering.take((w.pid, w.key[1]))  # in use again (by either name)
             w.refs += 1
             try:
                 if kind != names.EXITHAND:
@@ -395,7 +479,7 @@ class ExitFS(pyfuse3.Operations):
                                   names.FILES[kind - 1], ctx.uid, ctx.pid, why)
                         raise _err(errno.EACCES)
             except BaseException:
-                self._unref(w)
+                self._unref(w, ctx.uid)
                 raise
         except BaseException:
             self.quota_files.give(ctx.uid)
@@ -508,7 +592,7 @@ class ExitFS(pyfuse3.Operations):
         if of.kind != names.EXITHAND:
             of.watch.remove_reader(of.caller)
         self.quota_files.give(of.caller.uid)
-        self._unref(of.watch)
+        self._unref(of.watch, of.caller.uid)
         log.debug("file-closed fh=%d pid=%d", fh, of.watch.pid)
 
     async def fsync(self, fh: int, datasync: bool) -> None:
@@ -527,6 +611,7 @@ class ExitFS(pyfuse3.Operations):
     def close_all(self) -> None:
         """After the main loop: close every handle and fd still held."""
         self.files.clear()
+        self.lingering.clear()
         for w in list(self.watches.values()):
             w.close()
         self.watches.clear()

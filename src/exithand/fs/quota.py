@@ -5,7 +5,10 @@ The daemon is shared by every user of the machine, so no single user may use up 
 * **open files** of ``<pid>/*`` -- each may pin one more process, i.e. one more pidfd (readers
   of one process share its pidfd, :mod:`.watch`), so they bound the daemon's fds;
 * **blocked reads** -- each holds a pyfuse3 worker task until the death it waits for;
-* **directory handles** -- each holds a snapshot of the process list until closed.
+* **directory handles** -- each holds a snapshot of the process list until closed;
+* **lingering watches** -- the pidfd of a dead process kept for ``linger_seconds`` after its
+  last file closed, so that a new open of ``PID:INODE`` after the reap answers
+  (:mod:`.linger`); keeping one more evicts the oldest (the uid's own first), never refuses.
 
 Every kind has a global cap and a per-uid quota (none for uid 0); a request beyond either fails
 with EAGAIN for the user who made it, and nobody else is affected while they are within
@@ -29,17 +32,25 @@ class Limits:
     files_per_user: int
     readers_per_user: int
     dirs_per_user: int
+    lingering: int = 0
+    lingering_per_user: int = 0
+    linger_seconds: float = 0.0
 
     @classmethod
-    def default(cls, max_readers: int, per_user: int = 0, max_dirs: int = 1024) -> Limits:
+    def default(cls, max_readers: int, per_user: int = 0, max_dirs: int = 1024,
+                max_lingering: int = 1024, linger_seconds: float = 30.0) -> Limits:
         """Blocked reads: ``max_readers``, ``per_user`` each (0: a quarter, at least 1).
         Open files: ``max_readers`` + 1024 (a file need not be read), twice ``per_user``
-        each.  Directory handles: ``max_dirs``, an eighth each (at least 8)."""
+        each.  Directory handles: ``max_dirs``, an eighth each (at least 8).  Lingering
+        watches: ``max_lingering`` for ``linger_seconds``, an eighth each (at least 8)."""
         pu = min(per_user or max(1, max_readers // 4), max_readers)
         files = max_readers + 1024
         return cls(files=files, readers=max_readers, dirs=max_dirs,
                    files_per_user=min(files, 2 * pu), readers_per_user=pu,
-                   dirs_per_user=max(1, min(max_dirs, max(8, max_dirs // 8))))
+                   dirs_per_user=max(1, min(max_dirs, max(8, max_dirs // 8))),
+                   lingering=max_lingering,
+                   lingering_per_user=min(max_lingering, max(8, max_lingering // 8)),
+                   linger_seconds=linger_seconds)
 
 
 class Counter:

@@ -61,6 +61,9 @@ class Watch:
         self.final_status: Optional[exithand.ExitStatus] = None
         self.final_read = False
         self.closed = False
+        # once dead and left with no file open: kept until then, charged to that uid (.linger)
+        self.linger_until: Optional[float] = None
+        self.linger_uid = -1
         self._scope = trio.CancelScope()
 
     def credentials(self) -> Optional[exithand.ProcessCredentials]:
