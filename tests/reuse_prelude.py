@@ -3,8 +3,9 @@
 namespace from Linux 6.14; the script prints ``{"skip": ...}`` and exits where it cannot), and
 the counter is walked past RESERVED_PIDS (300) so numbers then wrap within 300..340.
 
-After it, ``pid, w = pid0, w0`` is a living child blocked on a pipe (close ``w`` to let it
-exit) and ``spawn()`` makes more of them.
+After it, ``pid0, w0`` is a living child blocked on a pipe (close ``w0`` to let it exit),
+``spawn()`` makes more of them, and ``reuse_number(a)`` forks until a new child gets the number
+``a`` (dead and reaped by then), returning ``(pid, w)``, or prints ``{"fail": ...}`` and exits.
 """
 
 PRELUDE = """
@@ -33,4 +34,14 @@ while True:  # walk the pid counter past RESERVED_PIDS (300): allocation wraps w
         break
     os.close(w0)
     os.waitpid(pid0, 0)
+
+def reuse_number(a):
+    for _ in range(5000):
+        c, c_ctl = spawn()
+        if c == a:
+            return c, c_ctl
+        os.close(c_ctl)
+        os.waitpid(c, 0)
+    print(json.dumps({"fail": "pid was never reused"}))
+    sys.exit(1)
 """

@@ -35,15 +35,7 @@ SCRIPT = PRELUDE + textwrap.dedent("""
     ticks = os.sysconf("SC_CLK_TCK")
     while time.clock_gettime(time.CLOCK_BOOTTIME) * ticks < ident.start_time + 2:
         pass
-    for _ in range(5000):
-        c, c_ctl = spawn()
-        if c == a:
-            break
-        os.close(c_ctl)
-        os.waitpid(c, 0)
-    else:
-        print(json.dumps({"fail": "pid was never reused"}))
-        sys.exit(1)
+    c, c_ctl = reuse_number(a)
     out["reused"] = True
 
     def attempt(**kw):
