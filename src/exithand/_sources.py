@@ -140,8 +140,9 @@ def zombie_status(ref: ProcessRef) -> tuple[Optional[ExitStatus], Optional[str]]
     return ExitStatus.from_wait_status(ref.pid, st.exit_code, SOURCE_ZOMBIE), None
 
 
-#: extra PIDFD_GET_INFO attempts (1 ms apart) after ESRCH; see pidfd_info_status
-ESRCH_RETRIES = 5
+#: extra PIDFD_GET_INFO attempts (1 ms apart) while the reap is half done; see
+#: pidfd_info_status
+REAP_RETRIES = 5
 
 
 def pidfd_info_status(ref: ProcessRef) -> tuple[Optional[ExitStatus], Optional[str]]:
@@ -152,29 +153,35 @@ def pidfd_info_status(ref: ProcessRef) -> tuple[Optional[ExitStatus], Optional[s
     fd = ref.pidfd
     if fd is None:
         return None, "no pidfd held (PIDFD_INFO_EXIT needs one)"
-    for attempt in range(ESRCH_RETRIES + 1):
+    # The reap is not one instant for us: the pidfd can already say "reaped" (POLLHUP, fdinfo
+    # Pid: -1) while the ioctl still finds the task without exit info, or no longer finds it
+    # and answers ESRCH, before the exit record is visible.  Both were seen here (6.18, a few
+    # times in thousands of parent-reaped processes, under load): then ask again, 1 ms apart,
+    # a few times.  A zombie that is not being reaped answers "not yet" at once.
+    for attempt in range(REAP_RETRIES + 1):
+        last = attempt == REAP_RETRIES
         try:
             info = _sys.pidfd_get_info(fd, _sys.PIDFD_INFO_EXIT)
-            break
         except OSError as e:
             if e.errno in (errno.ENOTTY, errno.EINVAL, errno.EOPNOTSUPP):
                 return None, (f"kernel {os.uname().release} has no PIDFD_GET_INFO exit info "
                               "(needs Linux 6.15)")
             if e.errno != errno.ESRCH:
                 raise
-            # ESRCH: the task is gone and no exit info is stored.  With a pidfd held since
-            # before the death the info should be there; once, under heavy load, a full suite
-            # run saw ESRCH for such a process (6.18): asked again a few times, briefly, in
-            # case the reap was caught between unhashing the task and storing its exit info.
-            if attempt == ESRCH_RETRIES:
+            if last:
                 return None, "reaped without exit info kept for this pidfd"
             time.sleep(0.001)
-    if info.exit_status is None:
-        if info.mask & _sys.PIDFD_INFO_PID:  # still a zombie: exit info appears at reap
+            continue
+        if info.exit_status is not None:
+            return ExitStatus.from_wait_status(ref.pid, info.exit_status,
+                                               SOURCE_PIDFD_INFO), None
+        if not info.mask & _sys.PIDFD_INFO_PID:
+            return None, (f"kernel {os.uname().release} keeps no exit info for this pidfd "
+                          "(PIDFD_INFO_EXIT needs Linux 6.15)")
+        if last or not ref.is_reaped():  # a zombie: exit info appears at the reap
             return None, None
-        return None, (f"kernel {os.uname().release} keeps no exit info for this pidfd "
-                      "(PIDFD_INFO_EXIT needs Linux 6.15)")
-    return ExitStatus.from_wait_status(ref.pid, info.exit_status, SOURCE_PIDFD_INFO), None
+        time.sleep(0.001)
+    return None, None
 
 
 def resolve(ref: ProcessRef, popen: Any = None) -> ExitStatus:
