@@ -143,6 +143,8 @@ def zombie_status(ref: ProcessRef) -> tuple[Optional[ExitStatus], Optional[str]]
 #: extra PIDFD_GET_INFO attempts (1 ms apart) while the reap is half done; see
 #: pidfd_info_status
 REAP_RETRIES = 5
+#: how long resolve() waits for the exit record of a process caught in the middle of its reap
+REAP_WAIT = 0.1
 
 
 def pidfd_info_status(ref: ProcessRef) -> tuple[Optional[ExitStatus], Optional[str]]:
@@ -226,6 +228,17 @@ def resolve(ref: ProcessRef, popen: Any = None) -> ExitStatus:
         reasons.append(why)
     if info_why is None:
         st, info_why = pidfd_info_status(ref)
+        if st is not None:
+            return st
+    if why is None and info_why is None and ref.pidfd is not None:
+        # Dead, yet neither a zombie (state Z) to read nor a reaped process with an exit
+        # record: caught in the middle of the reap (state X, or /proc gone while the pidfd
+        # does not say reaped yet; seen under load on 6.18).  The record appears within
+        # moments: ask again, 1 ms apart, bounded (REAP_WAIT).
+        deadline = time.monotonic() + REAP_WAIT
+        while st is None and info_why is None and time.monotonic() < deadline:
+            time.sleep(0.001)
+            st, info_why = pidfd_info_status(ref)
         if st is not None:
             return st
     if info_why:
