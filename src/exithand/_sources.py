@@ -140,8 +140,7 @@ def zombie_status(ref: ProcessRef) -> tuple[Optional[ExitStatus], Optional[str]]
     return ExitStatus.from_wait_status(ref.pid, st.exit_code, SOURCE_ZOMBIE), None
 
 
-#: extra PIDFD_GET_INFO attempts (1 ms apart) while the reap is half done; see
-#: pidfd_info_status
+#: extra PIDFD_GET_INFO attempts (1 ms apart) after ESRCH; see pidfd_info_status
 REAP_RETRIES = 5
 #: how long resolve() waits for the exit record of a process caught in the middle of its reap
 REAP_WAIT = 0.1
@@ -155,13 +154,11 @@ def pidfd_info_status(ref: ProcessRef) -> tuple[Optional[ExitStatus], Optional[s
     fd = ref.pidfd
     if fd is None:
         return None, "no pidfd held (PIDFD_INFO_EXIT needs one)"
-    # The reap is not one instant for us: the pidfd can already say "reaped" (POLLHUP, fdinfo
-    # Pid: -1) while the ioctl still finds the task without exit info, or no longer finds it
-    # and answers ESRCH, before the exit record is visible.  Both were seen here (6.18, a few
-    # times in thousands of parent-reaped processes, under load): then ask again, 1 ms apart,
-    # a few times.  A zombie that is not being reaped answers "not yet" at once.
+    # The reap is not one instant for us: the ioctl can stop finding the task (ESRCH) a
+    # moment before its exit record is visible (seen under load on 6.18): ask again, 1 ms
+    # apart, a few times.  A task still found without the record ("not yet") is answered at
+    # once; resolve() waits for a process caught in the middle of its reap.
     for attempt in range(REAP_RETRIES + 1):
-        last = attempt == REAP_RETRIES
         try:
             info = _sys.pidfd_get_info(fd, _sys.PIDFD_INFO_EXIT)
         except OSError as e:
@@ -170,20 +167,18 @@ def pidfd_info_status(ref: ProcessRef) -> tuple[Optional[ExitStatus], Optional[s
                               "(needs Linux 6.15)")
             if e.errno != errno.ESRCH:
                 raise
-            if last:
+            if attempt == REAP_RETRIES:
                 return None, "reaped without exit info kept for this pidfd"
             time.sleep(0.001)
             continue
         if info.exit_status is not None:
             return ExitStatus.from_wait_status(ref.pid, info.exit_status,
                                                SOURCE_PIDFD_INFO), None
-        if not info.mask & _sys.PIDFD_INFO_PID:
-            return None, (f"kernel {os.uname().release} keeps no exit info for this pidfd "
-                          "(PIDFD_INFO_EXIT needs Linux 6.15)")
-        if last or not ref.is_reaped():  # a zombie: exit info appears at the reap
+        if info.mask & _sys.PIDFD_INFO_PID:  # still found: exit info appears at the reap
             return None, None
-        time.sleep(0.001)
-    return None, None
+        return None, (f"kernel {os.uname().release} keeps no exit info for this pidfd "
+                      "(PIDFD_INFO_EXIT needs Linux 6.15)")
+    return None, None  # not reached: the last attempt returns
 
 
 def resolve(ref: ProcessRef, popen: Any = None) -> ExitStatus:
