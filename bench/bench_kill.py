@@ -49,7 +49,7 @@ from typing import Any, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 import exithand
-from exithand import _cgroup
+from exithand._kernel import cgroup as _cgroup
 
 SIZE = 1 << 30
 LIMIT = SIZE + (256 << 20)

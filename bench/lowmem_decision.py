@@ -28,7 +28,7 @@ from _common import SRC, Victims, machine, table, write_json
 sys.path.insert(0, str(SRC))
 
 import exithand
-from exithand.lowmem._policy import Policy, all_pids, candidates
+from exithand.lowmem._victims import Policy, all_pids, candidates
 
 
 def main() -> int:

@@ -34,7 +34,7 @@ if SRC not in sys.path:  # test this checkout's code, whatever else is installed
 
 import kprobe  # noqa: E402
 
-from exithand import _sigwake  # noqa: E402
+from exithand._kernel import sigwake as _sigwake  # noqa: E402
 
 # The signal pipe lives as long as the process and is made at its first blocking main-thread
 # wait: make it now, so the per-test fd-leak check does not count it in whichever test is first.
@@ -303,7 +303,7 @@ def wait_reaped(pidfd: int, timeout: float = 10) -> None:
     import select
     import time
 
-    from exithand import _sys
+    from exithand._kernel import syscalls as _sys
 
     if _sys.pidfd_has_unique_inode():
         p = select.poll()

@@ -20,7 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Optional
 
-from exithand import _cgroup, _tree
+from exithand._kernel import cgroup as _cgroup
+from exithand._kernel import tree as _tree
 
 KEEPER = textwrap.dedent("""
     import ctypes, os, signal, sys, threading

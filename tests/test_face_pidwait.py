@@ -311,7 +311,7 @@ def test_debug_line_and_symlink_dispatch(testprocs: Testprocs, tmp_path: Path) -
 
 REUSE = textwrap.dedent("""
     import ctypes, json, os, signal, sys, time
-    from exithand._cmd import _procscan, face_pidwait
+    from exithand._cmd.faces import pidwait as face_pidwait, procscan as _procscan
 
     try:
         with open("/proc/sys/kernel/pid_max", "w") as f:

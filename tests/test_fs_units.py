@@ -10,7 +10,8 @@ import threading
 import pytest
 
 import exithand
-from exithand.fs import names, policy, siginfo
+from exithand.fs import access as policy
+from exithand.fs import names, siginfo
 
 
 @pytest.mark.parametrize("name,want", [

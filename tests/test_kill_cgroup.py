@@ -11,7 +11,8 @@ from kill_helpers import is_alive, start_keeper, v2_cgroup
 
 import exithand
 from conftest import NOBODY, run_as, run_cli
-from exithand import _cgroup, _kill, cli
+from exithand import _kill, cli
+from exithand._kernel import cgroup as _cgroup
 
 # The keeper's child forks N processes that each join the cgroup, say ready, and block.
 JOINERS = """

@@ -69,7 +69,7 @@ def _library_answers() -> dict[str, tuple[bool, str]]:
     """exithand's own probes, unmemoized (a forked child inherits the parent's memo and the
     root listener), as the user this runs as."""
     from exithand import _features
-    from exithand._backends import _netlink
+    from exithand._kernel import netlink as _netlink
 
     out = {name: fn() for name, fn in _features._PROBES.items() if name != "proc_connector"}
     sock, _filtered, why = _netlink.subscribe_checked(None)

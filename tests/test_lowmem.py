@@ -209,7 +209,7 @@ def test_dry_run_kills_nothing() -> None:
 
 
 REUSE = PRELUDE + r"""
-from exithand.lowmem._policy import Policy, evaluate, pin
+from exithand.lowmem._victims import Policy, evaluate, pin
 a, a_ctl = pid0, w0
 cand, why = evaluate(a, Policy())
 out = {"candidate": cand is not None}

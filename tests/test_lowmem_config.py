@@ -212,7 +212,7 @@ def test_contrib_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
 
 def test_ledger_credit_hold_off_and_dying_rules() -> None:
     from exithand.lowmem._ledger import KillRecord, Ledger
-    from exithand.lowmem._policy import Candidate
+    from exithand.lowmem._victims import Candidate
 
     mib = 1 << 20
     led = Ledger(kill_timeout=1.0, hold_off=0.5, credit_window=10.0, stuck_after=10.0)

@@ -27,7 +27,7 @@ from conftest import env_with_src, require
 _SCRIPT = """
 import os, re, signal, subprocess, sys, threading, time
 import exithand
-from exithand import _cgroup
+from exithand._kernel import cgroup as _cgroup
 
 class Hit(Exception):
     pass
@@ -334,7 +334,7 @@ def test_watch_iterator_holds_no_wakeup_fd_between_events(backend_availability) 
 _ALARM_SCRIPT = """
 import os, signal, subprocess
 import exithand
-from exithand import _sigwake
+from exithand._kernel import sigwake as _sigwake
 
 class Timeout(Exception):
     pass

@@ -12,12 +12,12 @@ import sys
 import pytest
 
 from conftest import env_with_src
-from exithand._record import FrozenInstanceError, dataclass
+from exithand._kernel.frozen import FrozenInstanceError, dataclass
 
 pytestmark = pytest.mark.timeout(60)
 
 HEAVY = {"asyncio", "typing", "dataclasses", "inspect", "ctypes.util", "subprocess", "shutil",
-         "exithand._watch", "exithand._kill", "exithand._backends._connector",
+         "exithand._stream", "exithand._kill", "exithand._backends._connector",
          "exithand._backends._procpoll", "exithand.fs"}
 
 
@@ -79,7 +79,7 @@ def test_subcommands_import_only_what_they_use(args: list[str]) -> None:
         "exithand._cmd.wait", "exithand._cmd.ident"}
 
 
-# ----- exithand._record -------------------------------------------------------------------------
+# ----- exithand._kernel.frozen ------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Rec:

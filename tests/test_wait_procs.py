@@ -23,7 +23,8 @@ from conftest import stop_process, wait_reaped
 def _has_pidfd_info_exit() -> bool:
     """Linux 6.15+: a non-child's status is readable after its reap (else: only by a race)."""
     major, minor = (int(x) for x in platform.release().split(".")[:2])
-    return (major, minor) >= (6, 15) and not exithand._sys.feature_disabled("pidfd_info")
+    disabled = exithand._kernel.syscalls.feature_disabled("pidfd_info")
+    return (major, minor) >= (6, 15) and not disabled
 
 
 def _scenario(wait_procs, timeout: float):

@@ -15,48 +15,53 @@ TYPE_CHECKING = False  # not typing's: importing typing costs every CLI start
 # ``__all__`` lists the same names.
 _LAZY = {
     "start_exit_listener": "._backends._connector",
-    "CgroupError": "._cgroup",
+    "CgroupError": "._kernel.cgroup",
     "ProcessCredentials": "._creds",
-    "AccessDenied": "._errors",
-    "BackendUnavailable": "._errors",
-    "Error": "._errors",
-    "FdLimitError": "._errors",
-    "NoSuchProcess": "._errors",
-    "NotProcessLeader": "._errors",
-    "TimeoutExpired": "._errors",
+    "AccessDenied": "._kernel.errors",
+    "BackendUnavailable": "._kernel.errors",
+    "Error": "._kernel.errors",
+    "FdLimitError": "._kernel.errors",
+    "NoSuchProcess": "._kernel.errors",
+    "NotProcessLeader": "._kernel.errors",
+    "TimeoutExpired": "._kernel.errors",
     "FeatureInfo": "._features",
     "features": "._features",
     "ExitHandle": "._handle",
     "open": "._handle",
     "ProcessIdentity": "._identity",
     "parse_target": "._identity",
-    "BackendInfo": "._info",
-    "backends": "._info",
-    "kernel_release": "._info",
-    "selected_backend": "._info",
+    "BackendInfo": "._backend_info",
+    "backends": "._backend_info",
+    "kernel_release": "._backend_info",
+    "selected_backend": "._backend_info",
     "KillResult": "._kill",
     "kill_and_wait": "._kill",
     "CgroupKillResult": "._kill_cgroup",
     "kill_cgroup": "._kill_cgroup",
-    "ProcessTable": "._ptable",
+    "ProcessTable": "._proctable",
     "ExitStatus": "._status",
     "wait_all": "._wait",
     "wait_any": "._wait",
     "wait_procs": "._wait",
     "WaitSet": "._waitset",
-    "ExitGap": "._watch",
-    "ExitWatcher": "._watch",
-    "ProcessExit": "._watch",
-    "watch": "._watch",
+    "ExitGap": "._stream",
+    "ExitWatcher": "._stream",
+    "ProcessExit": "._stream",
+    "watch": "._stream",
 }
 
 if TYPE_CHECKING:  # what the names are, for type checkers and IDEs
     from typing import Any
 
+    from ._backend_info import BackendInfo, backends, kernel_release, selected_backend
     from ._backends._connector import start_exit_listener
-    from ._cgroup import CgroupError
     from ._creds import ProcessCredentials
-    from ._errors import (
+    from ._features import FeatureInfo, features
+    from ._handle import ExitHandle
+    from ._handle import open as open  # public, not in __all__
+    from ._identity import ProcessIdentity, parse_target
+    from ._kernel.cgroup import CgroupError
+    from ._kernel.errors import (
         AccessDenied,
         BackendUnavailable,
         Error,
@@ -65,18 +70,13 @@ if TYPE_CHECKING:  # what the names are, for type checkers and IDEs
         NotProcessLeader,
         TimeoutExpired,
     )
-    from ._features import FeatureInfo, features
-    from ._handle import ExitHandle
-    from ._handle import open as open  # public, not in __all__
-    from ._identity import ProcessIdentity, parse_target
-    from ._info import BackendInfo, backends, kernel_release, selected_backend
     from ._kill import KillResult, kill_and_wait
     from ._kill_cgroup import CgroupKillResult, kill_cgroup
-    from ._ptable import ProcessTable
+    from ._proctable import ProcessTable
     from ._status import ExitStatus
+    from ._stream import ExitGap, ExitWatcher, ProcessExit, watch
     from ._wait import wait_all, wait_any, wait_procs
     from ._waitset import WaitSet
-    from ._watch import ExitGap, ExitWatcher, ProcessExit, watch
 
 
 def __getattr__(name: str) -> Any:

@@ -18,15 +18,15 @@ from __future__ import annotations
 
 import errno
 
-from . import _sys
 from ._backends import ProcessRef
+from ._kernel import syscalls as _sys
 
 TYPE_CHECKING = False  # mypy reads this as typing's; importing typing costs start-up time
 if TYPE_CHECKING:
     from dataclasses import dataclass
     from typing import Optional
 else:
-    from ._record import dataclass
+    from ._kernel.frozen import dataclass
 
 
 @dataclass(frozen=True)

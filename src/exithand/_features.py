@@ -27,8 +27,8 @@ import shutil
 import sys
 from dataclasses import dataclass
 
-from . import _sys
 from ._backends import availability
+from ._kernel import syscalls as _sys
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ After that, PID reuse cannot make it report on, or signal, another process.
 
 ``fileno()`` is readable exactly when the process is dead (zombie or reaped), so a handle works
 with ``select``/``poll``/``epoll``/``selectors`` and every event loop.  Exit statuses come from
-:mod:`exithand._sources`, best source first, never invented.
+:mod:`exithand._status_sources`, best source first, never invented.
 """
 
 from __future__ import annotations
@@ -20,11 +20,15 @@ import time
 import warnings
 from collections.abc import Callable
 
-from . import _creds, _identity, _sigwake, _sources, _sys
+from . import _creds, _identity
+from . import _status_sources as _sources
 from ._aio import wait_handle
 from ._backends import Backend, ProcessRef, default_backend, get_backend
 from ._creds import ProcessCredentials
-from ._errors import (
+from ._identity import ProcessIdentity
+from ._kernel import sigwake as _sigwake
+from ._kernel import syscalls as _sys
+from ._kernel.errors import (
     BackendUnavailable,
     Error,
     NoSuchProcess,
@@ -32,7 +36,6 @@ from ._errors import (
     TimeoutExpired,
     translate_oserror,
 )
-from ._identity import ProcessIdentity
 from ._status import ExitStatus
 
 TYPE_CHECKING = False  # mypy reads this as typing's; importing typing costs start-up time

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from dataclasses import dataclass
     from typing import Optional
 else:
-    from ._record import dataclass
+    from ._kernel.frozen import dataclass
 
 
 @dataclass(frozen=True)

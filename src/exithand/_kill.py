@@ -21,7 +21,8 @@ This is the low-memory-killer workflow (Android lmkd, procps ``pkill --mrelease`
    escalate survivors to SIGKILL after ``grace``.
 
 Process trees (``tree=True``) are frozen first: each known process is sent SIGSTOP, and its
-children are read only once it *is* stopped (see :mod:`exithand._tree`: a stopped process is not
+children are read only once it *is* stopped (see :mod:`exithand._kernel.tree`: a stopped process
+   is not
 inside ``fork`` and cannot start one, and keeps its children), so the snapshot is complete and
 stays complete.  Then every member gets the signal, and the stopped ones are continued so a
 handler can run.  While a catchable signal is being handled, children of live members are
@@ -45,10 +46,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union, cast
 
-from . import _identity, _sys, _tree
-from ._errors import AccessDenied, NoSuchProcess, NotProcessLeader
+from . import _identity
 from ._handle import ExitHandle, check_timeout
 from ._handle import open as _open
+from ._kernel import syscalls as _sys
+from ._kernel import tree as _tree
+from ._kernel.errors import AccessDenied, NoSuchProcess, NotProcessLeader
 from ._status import ExitStatus, signal_name
 from ._waitset import WaitSet
 

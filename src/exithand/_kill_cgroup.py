@@ -1,6 +1,7 @@
 """kill_cgroup: kill a whole cgroup v2 with ``cgroup.kill`` and wait until it is empty.
 
-Kernel facts (see :mod:`exithand._cgroup`): ``cgroup.kill`` (Linux 5.14) SIGKILLs every process
+Kernel facts (see :mod:`exithand._kernel.cgroup`): ``cgroup.kill`` (Linux 5.14) SIGKILLs every
+process
 in the cgroup and below, including processes forked while it runs; ``cgroup.events`` reports
 ``populated 0`` through ``poll`` (``POLLPRI``) once the last task has left, which happens in
 ``cgroup_exit()``, just *before* each task becomes a zombie, so per-process pidfds turn readable
@@ -20,10 +21,12 @@ import time
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from . import _cgroup, _sigwake, _tree
-from ._errors import AccessDenied, Error, NoSuchProcess
 from ._handle import MAX_POLL_SECONDS, check_timeout
 from ._handle import open as _open
+from ._kernel import cgroup as _cgroup
+from ._kernel import sigwake as _sigwake
+from ._kernel import tree as _tree
+from ._kernel.errors import AccessDenied, Error, NoSuchProcess
 from ._kill import KillResult, _Member, _mrelease, check_signal
 
 

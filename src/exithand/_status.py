@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from dataclasses import dataclass
     from typing import Any, Optional
 else:
-    from ._record import dataclass
+    from ._kernel.frozen import dataclass
 
 # Where a status came from, best first.  Values are stable strings (they appear in --json).
 SOURCE_CHILD = "child"  # waitid(P_PIDFD, WEXITED | WNOWAIT) on our own child

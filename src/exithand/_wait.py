@@ -24,8 +24,8 @@ import subprocess
 from collections.abc import Iterable
 from typing import Any, Callable, Optional, TypeVar
 
-from ._errors import NoSuchProcess, TimeoutExpired
 from ._handle import ExitHandle, check_timeout
+from ._kernel.errors import NoSuchProcess, TimeoutExpired
 from ._waitset import WaitSet
 
 #: What the caller passed (ExitHandle, int, psutil.Process, Popen, ...): given back as is.

@@ -21,7 +21,7 @@ Kernel facts relied on (epoll(7), pidfd_open(2)):
 Open-file limits: each handle is one fd.  :meth:`WaitSet.add` raises the soft ``RLIMIT_NOFILE``
 to the hard limit when the fds come near the soft limit, and :meth:`WaitSet.open` retries once
 after raising it on EMFILE; past the hard limit it raises :class:`exithand.FdLimitError`, which
-names the limit (see :mod:`exithand._fdlimit`).  No process is ever dropped silently.
+names the limit (see :mod:`exithand._kernel.fdlimit`).  No process is ever dropped silently.
 """
 
 from __future__ import annotations
@@ -35,10 +35,11 @@ import warnings
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 
-from . import _fdlimit, _sigwake
 from ._aio import iter_waitset
-from ._errors import FdLimitError, translate_oserror
 from ._handle import ExitHandle, check_timeout, poll_ms
+from ._kernel import fdlimit as _fdlimit
+from ._kernel import sigwake as _sigwake
+from ._kernel.errors import FdLimitError, translate_oserror
 
 TYPE_CHECKING = False  # mypy reads this as typing's; importing typing costs start-up time
 if TYPE_CHECKING:

@@ -4,7 +4,7 @@ Each subcommand lives in its own module under ``exithand._cmd`` and registers it
 Three more are *faces*: exact personalities of the peers, chosen by the first argument
 (``exithand pwait ...``) or by the name the program was started as (a symlink named
 ``pwait``, ``waitpid`` or ``pidwait``, busybox-style), each with its peer's own options,
-output, exit codes and parser (``exithand._cmd.face_pwait`` and so on).
+output, exit codes and parser (``exithand._cmd.faces.pwait`` and so on).
 
 Start-up time matters for a shell tool: only the module of the command being run is
 imported, and only its parser is built (``exithand wait ...`` never imports the filesystem,
@@ -39,9 +39,9 @@ SUBCOMMANDS = {
 
 #: peer name -> face module under ``exithand._cmd``; ``main`` of each takes (argv, prog)
 FACES = {
-    "pwait": "face_pwait",
-    "waitpid": "face_waitpid",
-    "pidwait": "face_pidwait",
+    "pwait": "faces.pwait",
+    "waitpid": "faces.waitpid",
+    "pidwait": "faces.pidwait",
 }
 
 DESCRIPTION = """\

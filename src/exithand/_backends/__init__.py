@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import threading
 
-from .._errors import BackendUnavailable
+from .._kernel.errors import BackendUnavailable
 from ._base import Backend, ProcessRef
 
 TYPE_CHECKING = False  # mypy reads this as typing's; importing typing costs start-up time

@@ -11,7 +11,8 @@ there).  It serves two purposes:
 1. **Status at death** (:func:`start_exit_listener`).  Every :class:`exithand.ExitHandle` opened
    while the listener runs is registered (a *watch*), and the exit event of its process is kept
    with the watch: wait status, exit signal, parent.  :func:`_provider` hands it to
-   :mod:`exithand._sources`, so ``status()`` of a non-child is known the moment it dies, not only
+   :mod:`exithand._status_sources`, so ``status()`` of a non-child is known the moment it dies,
+   not only
    after its parent reaps it.
 2. **Death notification without pidfds** (:class:`ConnectorBackend`): refs pinned by start time
    (as in :mod:`._procpoll`) whose eventfd is made readable when an exit event for their thread
@@ -89,9 +90,10 @@ import weakref
 from dataclasses import dataclass
 from typing import Optional
 
-from .. import _sigwake
+from .._kernel import netlink as _netlink
+from .._kernel import sigwake as _sigwake
 from .._status import SOURCE_CONNECTOR, ExitStatus
-from . import _hooks, _netlink
+from . import _hooks
 from ._base import Backend, ProcessRef
 from ._procpoll import Driver, PollMonitor, ProcRef, pin
 
@@ -519,7 +521,7 @@ if hasattr(os, "register_at_fork"):
 
 
 def _provider(ref: ProcessRef) -> Optional[ExitStatus]:
-    """Status provider for :mod:`exithand._sources`: the exit event kept for this handle, or
+    """Status provider for :mod:`exithand._status_sources`: the exit event kept for this handle, or
     an unknown status (with the reason; later sources are still asked) when its thread group
     sent events with different codes."""
     ev, codes = LISTENER.event_for(ref)

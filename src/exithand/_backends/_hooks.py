@@ -1,7 +1,8 @@
 """Where backends plug exit statuses and open notifications in, without importing upward.
 
 The proc connector (a backend) knows statuses at death time; the status resolution
-(:mod:`exithand._sources`) and the handle (:mod:`exithand._handle`) sit above the backends and
+(:mod:`exithand._status_sources`) and the handle (:mod:`exithand._handle`) sit above the backends
+and
 must not be imported by them.  So the two tables live down here: the connector registers its
 provider and open hook into them when its listener starts, and the layers above read them.
 Each list is replaced, never mutated, so a reader iterating a snapshot needs no lock.

@@ -22,8 +22,9 @@ import select
 import signal
 import threading
 
-from .. import _identity, _sys
+from .. import _identity
 from .._identity import ProcessIdentity
+from .._kernel import syscalls as _sys
 from ._base import Backend, ProcessRef
 
 TYPE_CHECKING = False  # mypy reads this as typing's; importing typing costs start-up time

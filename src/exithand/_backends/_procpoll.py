@@ -46,8 +46,9 @@ import threading
 import weakref
 from typing import Callable, Optional
 
-from .. import _identity, _sigwake
+from .. import _identity
 from .._identity import ProcessIdentity
+from .._kernel import sigwake as _sigwake
 from ._base import Backend, ProcessRef
 
 #: adaptive polling bounds of the procpoll monitor (seconds)

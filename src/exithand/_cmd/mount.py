@@ -101,7 +101,7 @@ def linger_arg(text: str) -> float:
 
 
 def register(sub: Any) -> None:
-    from ..fs.policy import DEFAULT_POLICY, POLICIES
+    from ..fs.access import DEFAULT_POLICY, POLICIES
 
     p = sub.add_parser("mount", help=HELP, description=DESCRIPTION, epilog=EPILOG,
                        formatter_class=HelpFormatter)

@@ -6,7 +6,8 @@ with ENOTCONN ("Transport endpoint is not connected") until someone unmounts it
 mountpoint with a message saying so, and ``exithand umount`` clears it.
 
 Mount points are matched in their escaped ``mountinfo`` form (``_mangle``), the exact inverse
-of what ``exithand._cgroup`` unescapes: the filesystem uses only the public library API, so it
+of what ``exithand._kernel.cgroup`` unescapes: the filesystem uses only the public library API,
+so it
 does not import that private parser.
 """
 

@@ -38,10 +38,11 @@ import trio
 
 import exithand
 
-from . import askkernel, hidepid, inodes, names, pidns, policy, quota, siginfo
+from . import access as policy
+from . import askkernel, hidepid, inodes, names, pidns, quota, siginfo
+from .deathwatch import Watch, key_of
 from .linger import Lingering
 from .scanner import Blocked, Scanner, start_time
-from .watch import Watch, key_of
 
 log = logging.getLogger("exithand.fs")
 

@@ -34,7 +34,7 @@ from typing import Callable
 
 import trio
 
-from . import policy
+from . import access as policy
 
 log = logging.getLogger("exithand.fs")
 

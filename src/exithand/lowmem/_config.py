@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from ._keys import KEYS, KILL_MODES
-from ._policy import Policy
 from ._psi import PsiSpec, parse_psi
 from ._units import Amount, SettingError, parse_amount, parse_duration
+from ._victims import Policy
 
 __all__ = ["KEYS", "KILL_MODES", "Config", "build_config", "load_toml"]
 

@@ -53,10 +53,10 @@ from ._config import Config
 from ._events import Emitter
 from ._ledger import KillRecord, Ledger
 from ._meminfo import CgroupMemory, Memory, SystemMemory, pcp_bytes
-from ._policy import Candidate, candidates, pin
 from ._psi import PsiUnavailable, PsiWatch
 from ._reaper import boost, release, v2_cgroup
 from ._units import Amount, SettingError
+from ._victims import Candidate, candidates, pin
 
 MIB = 1048576
 MCL_CURRENT, MCL_FUTURE = 1, 2

@@ -30,7 +30,7 @@ from typing import Any, Optional
 
 import exithand
 
-from ._policy import Candidate
+from ._victims import Candidate
 
 FREED_FRACTION = 0.05  # a victim at or below 5% of its size at the kill counts as freed
 

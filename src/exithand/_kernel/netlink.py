@@ -64,7 +64,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Optional
 
-from .. import _sys
+from . import syscalls as _sys
 
 NETLINK_CONNECTOR = 11
 CN_IDX_PROC = 1

@@ -34,15 +34,10 @@ import errno
 import os
 import time
 
-from . import _identity, _sys
+from . import _identity
 from ._backends import ProcessRef, _hooks
-from ._status import (
-    SOURCE_CHILD,
-    SOURCE_PIDFD_INFO,
-    SOURCE_POPEN,
-    SOURCE_ZOMBIE,
-    ExitStatus,
-)
+from ._kernel import syscalls as _sys
+from ._status import SOURCE_CHILD, SOURCE_PIDFD_INFO, SOURCE_POPEN, SOURCE_ZOMBIE, ExitStatus
 
 TYPE_CHECKING = False  # mypy reads this as typing's; importing typing costs start-up time
 if TYPE_CHECKING:
@@ -150,7 +145,7 @@ def pidfd_info_status(ref: ProcessRef) -> tuple[Optional[ExitStatus], Optional[s
     """``PIDFD_INFO_EXIT`` (Linux 6.15), set only once the process is reaped; or (None, reason).
 
     ``(None, None)`` while it is a zombie (the exit info appears at the reap, see
-    :mod:`exithand._sys`)."""
+    :mod:`exithand._kernel.syscalls`)."""
     fd = ref.pidfd
     if fd is None:
         return None, "no pidfd held (PIDFD_INFO_EXIT needs one)"

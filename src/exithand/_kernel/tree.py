@@ -27,7 +27,7 @@ import select
 import time
 from typing import Optional
 
-from . import _identity
+from .. import _identity
 
 
 def _children_files(pid: int) -> Optional[list[int]]:

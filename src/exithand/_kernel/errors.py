@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import os
 
-from . import _fdlimit
+from . import fdlimit as _fdlimit
 
 TYPE_CHECKING = False  # mypy reads this as typing's; importing typing costs start-up time
 if TYPE_CHECKING:

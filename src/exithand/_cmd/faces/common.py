@@ -16,7 +16,7 @@ import sys
 
 import exithand
 
-from . import _common
+from .. import _common
 
 TYPE_CHECKING = False  # typing costs start-up time; mypy reads this name as typing's
 if TYPE_CHECKING:

@@ -23,9 +23,10 @@ import sys
 
 import exithand
 
-from . import _face, _getopt
-from ._common import emit
-from ._getopt import GetoptFailure, Opt
+from .._common import emit
+from . import common as _face
+from . import getopt as _getopt
+from .getopt import GetoptFailure, Opt
 
 TYPE_CHECKING = False  # typing costs start-up time; mypy reads this name as typing's
 if TYPE_CHECKING:

@@ -1,7 +1,7 @@
 """The few raw syscalls and ioctls the standard library lacks.
 
 Everything here is a thin wrapper that raises ``OSError`` exactly like ``os`` functions do; the
-translation to exithand exceptions happens in :mod:`exithand._errors`.
+translation to exithand exceptions happens in :mod:`exithand._kernel.errors`.
 
 Kernel facts (checked on Linux 6.18):
 
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from dataclasses import dataclass
     from typing import Optional
 else:
-    from ._record import dataclass
+    from .frozen import dataclass
 
 PIDFD_INFO_PID = 1 << 0
 PIDFD_INFO_CREDS = 1 << 1

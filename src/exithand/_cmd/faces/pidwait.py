@@ -32,9 +32,11 @@ import sys
 
 import exithand
 
-from . import _face, _getopt, _procscan
-from ._common import emit
-from ._getopt import GetoptFailure, Opt
+from .._common import emit
+from . import common as _face
+from . import getopt as _getopt
+from . import procscan as _procscan
+from .getopt import GetoptFailure, Opt
 
 TYPE_CHECKING = False  # typing costs start-up time; mypy reads this name as typing's
 if TYPE_CHECKING:

@@ -34,8 +34,8 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
-from . import _sigwake
-from ._errors import AccessDenied, Error
+from . import sigwake as _sigwake
+from .errors import AccessDenied, Error
 
 
 class CgroupError(Error):

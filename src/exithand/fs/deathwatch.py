@@ -24,7 +24,8 @@ import trio
 
 import exithand
 
-from . import askkernel, policy
+from . import access as policy
+from . import askkernel
 
 log = logging.getLogger("exithand.fs")
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ._backends import availability, default_backend
-from ._errors import BackendUnavailable
+from ._kernel.errors import BackendUnavailable
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """``exithand.watch()``: a system-wide stream of process exits, like bcc's exitsnoop, no BPF.
 
-Built on the netlink proc connector (:mod:`exithand._backends._netlink`), with its own socket
+Built on the netlink proc connector (:mod:`exithand._kernel.netlink`), with its own socket
 (one per watcher) subscribed to *all* proc events, unfiltered, for two reasons:
 
 * **Fields captured while alive.**  The exit event itself carries only pid, parent and wait
@@ -68,13 +68,14 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
-from . import _cgroup, _sigwake
 from ._aio import NeverClosed, current_library, wait_readable_for
-from ._backends import _netlink
-from ._cgroup import CgroupError
-from ._errors import BackendUnavailable
 from ._handle import check_timeout, poll_ms
 from ._identity import check_pid
+from ._kernel import cgroup as _cgroup
+from ._kernel import netlink as _netlink
+from ._kernel import sigwake as _sigwake
+from ._kernel.cgroup import CgroupError
+from ._kernel.errors import BackendUnavailable
 from ._status import signal_name
 
 #: longest time a dead group waits for the queue to drain before it is reported (seconds)
@@ -93,7 +94,7 @@ class ProcessExit:
 
     ``time`` is the wall-clock time of the exit (seconds since the epoch); ``age`` seconds since
     the process started; ``exit_code`` or ``signal`` (with ``core_dumped``) tell how it ended.
-    ``comm``, ``uid``, ``age`` may be ``None`` (see :mod:`exithand._watch`).
+    ``comm``, ``uid``, ``age`` may be ``None`` (see :mod:`exithand._stream`).
     """
 
     time: float
@@ -686,7 +687,7 @@ def watch(*, pids: Optional[list[int]] = None, uid: Optional[int] = None,
           comm: Union[str, re.Pattern[str], None] = None, cgroup: Optional[str] = None,
           nonzero: bool = False, timeout: Optional[float] = None, count: Optional[int] = None,
           rcvbuf: Optional[int] = DEFAULT_RCVBUF) -> ExitWatcher:
-    """Watch every process exit on the system (proc connector; see :mod:`exithand._watch`).
+    """Watch every process exit on the system (proc connector; see :mod:`exithand._stream`).
 
     Returns an :class:`ExitWatcher`: iterate it (``for ev in w``) or async-iterate it
     (``async for ev in w``: asyncio/uvloop, trio, or anyio on either) to get

@@ -3,7 +3,7 @@
 A consumer that needs "every process" again and again (a low-memory killer choosing a victim)
 can list ``/proc`` each time, or keep this table: it is read from ``/proc`` once, after
 subscribing, and then follows the kernel's fork and exit events (netlink proc connector,
-:mod:`exithand._backends._netlink`), so a lookup lists nothing.
+:mod:`exithand._kernel.netlink`), so a lookup lists nothing.
 
 What it holds, and the facts behind it:
 
@@ -27,7 +27,7 @@ What it holds, and the facts behind it:
   overflows, :attr:`ProcessTable.rescans` the listings.
 * Only ``FORK`` and ``EXIT`` are asked for (the 6.6+ event filter; an older kernel sends
   everything and the rest is skipped).  Global pids: the subscription works only in the initial
-  pid namespace (see :func:`exithand._backends._netlink.subscribe_checked`).
+  pid namespace (see :func:`exithand._kernel.netlink.subscribe_checked`).
 
 Availability is the proc connector's (root/CAP_NET_ADMIN; some 6.6+ kernels also other users;
 never assumed: probed with a self-test), else :class:`exithand.BackendUnavailable`.
@@ -44,8 +44,8 @@ import os
 import socket
 from typing import Optional
 
-from ._backends import _netlink
-from ._errors import BackendUnavailable
+from ._kernel import netlink as _netlink
+from ._kernel.errors import BackendUnavailable
 
 #: receive buffer asked for (bytes): ~30,000 queued events (capped at ``net.core.rmem_max``
 #: without CAP_NET_ADMIN)
