@@ -190,7 +190,8 @@ class Stat:
     parentheses, which is why the line is split at the *last* ``)``.  ``state`` is field 3
     (``Z`` zombie, ``X`` dead...), ``ppid`` 4, ``pgrp`` 5, ``session`` 6, ``num_threads`` 20,
     ``start_time`` 22 (clock ticks of CLOCK_BOOTTIME since boot, :data:`CLK_TCK` a second),
-    ``rss`` 24 (pages).  ``exit_code`` (field 52, Linux 3.5) is the raw wait status of a zombie;
+    ``rss`` 24 (pages), ``tty_nr`` 7 (the controlling terminal's device number, 0 for
+    none).  ``exit_code`` (field 52, Linux 3.5) is the raw wait status of a zombie;
     the kernel shows it only to callers with ptrace read access and prints 0 to everyone else,
     so 0 alone means nothing; ``None`` on kernels that print fewer fields.
     """
@@ -205,6 +206,7 @@ class Stat:
     pgrp: int = 0
     session: int = 0
     rss: int = 0
+    tty_nr: int = 0
 
 
 def parse_stat(pid: int, text: str) -> Stat:
@@ -217,6 +219,7 @@ def parse_stat(pid: int, text: str) -> Stat:
     return Stat(
         pid, text[lpar + 1:rpar], rest[0], int(rest[1]), int(rest[17]), int(rest[19]),
         int(rest[49]) if len(rest) > 49 else None, int(rest[2]), int(rest[3]), int(rest[21]),
+        int(rest[4]),
     )
 
 
