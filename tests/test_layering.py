@@ -159,3 +159,18 @@ def test_path_builder_detector_sees_both_forms(tmp_path: Path) -> None:
     c = tmp_path / "c.py"
     c.write_text('x = open("/proc/self/mountinfo")\n')
     assert _builds_proc_paths(a) and not _builds_proc_paths(b) and _builds_proc_paths(c)
+
+
+@pytest.mark.parametrize("path", _KERNEL, ids=lambda p: p.stem)
+def test_each_kernel_module_imports_alone(path: Path) -> None:
+    """Imported first in a fresh interpreter, each kernel-band module loads, and the public
+    ``exithand.procfs`` with it: no order-dependent circle with the core above."""
+    import os
+    import subprocess
+    import sys
+
+    mod = _module_name(path)
+    res = subprocess.run([sys.executable, "-c", f"import {mod}; import exithand.procfs"],
+                         capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": SRC})
+    assert res.returncode == 0, res.stderr
