@@ -280,3 +280,16 @@ def test_v1_hierarchy_watch_target_agrees_with_cgroup_file() -> None:
             os.rmdir(sub)
         subprocess.run(["umount", mnt], check=True)
         os.rmdir(mnt)
+
+
+def test_write_oom_score_adj_of_a_child_and_refusal() -> None:
+    p, line = _child("import time\nprint('ready', flush=True)\ntime.sleep(60)")
+    try:
+        assert line.strip() == b"ready"
+        procfs.write(p.pid, "oom_score_adj", b"500")
+        assert procfs.oom_score_adj(p.pid) == 500
+        with pytest.raises(exithand.Error) as ei:
+            procfs.write(p.pid, "oom_score_adj", b"5000")  # EINVAL: out of range
+        assert ei.value.pid == p.pid
+    finally:
+        _reap(p)

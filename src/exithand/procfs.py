@@ -12,8 +12,8 @@ handle's own methods for race-free answers).
 
 Contents:
 
-* files: :func:`read`, :func:`try_read`, :func:`open_fd`, :func:`path`, :func:`exists`,
-  :func:`pids`, :func:`tasks`, :func:`ns_stat`, :func:`exe`;
+* files: :func:`read`, :func:`try_read`, :func:`write`, :func:`open_fd`, :func:`path`,
+  :func:`exists`, :func:`pids`, :func:`tasks`, :func:`ns_stat`, :func:`exe`;
 * ``stat``: :class:`Stat`, :func:`stat`, :func:`try_stat`, :func:`parse_stat` (parsed from the
   last ``)``; field 52 ``exit_code`` of a zombie), :data:`CLK_TCK`;
 * ``status``: :func:`status`, :func:`parse_status` (fields by name), :func:`id_list`
@@ -68,6 +68,7 @@ from ._kernel.procfs import (
     try_read,
     try_stat,
     unescape,
+    write,
 )
 
 __all__ = [
@@ -76,5 +77,5 @@ __all__ = [
     "has_cap", "id_list", "mountinfo", "ns_stat", "oom_score", "oom_score_adj", "open_fd",
     "parse_cgroup", "parse_hex_mask", "parse_mountinfo", "parse_stat", "parse_status", "path",
     "pids", "read", "smaps_rollup", "stat", "statm", "status", "tasks", "tgid", "try_read",
-    "try_stat", "unescape",
+    "try_stat", "unescape", "write",
 ]

@@ -19,8 +19,10 @@ Kernel facts relied on (each parser repeats the ones it needs):
   costs about 3x more, which matters on ``exithand.open``'s path) and decoded with
   ``surrogateescape``: names and command lines are bytes the process chose.
 
-This module is on the start-up path of ``import exithand``: no :mod:`typing` or
-:mod:`dataclasses` at run time (records come from :mod:`.frozen`).
+One job, reading (and the odd write to) ``/proc/<pid>``; over 500 lines only because each
+parser states its kernel facts here, once.  This module is on the start-up path of
+``import exithand``: no :mod:`typing` or :mod:`dataclasses` at run time (records come from
+:mod:`.frozen`).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ __all__ = [
     "has_cap", "id_list", "mountinfo", "ns_stat", "oom_score", "oom_score_adj", "open_fd",
     "parse_cgroup", "parse_hex_mask", "parse_mountinfo", "parse_stat", "parse_status", "path",
     "pids", "read", "smaps_rollup", "stat", "statm", "status", "tasks", "tgid", "try_read",
-    "try_stat", "unescape",
+    "try_stat", "unescape", "write",
 ]
 
 #: clock ticks per second: the unit of ``stat`` field 22 (USER_HZ, 100 on Linux)
@@ -123,6 +125,22 @@ def try_read(pid: PidArg, name: str, tid: Optional[int] = None) -> Optional[byte
         return b"".join(chunks)
     except OSError:
         return None
+    finally:
+        os.close(fd)
+
+
+def write(pid: PidArg, name: str, data: bytes, tid: Optional[int] = None) -> None:
+    """Write ``data`` to ``/proc/<pid>[/task/<tid>]/<name>`` in one ``write`` (e.g.
+    ``oom_score_adj``, ``comm``); errors as :func:`read` raises them (EINVAL: the kernel
+    refused the value, :class:`Error`)."""
+    try:
+        fd = os.open(path(pid, name, tid), os.O_WRONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise _error(e, pid, name, tid) from None
+    try:
+        os.write(fd, data)
+    except OSError as e:
+        raise _error(e, pid, name, tid) from None
     finally:
         os.close(fd)
 
