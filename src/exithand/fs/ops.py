@@ -41,6 +41,7 @@ from typing import Any, Callable, Optional, TypeVar
 import pyfuse3
 
 import exithand
+from exithand import procfs
 
 from . import access as policy
 from . import askkernel, hidepid, inodes, names, pidns, quota, siginfo
@@ -64,6 +65,9 @@ def _guard(fn: F) -> F:
             return await fn(*args, **kwargs)
         except pyfuse3.FUSEError:
             raise
+        except exithand.FdLimitError as e:  # out of fds inside an exithand.procfs read
+            log.warning("%s: out of file descriptors: %s", fn.__name__, e)
+            raise pyfuse3.FUSEError(errno.ENFILE) from None
         except OSError as e:
             if e.errno not in (errno.EMFILE, errno.ENFILE):
                 log.exception("unexpected error in %s", fn.__name__)
@@ -226,7 +230,7 @@ class ExitFS(pyfuse3.Operations):
         """``ls MNT`` for this caller: (numbers in its pid namespace, ours), sorted by its;
         without what its own /proc hides (hidepid=)."""
         caller_pid = ctx.pid
-        host = sorted(int(n) for n in os.listdir("/proc") if n.isdigit())
+        host = sorted(procfs.pids())
         as_reader = self._hiding(ctx)
         if as_reader is not None:
             seen_by_reader = askkernel.visible(host, *as_reader) or set()
