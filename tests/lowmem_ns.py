@@ -12,7 +12,9 @@
   it take that long to exit after SIGTERM, appending a line to ``log`` per SIGTERM;
 * ``daemon``: arguments after ``exithand lowmem``; ``{plus}`` in one is replaced by the
   cgroup's available memory in MiB, measured once every victim is ready, plus ``plus_mib``;
-  ``{rss+8}`` by our RSS + 8 MiB (a forked victim's RSS starts with the pages it shares with us).
+  ``{rss+8}`` by our RSS + 8 MiB (a forked victim's RSS starts with the pages it shares with us);
+  ``{limit-1}`` by the cgroup's limit less 1 MiB (a floor never reached, yet below the total,
+  which the daemon refuses to reach or pass);
 
 Killed victims stay zombies (state Z: dead) until we exit.  Prints one JSON object: the victims
 (name, ns pid, state), the daemon's events, exit code and stderr, and the available memory
@@ -44,9 +46,14 @@ def read(path: str) -> str:
         return f.read()
 
 
+def limit_bytes() -> int:
+    v1 = os.path.exists(os.path.join(mem_dir, "memory.limit_in_bytes"))
+    return int(read(os.path.join(mem_dir, "memory.limit_in_bytes" if v1 else "memory.max")))
+
+
 def available() -> int:
     v1 = os.path.exists(os.path.join(mem_dir, "memory.limit_in_bytes"))
-    limit = int(read(os.path.join(mem_dir, "memory.limit_in_bytes" if v1 else "memory.max")))
+    limit = limit_bytes()
     usage = int(read(os.path.join(mem_dir, "memory.usage_in_bytes" if v1 else "memory.current")))
     key = "total_inactive_file" if v1 else "inactive_file"
     inactive = next(int(v) for k, v in (line.split() for line in
@@ -119,7 +126,8 @@ avail_mib = available() >> 20
 rss_mib = next(int(line.split()[1]) for line in read("/proc/self/status").splitlines()
                if line.startswith("VmRSS:")) >> 10
 args = [a.replace("{plus}", f"{avail_mib + spec.get('plus_mib', 0)}M")
-        .replace("{rss+8}", f"{rss_mib + 8}M") for a in spec["daemon"]]
+        .replace("{rss+8}", f"{rss_mib + 8}M")
+        .replace("{limit-1}", f"{(limit_bytes() >> 20) - 1}M") for a in spec["daemon"]]
 home = spec["home_dir"]
 d = subprocess.Popen([sys.executable, "-m", "exithand", "lowmem", *args],
                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
