@@ -59,7 +59,10 @@ def freezer() -> Iterator[str]:
 
 
 def scenario(victims: list[dict[str, Any]], daemon: list[str], plus_mib: int,
-             freezer_dir: Optional[str] = None) -> dict[str, Any]:
+             freezer_dir: Optional[str] = None, extra: Optional[dict[str, Any]] = None,
+             rc: Optional[int] = 0) -> dict[str, Any]:
+    """Run the driver; ``extra``: more of its spec (see ``lowmem_ns.py``); ``rc``: the
+    daemon's exit status expected (None: any)."""
     why = _unshare_reason()
     if why:
         pytest.skip(why)
@@ -69,13 +72,14 @@ def scenario(victims: list[dict[str, Any]], daemon: list[str], plus_mib: int,
         spec = {"mem_dir": cg.mem_dir, "home_dir": os.path.dirname(cg.mem_dir),
                 "v2_dir": cg.v2_dir,
                 "victims": victims, "plus_mib": plus_mib, "freezer_dir": freezer_dir,
-                "daemon": ["--memory-cgroup", cg.mem_dir, "--mem-min", "{plus}", *daemon]}
+                "daemon": ["--memory-cgroup", cg.mem_dir, "--mem-min", "{plus}", *daemon],
+                **(extra or {})}
         r = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", sys.executable,
                             str(DRIVER), json.dumps(spec)], capture_output=True, text=True,
                            env=env_with_src(), timeout=60)
         assert r.returncode == 0, r.stderr
         res: dict[str, Any] = json.loads(r.stdout.splitlines()[-1])
-        assert res["rc"] == 0, res
+        assert rc is None or res["rc"] == rc, res
         return res
 
 

@@ -256,3 +256,63 @@ def test_ledger_credit_hold_off_and_dying_rules() -> None:
     assert led.expired(112.5) == [] and led.records  # the reaper has not reported yet
     r.finished = True
     assert led.expired(112.5) == [r] and not led.records
+
+
+BIG = "9" * 400
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--mem-min", BIG], "mem-min: '999999999999999999999999999999999999..."),
+    (["--min-size", BIG + "M"], "min-size"),
+    (["--mem-min", BIG + "%"], "mem-min"),
+    (["--grace", BIG], "grace"),
+    (["--mem-min", "100%"], "mem-min: 100% of the memory can never be available"),
+    (["--mem-min", "64T"], "mem-min: 67108864 MiB is not below"),
+    (["--mem-min", "64T"], "of system: every check would kill"),
+    (["--avoid", "^((a+)+)+$"], "avoid: '^((a+)+)+$' is refused: a repeat inside a repeat"),
+    (["--ignore", "(a|ab)+c"], "ignore: '(a|ab)+c' is refused: an alternation"),
+    (["--prefer-comm", "(x*)*"], "prefer-comm"),
+    (["--ignore-uid", "no-such-user-xyz"], "ignore-uid: no user named 'no-such-user-xyz'"),
+    (["--group-by", "pid"], "invalid choice"),
+])
+def test_hostile_values_exit_2_at_once_without_traceback(args: list[str], words: str) -> None:
+    import time
+    t0 = time.monotonic()
+    r = run_cli("lowmem", "--json", "--dry-run", "--duration", "1", "--no-protect-self", *args)
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    assert words in r.stderr, r.stderr
+    assert r.stdout == "" and "Traceback" not in r.stderr
+    assert len(r.stderr) < 2000  # a 400-digit value is named, not echoed whole
+    assert time.monotonic() - t0 < 30  # (a start-up bound, not a benchmark)
+
+
+def test_hostile_config_files_exit_2(tmp_path: Path) -> None:
+    if sys.version_info < (3, 11):
+        pytest.importorskip("tomli")
+    cases = {
+        "latin1.toml": (b'mem-min = "5%"\nprefer = "caf\xe9"\n', "not UTF-8 at byte"),
+        "bigint.toml": (f"min-size = {BIG}\n".encode(), "min-size"),
+        "bigmem.toml": (f"mem-min = {BIG}\n".encode(), "below 8 EiB"),
+        "bigdur.toml": (f"interval = {BIG}\n".encode(), "interval"),
+        "uids.toml": (b'ignore-uid = [0, "nobody", true]\n', "expected uids or user names"),
+    }
+    for name, (data, words) in cases.items():
+        p = tmp_path / name
+        p.write_bytes(data)
+        r = run_cli("lowmem", "--config", str(p), "--dry-run", "--duration", "1")
+        assert r.returncode == 2 and words in r.stderr, (name, r.stderr)
+        assert r.stdout == "" and "Traceback" not in r.stderr, (name, r.stderr)
+
+
+def test_a_hostile_regex_costs_nothing_at_decision_time() -> None:
+    """What is accepted stays linear: the checked patterns against 12 hostile 4 KiB names."""
+    from exithand.lowmem._match import UnsafeRegex, compile_checked, search
+
+    for bad in ("^((a+)+)+$", "(a*)*b", "(a|a)+$", "(?:x+y?)+z"):
+        with pytest.raises(UnsafeRegex):
+            compile_checked(bad)
+    ok = [compile_checked(p) for p in ("^(chrome|java)$", "/(sshd|postgres)$", "(foo|bar)+",
+                                       "^systemd-.*", "a{2,5}b")]
+    names = ["a" * 30 + "!", "a" * 4096 + "!", "\n<0>" * 1000] * 4
+    assert not any(search(p, n) for p in ok for n in names)
+    assert search(ok[1], "/usr/sbin/sshd") and not search(ok[1], "/usr/sbin/sshd-x")

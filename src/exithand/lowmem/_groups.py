@@ -12,11 +12,15 @@ instead.  So processes below ``min-size`` are grouped (``group-by``):
 * ``none``: the old behaviour, each process alone.
 
 A group whose small members together reach ``min-size`` makes each of them a candidate, scored
-as the group: the sum of its small members' ``oom_score`` (the kernel's footprint share, so the
-group competes with one process of its combined size), plus the member's own prefer/avoid
-bonus.  Its largest member goes first, one kill at a time like any other victim; the daemon then
-re-checks the triggers and re-scores the group (smaller now), so a group is taken apart only as
-far as the memory shortage requires, never killed whole on one decision.  Members are only
+as one process of the group's combined size would be: the kernel's ``oom_score`` is
+``(1000 + badness * 1000 / (RAM + swap)) * 2 / 3`` (``proc_oom_score``; badness is RSS + swap +
+page tables, in pages, plus ``oom_score_adj`` scaled), so the group's score is its largest
+member's ``oom_score`` plus ``memory * 2000 / 3 / (RAM + swap)`` for the other members' memory
+(summing the scores themselves would count the constant 666 once per member), plus each
+member's own prefer/avoid bonus.  Its largest member goes first, one kill at a time like any
+other victim; the daemon then re-checks the triggers and re-scores the group (smaller now), so
+a group is taken apart only as far as the memory shortage requires, never killed whole on one
+decision.  Members are only
 processes that pass every other rule (``ignore``, ``oom_score_adj -1000``, ...); processes at or
 above ``min-size`` are scored alone as before.  RSS counts pages shared with a parent in every
 child, so a forked pool's sum over-states what killing it frees; the re-check after each kill
@@ -29,6 +33,7 @@ import dataclasses
 from collections import defaultdict
 from collections.abc import Iterable
 
+from ._meminfo import read_meminfo
 from ._victims import Candidate, Policy
 
 GROUP_BY = ("uid", "cgroup", "none")
@@ -48,10 +53,20 @@ def lift(found: Iterable[Candidate], policy: Policy) -> list[Candidate]:
             out.append(c)
         elif policy.group_by != "none":
             groups[key(c, policy.group_by)].append(c)
+    total = 0
     for name, members in groups.items():
-        if sum(m.memory for m in members) < policy.min_size:
+        memory = sum(m.memory for m in members)
+        if memory < policy.min_size:
             continue
-        total = sum(m.oom_score for m in members)
-        out.extend(dataclasses.replace(m, score=total + m.score - m.oom_score, group=name)
+        total = total or _ram_and_swap()
+        top = max(members, key=lambda m: (m.memory, m.oom_score))
+        score = top.oom_score + (memory - top.memory) * 2000 // 3 // total
+        out.extend(dataclasses.replace(m, score=score + m.score - m.oom_score, group=name)
                    for m in members)
     return out
+
+
+def _ram_and_swap() -> int:
+    """RAM + swap in bytes: the kernel's ``totalpages`` for ``oom_score``."""
+    m = read_meminfo()
+    return max(1, m.get("MemTotal", 0) + m.get("SwapTotal", 0))
