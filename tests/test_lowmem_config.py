@@ -198,7 +198,8 @@ def test_contrib_config_is_valid_and_starts(tmp_path: Path) -> None:
 
     cfg = build_config(load_toml(str(CONTRIB / "lowmem.toml")), {})
     assert cfg.mem_min is not None and str(cfg.mem_min) == "10%"
-    assert cfg.policy.avoid is not None and cfg.policy.avoid.search("sshd")
+    assert cfg.policy.avoid is not None and cfg.policy.avoid.search("/usr/sbin/sshd")
+    assert not cfg.policy.avoid.search("sshd")  # the path, not a self-given name
     r = run_cli("lowmem", "--config", str(CONTRIB / "lowmem.toml"), "--dry-run", "--json",
                 "--mem-min", "0", "--duration", "0.2", "--no-protect-self")
     assert r.returncode == 0, r.stderr
