@@ -34,7 +34,7 @@ def test_parse_psi_units_kernel_form_and_path() -> None:
 @pytest.mark.parametrize("text, words", [
     ("avg 150ms 2s", "some|full"),
     ("some 150ms", "some|full"),
-    ("some 1x 2s", "not a duration"),
+    ("some 1x 2s", "invalid duration '1x': not a number"),
     ("some 150ms 20s", "outside the kernel's 0.5 s..10 s"),
     ("some 3s 2s", "at most the window"),
     ("some 0 2s", "must be > 0"),

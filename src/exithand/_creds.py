@@ -19,7 +19,9 @@ from __future__ import annotations
 import errno
 
 from ._backends import ProcessRef
+from ._kernel import procfs as _procfs
 from ._kernel import syscalls as _sys
+from ._kernel.errors import NoSuchProcess
 
 TYPE_CHECKING = False  # mypy reads this as typing's; importing typing costs start-up time
 if TYPE_CHECKING:
@@ -60,15 +62,12 @@ def _from_pidfd(ref: ProcessRef, fd: int) -> Optional[ProcessCredentials]:
 def _from_proc(ref: ProcessRef) -> ProcessCredentials:
     ppid = ruid = euid = None
     try:
-        with open(f"/proc/{ref.pid}/status", "rb") as f:
-            for line in f:
-                if line.startswith(b"PPid:"):
-                    ppid = int(line.split()[1])
-                elif line.startswith(b"Uid:"):
-                    fields = line.split()
-                    ruid, euid = int(fields[1]), int(fields[2])
-    except (FileNotFoundError, ProcessLookupError):
+        fields = _procfs.status(ref.pid)
+    except NoSuchProcess:
         raise OSError(errno.ESRCH, "process is gone") from None
+    if "PPid" in fields and "Uid" in fields:
+        ppid = int(fields["PPid"])
+        ruid, euid = _procfs.id_list(fields["Uid"])[:2]
     if ppid is None or ruid is None or euid is None or ref.is_reaped():
         raise OSError(errno.ESRCH, "process is gone")
     return ProcessCredentials(ref.pid, ppid, ruid, euid, False)

@@ -26,6 +26,7 @@ from ._aio import wait_handle
 from ._backends import Backend, ProcessRef, default_backend, get_backend
 from ._creds import ProcessCredentials
 from ._identity import ProcessIdentity
+from ._kernel import procfs as _procfs
 from ._kernel import sigwake as _sigwake
 from ._kernel import syscalls as _sys
 from ._kernel.errors import (
@@ -56,7 +57,7 @@ def _pick_backend(backend: Optional[str]) -> Backend:
 def _open_error(exc: OSError, pid: int) -> Exception:
     """Translate a failed open.  ENOENT (6.15+) / EINVAL (older) for a pid > 0 means a thread id."""
     if exc.errno in (errno.ENOENT, errno.EINVAL):
-        tgid = _identity.read_tgid(pid)
+        tgid = _procfs.tgid(pid)
         if tgid is not None and tgid != pid:
             return NotProcessLeader(
                 f"{pid} is a thread of process {tgid}, not a process; wait on {tgid} instead",

@@ -16,9 +16,10 @@ contain spaces and parentheses (``prctl(PR_SET_NAME)`` lets a process choose it)
 
 from __future__ import annotations
 
-import functools
 import os
 import time
+
+from ._kernel import procfs as _procfs
 
 TYPE_CHECKING = False  # mypy reads this as typing's; importing typing costs start-up time
 if TYPE_CHECKING:
@@ -28,81 +29,22 @@ else:
     from ._kernel.frozen import dataclass
 
 
-@dataclass(frozen=True)
-class ProcStat:
-    """The fields of ``/proc/<pid>/stat`` we use.
-
-    ``exit_code`` (field 52, Linux 3.5) is the raw wait status of a zombie; the kernel shows it
-    only to callers with ptrace read access and prints 0 to everyone else, so 0 alone means
-    nothing: see :func:`exithand._status_sources.zombie_status`.
-    """
-
-    pid: int
-    comm: str
-    state: str
-    ppid: int
-    num_threads: int
-    start_time: int
-    exit_code: Optional[int]
-
-
-def parse_stat(pid: int, text: str) -> ProcStat:
-    """Parse the text of ``/proc/<pid>/stat`` (split at the last ``)``)."""
-    lpar = text.index("(")
-    rpar = text.rindex(")")
-    comm = text[lpar + 1 : rpar]
-    rest = text[rpar + 2 :].split()
-    # rest[0] is field 3 (state); field N is rest[N - 3]
-    exit_code = int(rest[52 - 3]) if len(rest) > 52 - 3 else None
-    return ProcStat(
-        pid=pid,
-        comm=comm,
-        state=rest[0],
-        ppid=int(rest[4 - 3]),
-        num_threads=int(rest[20 - 3]),
-        start_time=int(rest[22 - 3]),
-        exit_code=exit_code,
-    )
+#: the fields of ``/proc/<pid>/stat`` we use (:class:`exithand.procfs.Stat`)
+ProcStat = _procfs.Stat
+#: parse the text of ``/proc/<pid>/stat`` (split at the last ``)``)
+parse_stat = _procfs.parse_stat
+#: ``/proc/sys/kernel/random/boot_id``: start times are only comparable within one boot
+boot_id = _procfs.boot_id
 
 
 def read_stat(pid: int) -> Optional[ProcStat]:
-    """Read and parse ``/proc/<pid>/stat``; ``None`` when the entry is gone (ENOENT/ESRCH)."""
-    try:
-        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    try:
-        data = os.read(fd, 4096)
-    except ProcessLookupError:
-        return None
-    finally:
-        os.close(fd)
-    try:
-        return parse_stat(pid, data.decode("utf-8", "surrogateescape"))
-    except (ValueError, IndexError):
-        return None  # a stat line we cannot parse is treated like a vanished process
+    """Read and parse ``/proc/<pid>/stat``; ``None`` when the entry is gone or unparseable."""
+    return _procfs.try_stat(pid)
 
 
 def read_tgid(pid: int) -> Optional[int]:
     """The ``Tgid:`` of ``/proc/<pid>/status`` (a thread's process), ``None`` when unreadable."""
-    try:
-        with open(f"/proc/{pid}/status", "rb") as f:
-            for line in f:
-                if line.startswith(b"Tgid:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        return None
-    return None
-
-
-@functools.cache
-def boot_id() -> str:
-    """``/proc/sys/kernel/random/boot_id``: start times are only comparable within one boot."""
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
+    return _procfs.tgid(pid)
 
 
 def pid_max() -> int:
@@ -124,7 +66,7 @@ def pid_max() -> int:
 _pid_max_seen = 0
 
 #: clock ticks per second: the unit of ``/proc/<pid>/stat`` field 22 (USER_HZ, 100 on Linux)
-CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+CLK_TCK = _procfs.CLK_TCK
 
 
 def boot_time() -> float:

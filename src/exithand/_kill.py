@@ -49,6 +49,7 @@ from typing import Any, Optional, Union, cast
 from . import _identity
 from ._handle import ExitHandle, check_timeout
 from ._handle import open as _open
+from ._kernel import procfs as _procfs
 from ._kernel import syscalls as _sys
 from ._kernel import tree as _tree
 from ._kernel.errors import AccessDenied, NoSuchProcess, NotProcessLeader
@@ -260,16 +261,14 @@ def check_signal(sig: object) -> int:
 
 def memory_bytes(pid: int) -> Optional[int]:
     """``VmRSS`` + ``VmSwap`` of ``/proc/<pid>/status`` in bytes (``None``: no mm, or gone)."""
-    try:
-        with open(f"/proc/{pid}/status", "rb") as f:
-            data = f.read()
-    except OSError:
+    data = _procfs.try_read(pid, "status")
+    if data is None:
         return None
+    fields = _procfs.parse_status(data)
     total, found = 0, False
-    for line in data.splitlines():
-        if line.startswith((b"VmRSS:", b"VmSwap:")):
-            parts = line.split()
-            total += int(parts[1]) * 1024  # the kernel prints kB
+    for name in ("VmRSS", "VmSwap"):
+        if name in fields:
+            total += int(fields[name].split()[0]) * 1024  # the kernel prints kB
             found = True
     return total if found else None
 

@@ -24,6 +24,7 @@ from typing import Any, Optional
 from ._handle import MAX_POLL_SECONDS, check_timeout
 from ._handle import open as _open
 from ._kernel import cgroup as _cgroup
+from ._kernel import procfs as _procfs
 from ._kernel import sigwake as _sigwake
 from ._kernel import tree as _tree
 from ._kernel.errors import AccessDenied, Error, NoSuchProcess
@@ -56,14 +57,12 @@ class CgroupKillResult:
 
 def _in_cgroup(pid: int, rel: str) -> bool:
     """Is ``pid`` in the v2 cgroup ``rel`` (relative to the v2 mount) or below it?"""
-    try:
-        with open(f"/proc/{pid}/cgroup") as f:
-            for line in f:
-                if line.startswith("0::"):
-                    path = line[3:].strip()
-                    return path == rel or path.startswith(rel.rstrip("/") + "/")
-    except OSError:
-        return False
+    data = _procfs.try_read(pid, "cgroup")
+    for hid, ctrl, path in _procfs.parse_cgroup(data.decode("utf-8", "surrogateescape")
+                                                if data is not None else ""):
+        if hid == 0 and not ctrl:
+            path = path.strip()
+            return path == rel or path.startswith(rel.rstrip("/") + "/")
     return False
 
 

@@ -40,11 +40,11 @@ up on a busy machine.
 from __future__ import annotations
 
 import errno
-import os
 import socket
 from typing import Optional
 
 from ._kernel import netlink as _netlink
+from ._kernel import procfs as _procfs
 from ._kernel.errors import BackendUnavailable
 
 #: receive buffer asked for (bytes): ~30,000 queued events (capped at ``net.core.rmem_max``
@@ -53,7 +53,7 @@ DEFAULT_RCVBUF = 32 << 20
 
 
 def _list_proc() -> set[int]:
-    return {int(name) for name in os.listdir("/proc") if name.isdigit()}
+    return set(_procfs.pids())
 
 
 class ProcessTable:
@@ -130,7 +130,7 @@ class ProcessTable:
                     self._pids.add(ev.tgid)
                 elif ev.what == _netlink.PROC_EVENT_EXIT and ev.pid == ev.tgid:
                     # the number may name a new process already (see the module doc)
-                    if not os.path.exists(f"/proc/{ev.tgid}"):
+                    if not _procfs.exists(ev.tgid):
                         self._pids.discard(ev.tgid)
                 else:
                     continue

@@ -34,9 +34,10 @@ import errno
 import os
 import time
 
-from . import _identity
 from ._backends import ProcessRef, _hooks
+from ._kernel import procfs as _procfs
 from ._kernel import syscalls as _sys
+from ._kernel.errors import AccessDenied, Error
 from ._status import SOURCE_CHILD, SOURCE_PIDFD_INFO, SOURCE_POPEN, SOURCE_ZOMBIE, ExitStatus
 
 TYPE_CHECKING = False  # mypy reads this as typing's; importing typing costs start-up time
@@ -110,17 +111,17 @@ def has_ptrace_read_access(pid: int) -> bool:
     ``readlink(/proc/<pid>/exe)`` runs that exact check first: EACCES means no.
     """
     try:
-        os.readlink(f"/proc/{pid}/exe")
-    except PermissionError:
+        _procfs.exe(pid)
+    except AccessDenied:
         return False
-    except OSError:
+    except Error:
         return True
     return True
 
 
 def zombie_status(ref: ProcessRef) -> tuple[Optional[ExitStatus], Optional[str]]:
     """Field 52 of our zombie, or (None, reason)."""
-    st = _identity.read_stat(ref.pid)
+    st = _procfs.try_stat(ref.pid)
     if st is None or st.state != "Z" or st.exit_code is None:
         return None, None
     if ref.identity.start_time is not None and st.start_time != ref.identity.start_time:

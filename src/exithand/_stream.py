@@ -73,6 +73,7 @@ from ._handle import check_timeout, poll_ms
 from ._identity import check_pid
 from ._kernel import cgroup as _cgroup
 from ._kernel import netlink as _netlink
+from ._kernel import procfs as _procfs
 from ._kernel import sigwake as _sigwake
 from ._kernel.cgroup import CgroupError
 from ._kernel.errors import BackendUnavailable
@@ -80,7 +81,7 @@ from ._status import signal_name
 
 #: longest time a dead group waits for the queue to drain before it is reported (seconds)
 DEAD_HOLD = 0.1
-_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_CLK_TCK = _procfs.CLK_TCK
 
 #: receive buffer asked for (bytes).  Each queued event costs about 1 KiB of it, so this rides
 #: out ~30,000 events of backlog on a busy machine; without CAP_NET_ADMIN the kernel caps it at
@@ -149,22 +150,18 @@ class _Info:
     ppid: int = 0
 
 
-def _read(path: str) -> Optional[str]:
-    try:
-        with open(path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-    except OSError:
-        return None
+def _printable(comm: str) -> str:
+    """A name as the stream shows it: undecodable bytes replaced (procfs keeps them as
+    surrogates), so printing or JSON never fails on it."""
+    return comm.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _read_uid(pid: int) -> Optional[int]:
-    text = _read(f"/proc/{pid}/status")
-    if text is None:
+    data = _procfs.try_read(pid, "status")
+    if data is None:
         return None
-    for line in text.splitlines():
-        if line.startswith("Uid:"):
-            return int(line.split()[1])
-    return None
+    uid = _procfs.parse_status(data).get("Uid")
+    return None if uid is None else _procfs.id_list(uid)[0]
 
 
 _CgroupKey = frozenset[str]  # controllers of a hierarchy; empty for cgroup v2
@@ -172,19 +169,11 @@ _CgroupKey = frozenset[str]  # controllers of a hierarchy; empty for cgroup v2
 
 def _read_cgroup(pid: int) -> Optional[dict[_CgroupKey, str]]:
     """``/proc/<pid>/cgroup`` as {controllers: path} (v2 is the empty set)."""
-    text = _read(f"/proc/{pid}/cgroup")
-    if text is None:
+    data = _procfs.try_read(pid, "cgroup")
+    if data is None:
         return None
-    out: dict[_CgroupKey, str] = {}
-    for line in text.splitlines():
-        parts = line.split(":", 2)
-        if len(parts) == 3:
-            out[frozenset(c for c in parts[1].split(",") if c)] = parts[2]
-    return out
-
-
-_MOUNT_OPTS = {"rw", "ro", "relatime", "noatime", "nosuid", "nodev", "noexec", "nsdelegate",
-               "memory_recursiveprot", "memory_localevents", "favordynmods", "clone_children"}
+    return {frozenset(c for c in ctrl.split(",") if c): cpath
+            for _, ctrl, cpath in _procfs.parse_cgroup(data.decode("utf-8", "replace"))}
 
 
 def _cgroup_target(path: str) -> tuple[_CgroupKey, str]:
@@ -198,19 +187,14 @@ def _cgroup_target(path: str) -> tuple[_CgroupKey, str]:
     """
     p = os.path.normpath(path)
     best: Optional[tuple[str, str, _CgroupKey]] = None
-    text = _read("/proc/self/mountinfo")
-    if text is None:
+    data = _procfs.try_read("self", "mountinfo")
+    if data is None:
         raise CgroupError(f"{path}: cannot read /proc/self/mountinfo to find cgroup mounts", path)
-    for line in text.splitlines():
-        left, _, right = line.partition(" - ")
-        fields, rfields = left.split(), right.split()
-        if len(fields) < 5 or len(rfields) < 3 or rfields[0] not in ("cgroup", "cgroup2"):
-            continue
-        root, mnt = _cgroup._unescape(fields[3]), _cgroup._unescape(fields[4])
+    text = data.decode("utf-8", "replace")
+    for m in _cgroup.parse_mountinfo(text):
+        root, mnt = m.root, m.mount_point
         if p == mnt or p.startswith(mnt.rstrip("/") + "/"):
-            key: _CgroupKey = frozenset() if rfields[0] == "cgroup2" else frozenset(
-                o for o in rfields[2].split(",") if (o not in _MOUNT_OPTS and "=" not in o)
-                or o.startswith("name="))
+            key: _CgroupKey = frozenset(m.controllers if m.version == 1 else ())
             if best is None or len(mnt) > len(best[0]):
                 best = (mnt, root, key)
     if best is None:
@@ -311,20 +295,13 @@ class ExitWatcher:
         """(Re)build the table of live processes from /proc."""
         off = _boot_to_mono_ns()
         table: dict[int, _Info] = {}
-        for name in os.listdir("/proc"):
-            if not name.isdigit():
+        for pid in _procfs.pids():
+            st = _procfs.try_stat(pid)
+            if st is None:
                 continue
-            pid = int(name)
-            stat = _read(f"/proc/{pid}/stat")
-            if stat is None:
-                continue
-            try:
-                comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-                start_ticks = int(stat[stat.rindex(")") + 2 :].split()[22 - 3])
-            except (ValueError, IndexError):
-                continue
-            start_ns = start_ticks * 1_000_000_000 // _CLK_TCK - off
-            ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+            comm = _printable(st.comm)
+            start_ns = st.start_time * 1_000_000_000 // _CLK_TCK - off
+            ppid = st.ppid
             cg = _read_cgroup(pid) if self._cgroup is not None else None
             table[pid] = _Info(comm, _read_uid(pid), start_ns, cg, ppid)
         self._table = table
@@ -401,14 +378,10 @@ class ExitWatcher:
         ticks of what we recorded) in a running state, or as a zombie leader with other
         threads left (``num_threads`` > 1).  Gone, or another process: dead.
         """
-        stat = _read(f"/proc/{tgid}/stat")
-        if stat is None:
+        st = _procfs.try_stat(tgid)
+        if st is None:
             return False
-        try:
-            rest = stat[stat.rindex(")") + 2 :].split()
-            state, threads, start_ticks = rest[0], int(rest[20 - 3]), int(rest[22 - 3])
-        except (ValueError, IndexError):
-            return False
+        state, threads, start_ticks = st.state, st.num_threads, st.start_time
         info = self._table.get(tgid)
         if info is not None and info.start_ns is not None:
             start_ns = start_ticks * 1_000_000_000 // _CLK_TCK - _boot_to_mono_ns()
@@ -444,8 +417,8 @@ class ExitWatcher:
 
     def _in_cgroup(self, pid: int, info: _Info) -> bool:
         cg = info.cgroup
-        stat = _read(f"/proc/{pid}/stat")
-        if stat is not None and stat[stat.rindex(")") + 2 :].startswith("Z"):
+        st = _procfs.try_stat(pid)
+        if st is not None and st.state == "Z":
             cg = _read_cgroup(pid) or cg  # still our zombie: its cgroup now
         if cg is None or self._cgroup is None:
             return False
@@ -679,8 +652,8 @@ _NEVER_CLOSED = NeverClosed()
 
 
 def _read_comm(pid: int) -> Optional[str]:
-    text = _read(f"/proc/{pid}/comm")
-    return text.rstrip("\n") if text is not None else None
+    data = _procfs.try_read(pid, "comm")
+    return data.rstrip(b"\n").decode("utf-8", "replace") if data is not None else None
 
 
 def watch(*, pids: Optional[list[int]] = None, uid: Optional[int] = None,

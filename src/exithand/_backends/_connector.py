@@ -91,6 +91,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from .._kernel import netlink as _netlink
+from .._kernel import procfs as _procfs
 from .._kernel import sigwake as _sigwake
 from .._status import SOURCE_CONNECTOR, ExitStatus
 from . import _hooks
@@ -174,19 +175,19 @@ def _monotonic_offset_ns() -> int:
     global _MONO_OFFSET
     if _MONO_OFFSET is None:
         _MONO_OFFSET = 0
+        data = _procfs.try_read("self", "timens_offsets")
         try:
-            with open("/proc/self/timens_offsets") as f:
-                for line in f:
-                    name, secs, nsecs = line.split()
-                    if name == "monotonic":
-                        _MONO_OFFSET = int(secs) * 1_000_000_000 + int(nsecs)
-        except (OSError, ValueError):
+            for line in (data or b"").decode("ascii", "replace").splitlines():
+                name, secs, nsecs = line.split()
+                if name == "monotonic":
+                    _MONO_OFFSET = int(secs) * 1_000_000_000 + int(nsecs)
+        except ValueError:
             pass
     return _MONO_OFFSET
 
 
 _MONO_OFFSET: Optional[int] = None
-_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_CLK_TCK = _procfs.CLK_TCK
 
 
 class _Listener(Driver):

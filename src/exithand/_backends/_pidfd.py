@@ -24,6 +24,7 @@ import threading
 
 from .. import _identity
 from .._identity import ProcessIdentity
+from .._kernel import procfs as _procfs
 from .._kernel import syscalls as _sys
 from ._base import Backend, ProcessRef
 
@@ -102,7 +103,7 @@ class PidfdRef(ProcessRef):
 
     def _read_identity(self, fd: int) -> ProcessIdentity:
         inode = os.fstat(fd).st_ino if _sys.pidfd_has_unique_inode() else None
-        st = _identity.read_stat(self._pid)
+        st = _procfs.try_stat(self._pid)
         start_time = st.start_time if st is not None else None
         # The stat we just read is ours only if the pidfd's process was not reaped before the
         # read finished (after the reap, the number may already name someone else).

@@ -48,6 +48,7 @@ from typing import Callable, Optional
 
 from .. import _identity
 from .._identity import ProcessIdentity
+from .._kernel import procfs as _procfs
 from .._kernel import sigwake as _sigwake
 from ._base import Backend, ProcessRef
 
@@ -81,7 +82,7 @@ def probe(ident: ProcessIdentity) -> tuple[bool, bool]:
     whether it is ours, and "dead" would be a lie while it runs.  (Residual: if ours died and a
     hidden process reused the number, the death is seen only once that one is gone too.)
     """
-    st = _identity.read_stat(ident.pid)
+    st = _procfs.try_stat(ident.pid)
     if st is None:
         return (False, False) if exists_hidden(ident.pid) else (True, True)
     if ident.start_time is not None and st.start_time != ident.start_time:
@@ -101,14 +102,14 @@ def pin(pid: int) -> ProcessIdentity:
     ``/proc/<tid>`` entries of threads exist but are not listed).  The stat is read twice around
     the ``Tgid`` check, so a number reused in between is noticed (ESRCH).
     """
-    st1 = _identity.read_stat(pid)
+    st1 = _procfs.try_stat(pid)
     if st1 is None:
         if exists_hidden(pid):
             raise OSError(errno.EACCES, f"process {pid} exists but /proc hides it from us "
                           "(mounted with hidepid=); cannot watch it without pidfds")
         raise OSError(errno.ESRCH, os.strerror(errno.ESRCH))
-    tgid = _identity.read_tgid(pid)
-    st2 = _identity.read_stat(pid)
+    tgid = _procfs.tgid(pid)
+    st2 = _procfs.try_stat(pid)
     if tgid is None or st2 is None or st2.start_time != st1.start_time:
         raise OSError(errno.ESRCH, os.strerror(errno.ESRCH))
     if tgid != pid:
@@ -303,7 +304,7 @@ class ProcpollBackend(Backend):
         self._lock = threading.Lock()
 
     def available(self) -> tuple[bool, str]:
-        if not os.path.exists("/proc/self/stat"):
+        if not _procfs.exists("self"):
             return False, "/proc is not mounted"
         return True, ""
 

@@ -91,12 +91,10 @@ def max_readers_arg(text: str) -> int:
 
 
 def linger_arg(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid time {text!r}: not a number") from None
-    if not 0 <= v <= 3600:  # (NaN fails too)
-        raise argparse.ArgumentTypeError(f"invalid time {text!r}: must be 0..3600 seconds")
+    """``--linger``: a duration of the one grammar (``30``, ``500ms``, ``1m``), at most 1 h."""
+    v = _common.duration_arg(text)
+    if v > 3600:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: must be at most 1h")
     return v
 
 
@@ -123,7 +121,7 @@ def register(sub: Any) -> None:
                    help="most open handles on the top directory (each holds a snapshot of "
                         "the process list, 8 bytes a process); an eighth of it (at least 8) "
                         "per user (default: %(default)s)")
-    p.add_argument("--linger", type=linger_arg, default=30.0, metavar="SECONDS",
+    p.add_argument("--linger", type=linger_arg, default=30.0, metavar="DURATION",
                    help="keep a dead process's pidfd this long after it was first left with "
                         "no file open (reopening never extends it), "
                         "so a new open of <pid>:<inode>/... after the reap answers; 0: never "

@@ -34,6 +34,7 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
+from . import procfs
 from . import sigwake as _sigwake
 from .errors import AccessDenied, Error
 
@@ -64,57 +65,47 @@ class CgroupMount:
     controllers: tuple[str, ...]
 
 
-def _unescape(field: str) -> str:
-    """mountinfo escapes space, tab, newline and backslash as ``\\ooo`` octal."""
-    if "\\" not in field:
-        return field
-    out, i = [], 0
-    while i < len(field):
-        if field[i] == "\\" and field[i + 1 : i + 4].isdigit():
-            out.append(chr(int(field[i + 1 : i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
+_unescape = procfs.unescape  # mountinfo's octal escapes (kept for older callers)
+
+#: The options of a cgroup v1 mount that are not controllers (``cgroup1_parse_param()`` in
+#: kernel/cgroup/cgroup-v1.c: ``none``, ``all``, ``noprefix``, ``clone_children``,
+#: ``cpuset_v2_mode``, ``xattr``, ``favordynmods``; ``name=`` and ``release_agent=`` carry a
+#: value), plus the generic per-mount flags and the v2-only ones (``nsdelegate``,
+#: ``memory_*``...) in case a mountinfo line lists them.  The one list: :func:`v1_controllers`
+#: uses it for :func:`parse_mountinfo` and for ``exithand.watch(cgroup=...)``.
+V1_OPTIONS = frozenset({
+    "rw", "ro", "relatime", "noatime", "nodiratime", "strictatime", "nosuid", "nodev", "noexec",
+    "sync", "dirsync", "lazytime", "none", "all", "noprefix", "clone_children",
+    "cpuset_v2_mode", "xattr", "favordynmods", "nsdelegate", "memory_recursiveprot",
+    "memory_localevents", "memory_hugetlb_accounting", "pids_localevents",
+})
+_V1_FLAGS = V1_OPTIONS
 
 
-# v1 super options mix flags with controller names; these are the flags.
-_V1_FLAGS = frozenset({"rw", "ro", "xattr", "noprefix", "clone_children", "cpuset_v2_mode",
-                       "relatime", "noatime", "nosuid", "nodev", "noexec"})
+def v1_controllers(super_options: str) -> tuple[str, ...]:
+    """The hierarchy of a cgroup v1 mount as ``/proc/<pid>/cgroup`` names it: its controllers
+    (and ``name=X`` for a named hierarchy) from the mount's super options, in their order."""
+    return tuple(o for o in super_options.split(",") if o and o not in V1_OPTIONS
+                 and ("=" not in o or o.startswith("name=")))
 
 
 def parse_mountinfo(text: str) -> list[CgroupMount]:
     """The cgroup mounts in a ``mountinfo`` text (v2 controllers are left empty here)."""
     mounts = []
-    for line in text.splitlines():
-        parts = line.split()
-        if "-" not in parts:
-            continue
-        sep = parts.index("-")
-        if len(parts) < sep + 4 or len(parts) < 5:
-            continue
-        fstype = parts[sep + 1]
-        if fstype not in ("cgroup", "cgroup2"):
-            continue
-        root, point = _unescape(parts[3]), _unescape(parts[4])
-        if fstype == "cgroup":
-            opts = parts[sep + 3].split(",")
-            ctrls = tuple(o for o in opts if o not in _V1_FLAGS
-                          and ("=" not in o or o.startswith("name=")))
-            mounts.append(CgroupMount(point, root, 1, ctrls))
-        else:
-            mounts.append(CgroupMount(point, root, 2, ()))
+    for m in procfs.parse_mountinfo(text):
+        if m.fstype == "cgroup":
+            mounts.append(CgroupMount(m.mount_point, m.root, 1, v1_controllers(m.super_options)))
+        elif m.fstype == "cgroup2":
+            mounts.append(CgroupMount(m.mount_point, m.root, 2, ()))
     return mounts
 
 
 def cgroup_mounts() -> list[CgroupMount]:
     """Every cgroup mount visible to this process (v2 with its root's controllers)."""
     try:
-        with open("/proc/self/mountinfo") as f:
-            text = f.read()
-    except OSError as e:
-        raise Error(f"cannot read /proc/self/mountinfo: {e.strerror}") from None
+        text = procfs.read("self", "mountinfo").decode("utf-8", "surrogateescape")
+    except Error as e:
+        raise Error(f"cannot read /proc/self/mountinfo: {e}") from None
     out = []
     for m in parse_mountinfo(text):
         if m.version == 2:

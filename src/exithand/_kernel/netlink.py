@@ -64,7 +64,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Optional
 
+from . import procfs
 from . import syscalls as _sys
+from .errors import Error
 
 NETLINK_CONNECTOR = 11
 CN_IDX_PROC = 1
@@ -263,15 +265,7 @@ def _kernel_version() -> tuple[int, int]:
         return (0, 0)
 
 
-def _has_cap(cap: int) -> bool:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("CapEff:"):
-                    return bool(int(line.split()[1], 16) >> cap & 1)
-    except (OSError, ValueError):
-        pass
-    return False
+_has_cap = procfs.has_cap
 
 
 def subscription_refused() -> Optional[str]:
@@ -282,10 +276,10 @@ def subscription_refused() -> Optional[str]:
     if _sys.feature_disabled("connector"):
         return "disabled by EXITHAND_DISABLE=connector"
     try:
-        user_ino = os.stat("/proc/self/ns/user").st_ino
-        pid_ino = os.stat("/proc/self/ns/pid").st_ino
-    except OSError as e:
-        return f"cannot read /proc/self/ns: {os.strerror(e.errno or 0)}"
+        user_ino = procfs.ns_stat("self", "user").st_ino
+        pid_ino = procfs.ns_stat("self", "pid").st_ino
+    except Error as e:
+        return f"cannot read /proc/self/ns: {e}"
     if user_ino != PROC_USER_INIT_INO or pid_ino != PROC_PID_INIT_INO:
         return ("not in the initial user and pid namespace (e.g. inside a container): the "
                 "kernel ignores proc connector subscriptions from there")

@@ -29,6 +29,9 @@ import functools
 import os
 import struct
 
+from . import procfs
+from .errors import Error
+
 TYPE_CHECKING = False  # mypy reads this as typing's; importing typing costs start-up time
 if TYPE_CHECKING:
     import ctypes
@@ -168,10 +171,8 @@ def pidfd_has_unique_inode() -> bool:
 def fdinfo_pid(fd: int) -> Optional[int]:
     """The ``Pid:`` line of ``/proc/self/fdinfo/<fd>`` for a pidfd (-1 once reaped, 5.x+)."""
     try:
-        with open(f"/proc/self/fdinfo/{fd}") as f:
-            for line in f:
-                if line.startswith("Pid:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
+        value = procfs.fdinfo(fd).get("Pid")
+        return None if value is None else int(value)
+    except (Error, ValueError):
         return None
     return None

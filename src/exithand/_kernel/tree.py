@@ -27,31 +27,29 @@ import select
 import time
 from typing import Optional
 
-from .. import _identity
+from . import procfs
+from .errors import Error, NoSuchProcess
 
 
 def _children_files(pid: int) -> Optional[list[int]]:
     """Children of ``pid`` via its threads' ``children`` files; ``None`` if unsupported."""
     try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except (FileNotFoundError, ProcessLookupError):
-        return []
-    except OSError:
+        tids = procfs.tasks(pid)
+    except Error:
         return []
     out: list[int] = []
     any_file = False
     for tid in tids:
         try:
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                data = f.read()
-        except FileNotFoundError:
-            # the thread exited, or the kernel lacks CONFIG_PROC_CHILDREN
+            data = procfs.children(pid, tid)
+        except NoSuchProcess:
+            # the thread exited, or the kernel lacks CONFIG_PROC_CHILDREN (ENOENT)
             continue
-        except OSError:
+        except Error:
             continue
         any_file = True
-        out.extend(int(x) for x in data.split())
-    if not any_file and os.path.isdir(f"/proc/{pid}/task") and not _proc_children_supported():
+        out.extend(data)
+    if not any_file and procfs.exists(pid) and not _proc_children_supported():
         return None
     return out
 
@@ -62,16 +60,14 @@ _SUPPORTED: Optional[bool] = None
 def _proc_children_supported() -> bool:
     global _SUPPORTED
     if _SUPPORTED is None:
-        _SUPPORTED = os.path.exists(f"/proc/self/task/{os.getpid()}/children")
+        _SUPPORTED = os.path.exists(procfs.path("self", "children", os.getpid()))
     return _SUPPORTED
 
 
 def _children_by_scan(pid: int) -> list[int]:
     out = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        st = _identity.read_stat(int(name))
+    for p in procfs.pids():
+        st = procfs.try_stat(p)
         if st is not None and st.ppid == pid:
             out.append(st.pid)
     return out
@@ -88,23 +84,20 @@ def children(pid: int) -> list[int]:
 
 def parent_of(pid: int) -> Optional[int]:
     """``ppid`` of ``pid`` from ``/proc/<pid>/stat`` (``None`` if gone)."""
-    st = _identity.read_stat(pid)
+    st = procfs.try_stat(pid)
     return None if st is None else st.ppid
 
 
 def _task_states(pid: int) -> Optional[list[str]]:
     try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
+        tids = procfs.tasks(pid)
+    except Error:
         return None
     out = []
     for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
-                data = f.read()
-        except OSError:
-            continue  # the thread exited
-        out.append(data[data.rindex(b")") + 2 :].split(None, 1)[0].decode())
+        st = procfs.try_stat(pid, tid)
+        if st is not None:  # else the thread exited
+            out.append(st.state)
     return out
 
 

@@ -35,14 +35,16 @@ the zombie phase and zombies never reaped, not the status after the reap.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Callable, Optional
+
+import exithand
+from exithand import procfs
 
 POLICIES = ("same-user", "public", "parent", "root")
 DEFAULT_POLICY = "same-user"
 
-CAP_SYS_PTRACE = 19
+CAP_SYS_PTRACE = procfs.CAP_SYS_PTRACE
 
 
 @dataclass(frozen=True)
@@ -81,9 +83,9 @@ def in_our_user_ns(tid: int) -> bool:
     ptrace read access to the caller: if refused, the capabilities do not count.
     """
     try:
-        theirs = os.stat(f"/proc/{tid}/ns/user")
-        ours = os.stat("/proc/self/ns/user")
-    except OSError:
+        theirs = procfs.ns_stat(tid, "user")
+        ours = procfs.ns_stat("self", "user")
+    except exithand.Error:
         return False
     return (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino)
 
@@ -132,11 +134,7 @@ def decide(policy: str, caller: Caller, ppid: Optional[int],
 
 def read_thread_status(tid: int) -> Optional[bytes]:
     """``/proc/<tid>/status`` now; None if unreadable (gone)."""
-    try:
-        with open(f"/proc/{tid}/status", "rb", buffering=0) as f:
-            return f.read(4096)
-    except OSError:
-        return None
+    return procfs.try_read(tid, "status")
 
 
 def signal_pending(status: bytes, fatal_only: bool = False) -> bool:

@@ -39,6 +39,9 @@ import struct
 import threading
 from typing import Optional
 
+import exithand
+from exithand import procfs
+
 #: Raw syscall numbers (per architecture) of setgroups, setresuid, setresgid, capset.
 _SYSCALLS = {
     "x86_64": (116, 117, 119, 126),
@@ -120,12 +123,14 @@ def _visible(pids: list[int], uid: int, gid: int, groups: list[int], out: list[o
             if pid == me:
                 continue
             try:
-                os.readlink(f"/proc/{pid}/exe")
+                procfs.exe(pid)
                 seen.append(pid)
-            except OSError as e:
+            except exithand.NoSuchProcess:
                 # ENOENT: allowed and a zombie -- unless /proc/<pid> itself is gone
-                if e.errno == errno.ENOENT and os.path.exists(f"/proc/{pid}"):
+                if procfs.exists(pid):
                     seen.append(pid)
+            except exithand.Error:
+                pass  # EACCES/EPERM: refused, so hidden from this reader
         out.append(seen)
     except BaseException as e:
         out.append(e)
@@ -152,9 +157,9 @@ def may_read_exit_code(pid: int, uid: int, gid: int) -> tuple[Optional[bool], st
     if why is not None:
         return None, why
     try:
-        dirfd = os.open(f"/proc/{pid}", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError as e:
-        return None, f"/proc/{pid}: {e.strerror}"
+        dirfd = procfs.open_fd(pid, "", os.O_PATH | os.O_DIRECTORY)
+    except exithand.Error as e:
+        return None, f"{procfs.path(pid)}: {e}"
     try:
         out: list[object] = []
         t = threading.Thread(target=_ask, args=(dirfd, uid, gid, out),

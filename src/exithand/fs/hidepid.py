@@ -15,11 +15,12 @@ up to a second; ``subset=pid`` hides no pid and needs nothing.
 
 from __future__ import annotations
 
-import errno
-import os
 import time
 from dataclasses import dataclass
 from typing import Optional
+
+import exithand
+from exithand import procfs
 
 _HIDING = {"1", "2", "4", "noaccess", "invisible", "ptraceable"}
 _TTL = 1.0
@@ -37,17 +38,13 @@ NOT_HIDING = ProcOptions(False, None)
 _cache: dict[tuple[int, int], tuple[float, ProcOptions]] = {}
 
 
-def parse_mountinfo(text: str) -> ProcOptions:
-    """Options of the proc mounted last at ``/proc`` in a ``mountinfo`` text."""
+def proc_options(mounts: list[procfs.Mount]) -> ProcOptions:
+    """Options of the proc mounted last at ``/proc`` in a ``mountinfo``."""
     found = NOT_HIDING
-    for line in text.splitlines():
-        left, sep, right = line.partition(" - ")
-        fields = left.split()
-        rest = right.split()
-        if not sep or len(fields) < 5 or fields[4] != "/proc" or len(rest) < 3 \
-                or rest[0] != "proc":
+    for m in mounts:
+        if m.mount_point != "/proc" or m.fstype != "proc" or not m.super_options:
             continue
-        opts = dict(o.partition("=")[::2] for o in rest[2].split(","))
+        opts = dict(o.partition("=")[::2] for o in m.super_options.split(","))
         gid = opts.get("gid")
         found = ProcOptions(opts.get("hidepid", "0") in _HIDING,
                             int(gid) if gid is not None and gid.isdigit() else None)
@@ -59,8 +56,10 @@ def options_of(caller_pid: int) -> ProcOptions:
     if caller_pid <= 0:
         return NOT_HIDING
     try:
-        st = os.stat(f"/proc/{caller_pid}/ns/mnt")
-    except OSError:
+        st = procfs.ns_stat(caller_pid, "mnt")
+    except exithand.FdLimitError:
+        raise  # out of fds: fail closed (callers answer ENFILE), never "hides nothing"
+    except exithand.Error:
         return NOT_HIDING
     key = (st.st_dev, st.st_ino)
     now = time.monotonic()
@@ -68,11 +67,10 @@ def options_of(caller_pid: int) -> ProcOptions:
     if hit is not None and now - hit[0] < _TTL:
         return hit[1]
     try:
-        with open(f"/proc/{caller_pid}/mountinfo") as f:
-            opts = parse_mountinfo(f.read())
-    except OSError as e:
-        if e.errno in (errno.EMFILE, errno.ENFILE):
-            raise  # out of fds: fail closed (callers answer ENFILE), never "hides nothing"
+        opts = proc_options(procfs.mountinfo(caller_pid))
+    except exithand.FdLimitError:
+        raise  # out of fds: fail closed (callers answer ENFILE), never "hides nothing"
+    except exithand.Error:
         opts = NOT_HIDING
     if len(_cache) > 1024:
         _cache.clear()

@@ -5,10 +5,8 @@ with ENOTCONN ("Transport endpoint is not connected") until someone unmounts it
 (``fusermount3 -u``, or ``umount -l`` as root).  ``exithand mount`` refuses such a
 mountpoint with a message saying so, and ``exithand umount`` clears it.
 
-Mount points are matched in their escaped ``mountinfo`` form (``_mangle``), the exact inverse
-of what ``exithand._kernel.cgroup`` unescapes: the filesystem uses only the public library API,
-so it
-does not import that private parser.
+Mount points are read with :func:`exithand.procfs.mountinfo` (the one mountinfo parser,
+which undoes the kernel's octal escapes), so they compare with plain paths.
 """
 
 from __future__ import annotations
@@ -19,6 +17,8 @@ import shutil
 import stat
 import subprocess
 
+from exithand import procfs
+
 #: The type ``/proc/self/mountinfo`` shows for our mounts, live or stale (``subtype=exithand``).
 FSTYPE = "fuse.exithand"
 
@@ -27,26 +27,17 @@ class MountError(Exception):
     """A mountpoint we cannot use or clear; the message tells the user what to do."""
 
 
-def _mangle(path: str) -> str:
-    """``path`` as ``/proc/self/mountinfo`` writes it: space, tab, newline and backslash as
-    ``\\ooo`` octal (the kernel's ``mangle_path``), so fields compare without unescaping."""
-    return "".join(f"\\{ord(c):03o}" if c in " \t\n\\" else c for c in path)
-
-
 def mount_fstype(path: str) -> str | None:
     """Filesystem type of the mount *at* ``path`` (e.g. ``fuse.exithand``), None if none.
 
     Read from ``/proc/self/mountinfo``, which works even when the mount is stale (``stat``
     would fail with ENOTCONN there).
     """
-    mangled = _mangle(os.path.abspath(path))
+    where = os.path.abspath(path)
     found = None
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            left, _, right = line.partition(" - ")
-            fields = left.split()
-            if len(fields) >= 5 and fields[4] == mangled:
-                found = right.split()[0] if right else "?"
+    for m in procfs.mountinfo("self"):
+        if m.mount_point == where:
+            found = m.fstype
     return found
 
 

@@ -17,6 +17,11 @@ FUSE facts this relies on (pyfuse3 3.5, Linux 6.x):
   and the opener's identity are taken at open.
 * ``poll`` gets a fresh ``PollHandle`` when the kernel wants a wakeup; we keep the latest per
   open file and ``notify()`` it at death.  Answering readable before death would be a lie.
+
+Over 500 lines because it is the one ``pyfuse3.Operations`` class, a handler per FUSE request
+(most a few lines, the read-only ones one); what is not a FUSE operation lives beside it: the
+watch lifecycle in :mod:`.watches`, lingering in :mod:`.linger`, the access policy in
+:mod:`.access`, pid namespaces in :mod:`.pidns`, blocked readers in :mod:`.scanner`.
 """
 
 from __future__ import annotations
@@ -34,15 +39,16 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional, TypeVar
 
 import pyfuse3
-import trio
 
 import exithand
+from exithand import procfs
 
 from . import access as policy
 from . import askkernel, hidepid, inodes, names, pidns, quota, siginfo
-from .deathwatch import Watch, key_of
+from .deathwatch import Watch
 from .linger import Lingering
 from .scanner import Blocked, Scanner, start_time
+from .watches import Watches
 
 log = logging.getLogger("exithand.fs")
 
@@ -59,6 +65,9 @@ def _guard(fn: F) -> F:
             return await fn(*args, **kwargs)
         except pyfuse3.FUSEError:
             raise
+        except exithand.FdLimitError as e:  # out of fds inside an exithand.procfs read
+            log.warning("%s: out of file descriptors: %s", fn.__name__, e)
+            raise pyfuse3.FUSEError(errno.ENFILE) from None
         except OSError as e:
             if e.errno not in (errno.EMFILE, errno.ENFILE):
                 log.exception("unexpected error in %s", fn.__name__)
@@ -131,17 +140,14 @@ class ExitFS(pyfuse3.Operations):
                                            self.limits.readers_per_user)
         self.quota_dirs = quota.Counter("directory handles", self.limits.dirs,
                                         self.limits.dirs_per_user)
-        self.nursery: Any = None
         self.table = inodes.InodeTable()
         self.files: dict[int, OpenFile] = {}
         self.dirs: dict[int, Listing] = {}
-        self.watches: dict[Any, Watch] = {}
         self.blocked: dict[int, Blocked] = {}  # id(Blocked) -> Blocked
         # dead processes' watches kept after their last file closed (see .linger)
         self.lingering: Lingering[Watch] = Lingering(
             self.limits.linger_seconds, self.limits.lingering, self.limits.lingering_per_user)
-        self._sweeping = False
-        self._linger_changed: Optional[trio.Event] = None  # wakes the sweeper (a new deadline)
+        self.watches = Watches(access_policy, self.lingering, lambda: self.shutting_down)
         self.scanner = Scanner(lambda: list(self.blocked.values()), scan_interval)
         self.shutting_down = False
         self.stopped_by = 0  # the signal that stopped the daemon, if any
@@ -149,6 +155,15 @@ class ExitFS(pyfuse3.Operations):
         self._start_ns = time.time_ns()
         self._uid = os.getuid()
         self._gid = os.getgid()
+
+    @property
+    def nursery(self) -> Any:
+        """The daemon's nursery, where the watches' tasks run (set before ``pyfuse3.main``)."""
+        return self.watches.nursery
+
+    @nursery.setter
+    def nursery(self, nursery: Any) -> None:
+        self.watches.nursery = nursery
 
     # ----- helpers ------------------------------------------------------------------------
 
@@ -186,7 +201,17 @@ class ExitFS(pyfuse3.Operations):
             return False
 
     @staticmethod
-    def _hiding(ctx: Any) -> Optional[tuple[int, int, list[int]]]:
+    def _caller(ctx: Any) -> tuple[policy.Caller, Optional[bytes]]:
+        """Who is asking: the request's uid/gid/pid and what its thread's status shows
+        (groups, capabilities if it is in our user namespace), read once per request; with
+        that status text (None if unreadable)."""
+        text = policy.read_thread_status(ctx.pid) if ctx.pid > 0 else None
+        return policy.caller_from_status(ctx.uid, ctx.gid, ctx.pid, text,
+                                         caps_count=text is not None and
+                                         policy.in_our_user_ns(ctx.pid)), text
+
+    @classmethod
+    def _hiding(cls, ctx: Any) -> Optional[tuple[int, int, list[int]]]:
         """``(uid, gid, groups)`` to judge visibility as, or None when the reader's own /proc
         hides nothing from it (no ``hidepid=``, in its ``gid=`` group, or CAP_SYS_PTRACE)."""
         if ctx is None:
@@ -194,10 +219,7 @@ class ExitFS(pyfuse3.Operations):
         opts = hidepid.options_of(ctx.pid)
         if not opts.hides:
             return None
-        text = policy.read_thread_status(ctx.pid) if ctx.pid > 0 else None
-        caller = policy.caller_from_status(ctx.uid, ctx.gid, ctx.pid, text,
-                                           caps_count=text is not None and
-                                           policy.in_our_user_ns(ctx.pid))
+        caller, text = cls._caller(ctx)
         groups = hidepid.groups_of(text)
         if caller.privileged or (opts.gid is not None and (
                 opts.gid == ctx.gid or opts.gid in groups)):
@@ -208,7 +230,7 @@ class ExitFS(pyfuse3.Operations):
         """``ls MNT`` for this caller: (numbers in its pid namespace, ours), sorted by its;
         without what its own /proc hides (hidepid=)."""
         caller_pid = ctx.pid
-        host = sorted(int(n) for n in os.listdir("/proc") if n.isdigit())
+        host = sorted(procfs.pids())
         as_reader = self._hiding(ctx)
         if as_reader is not None:
             seen_by_reader = askkernel.visible(host, *as_reader) or set()
@@ -347,72 +369,6 @@ class ExitFS(pyfuse3.Operations):
 
     # ----- files ----------------------------------------------------------------------------
 
-    def _watch_for(self, h: exithand.ExitHandle) -> Watch:
-        key = key_of(h)
-        w = self.watches.get(key) if key is not None else None
-        if w is not None and not w.closed:
-            h.close()
-            return w
-        w = Watch(h, key, self.policy)
-        self.watches[key if key is not None else id(w)] = w
-        self.nursery.start_soon(w.run, name=f"watch-{w.pid}")
-        return w
-
-    def _unref(self, w: Watch, uid: int) -> None:
-        """One file less on ``w`` (closed by ``uid``).  Unused: closed, or, for a dead process
-        named by its pidfs inode, kept for new opens of ``PID:INODE`` until ``--linger``
-        seconds after it was first left unused (:mod:`.linger`)."""
-        w.refs -= 1
-        if w.refs > 0:
-            return
-        pin = w.key[1] if w.key is not None else None
-        if (pin is None or not w.dead.is_set() or w.closed or self.shutting_down
-                or self.nursery is None or not self.lingering.enabled):
-            self._drop(w)
-            return
-        now = trio.current_time()
-        if w.linger_until is None:  # first left unused since death: the clock starts now,
-            w.linger_until = now + self.lingering.seconds  # and reopening never extends it
-            w.linger_uid = uid  # charged to this uid for good (others' opens move nothing)
-        elif w.linger_until <= now:
-            self._drop(w)
-            return
-        w.read_final()  # what a zombie still shows, before its parent reaps it
-        for old in self.lingering.keep((w.pid, pin), w, w.linger_uid, w.linger_until):
-            self._drop(old)
-        log.debug("lingering pid=%d inode=%d for %.3gs", w.pid, pin, w.linger_until - now)
-        if not self._sweeping:
-            self._sweeping = True
-            self.nursery.start_soon(self._sweep, name="linger-sweeper")
-        elif self._linger_changed is not None:  # a re-kept watch's deadline may come sooner
-            self._linger_changed.set()
-
-    def _drop(self, w: Watch) -> None:
-        for k, v in list(self.watches.items()):
-            if v is w:
-                del self.watches[k]
-        w.close()
-
-    async def _sweep(self) -> None:
-        """Close the kept watches as their time runs out; ends when none is kept."""
-        try:
-            while True:
-                deadline = self.lingering.next_deadline()
-                if deadline is None:
-                    return
-                self._linger_changed = trio.Event()
-                with trio.move_on_at(deadline):
-                    await self._linger_changed.wait()
-                for w in self.lingering.expire(trio.current_time()):
-                    if w.refs <= 0:
-                        log.debug("linger-expired pid=%d", w.pid)
-                        try:
-                            self._drop(w)
-                        except Exception:  # never take the daemon's nursery down
-                            log.exception("closing the watch of pid %d", w.pid)
-        finally:
-            self._sweeping = False
-
     def _kept(self, node: inodes.DirNode, view: pidns.View) -> Optional[Watch]:
         """The kept watch of the reaped process ``node`` pins, for a reader in our pid
         namespace (another namespace's number for it cannot be learnt after the reap)."""
@@ -443,31 +399,27 @@ class ExitFS(pyfuse3.Operations):
             raise _err(errno.EROFS)
         if self.shutting_down:
             raise _err(errno.ESHUTDOWN)
-        text = policy.read_thread_status(ctx.pid) if ctx.pid > 0 else None
-        caller = policy.caller_from_status(
-            ctx.uid, ctx.gid, ctx.pid, text, caps_count=text is not None and
-            policy.in_our_user_ns(ctx.pid))
+        caller, _ = self._caller(ctx)  # once per open: judged at open and again at death
         why = self.quota_files.take(ctx.uid)
         if why:
             log.warning("refusing open of %s: %s", node.name, why)
             raise _err(errno.EAGAIN)
         try:
-            kept: Optional[Watch] = None
-            try:
-                h: Optional[exithand.ExitHandle] = self._pin(node)
-            except pyfuse3.FUSEError as e:
-                with pidns.view_of(ctx.pid) as view:
+            with pidns.view_of(ctx.pid) as view:  # the opener's pid namespace, once per open
+                kept: Optional[Watch] = None
+                try:
+                    h: Optional[exithand.ExitHandle] = self._pin(node)
+                except pyfuse3.FUSEError as e:
                     kept = self._kept(node, view) if e.errno == errno.ENOENT else None
-                if kept is None:
-                    raise
-                h = None  # reaped, but its watch was kept: answer from that
-            with pidns.view_of(ctx.pid) as view:
+                    if kept is None:
+                        raise
+                    h = None  # reaped, but its watch was kept: answer from that
                 shown = view.from_host(node.pid)  # after pinning: about the pinned process
             if shown is None:  # a process the opener's pid namespace does not contain
                 if h is not None:
                     h.close()
                 raise _err(errno.ENOENT)
-            w = self._watch_for(h) if h is not None else kept
+            w = self.watches.watch_for(h) if h is not None else kept
             assert w is not None
             if w.refs <= 0 and w.key is not None and w.key[1] is not None:
                 self.lingering.take((w.pid, w.key[1]))  # in use again (by either name)
@@ -480,7 +432,7 @@ class ExitFS(pyfuse3.Operations):
                                   names.FILES[kind - 1], ctx.uid, ctx.pid, why)
                         raise _err(errno.EACCES)
             except BaseException:
-                self._unref(w, ctx.uid)
+                self.watches.unref(w, ctx.uid)
                 raise
         except BaseException:
             self.quota_files.give(ctx.uid)
@@ -593,7 +545,7 @@ class ExitFS(pyfuse3.Operations):
         if of.kind != names.EXITHAND:
             of.watch.remove_reader(of.caller)
         self.quota_files.give(of.caller.uid)
-        self._unref(of.watch, of.caller.uid)
+        self.watches.unref(of.watch, of.caller.uid)
         log.debug("file-closed fh=%d pid=%d", fh, of.watch.pid)
 
     async def fsync(self, fh: int, datasync: bool) -> None:
@@ -606,16 +558,12 @@ class ExitFS(pyfuse3.Operations):
         self.shutting_down = True
         for b in list(self.blocked.values()):
             b.release(errno.EIO)
-        for w in list(self.watches.values()):
-            w.notify_pollers()
+        self.watches.notify_pollers()
 
     def close_all(self) -> None:
         """After the main loop: close every handle and fd still held."""
         self.files.clear()
-        self.lingering.clear()
-        for w in list(self.watches.values()):
-            w.close()
-        self.watches.clear()
+        self.watches.close_all()
 
     # ----- everything else: read-only --------------------------------------------------------
 

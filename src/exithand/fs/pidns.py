@@ -29,6 +29,9 @@ import logging
 import os
 from typing import Optional
 
+import exithand
+from exithand import procfs
+
 log = logging.getLogger("exithand.fs")
 
 NS_GET_PID_FROM_PIDNS = 0x8004B706  # _IOR(0xb7, 0x6, int)
@@ -39,7 +42,7 @@ def _ns_id(st: os.stat_result) -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
-_OURS = _ns_id(os.stat("/proc/self/ns/pid"))
+_OURS = _ns_id(procfs.ns_stat("self", "pid"))
 
 
 class View:
@@ -94,15 +97,15 @@ class View:
 def view_of(caller_pid: int) -> View:
     """The pid namespace view of the FUSE caller whose (daemon-namespace) pid is given.
 
-    Raises ``OSError`` (EMFILE/ENFILE) when the daemon is out of fds."""
+    Raises :class:`exithand.FdLimitError` when the daemon is out of fds."""
     if caller_pid <= 0:
         return View(why="the caller is not visible from the daemon's pid namespace")
     try:
-        fd = os.open(f"/proc/{caller_pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as e:
-        if e.errno in (errno.EMFILE, errno.ENFILE):
-            raise  # out of fds: not "the caller sees nothing" (callers answer ENFILE)
-        return View(why=f"cannot open the caller's pid namespace: {e.strerror}")
+        fd = procfs.open_fd(caller_pid, "ns/pid", os.O_RDONLY)
+    except exithand.FdLimitError:
+        raise  # out of fds: not "the caller sees nothing" (callers answer ENFILE)
+    except exithand.Error as e:
+        return View(why=f"cannot open the caller's pid namespace: {e}")
     if _ns_id(os.fstat(fd)) == _OURS:
         os.close(fd)
         return View(same=True)

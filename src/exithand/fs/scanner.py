@@ -29,33 +29,23 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 from typing import Callable
 
 import trio
+
+import exithand
+from exithand import procfs
 
 from . import access as policy
 
 log = logging.getLogger("exithand.fs")
 
 
-def _read(path: str) -> bytes | None:
-    try:
-        with open(path, "rb", buffering=0) as f:
-            return f.read(4096)
-    except OSError:
-        return None
-
-
 def start_time(tgid: int) -> int | None:
-    """Field 22 of ``/proc/<tgid>/stat`` (parsed after the last ``)``), None if unreadable."""
-    data = _read(f"/proc/{tgid}/stat")
-    if data is None:
-        return None
-    try:
-        return int(data.rsplit(b")", 1)[1].split()[19])
-    except (IndexError, ValueError):
-        return None
+    """Field 22 of ``/proc/<tgid>/stat`` (:func:`exithand.procfs.try_stat`, parsed after the
+    last ``)``), None if unreadable."""
+    st = procfs.try_stat(tgid)
+    return st.start_time if st is not None else None
 
 
 def _zombie(status: bytes) -> bool:
@@ -98,7 +88,7 @@ class Scanner:
         """Has ``b``'s opener a signal pending (or is its process being killed)?"""
         if b.opener_tgid <= 0 or b.opener_start is None:
             return False
-        text = _read(f"/proc/{b.opener_tgid}/task/{b.opener_tid}/status")
+        text = procfs.try_read(b.opener_tgid, "status", b.opener_tid)
         if text is not None and policy.signal_pending(text):
             return start_time(b.opener_tgid) == b.opener_start
         if text is not None and not _zombie(text):
@@ -107,11 +97,11 @@ class Scanner:
         if start_time(b.opener_tgid) != b.opener_start:
             return False  # the opener process is gone (or the number is another's)
         try:
-            tids = os.listdir(f"/proc/{b.opener_tgid}/task")
-        except OSError:
+            tids = procfs.tasks(b.opener_tgid)
+        except exithand.Error:
             return False
         for tid in tids:
-            t = _read(f"/proc/{b.opener_tgid}/task/{tid}/status")
+            t = procfs.try_read(b.opener_tgid, "status", tid)
             if t is not None and not _zombie(t) and policy.signal_pending(t, fatal_only=True):
                 return True
         return False

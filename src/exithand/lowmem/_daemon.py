@@ -5,7 +5,7 @@ One ``epoll`` holds the PSI trigger fds (``EPOLLPRI``), every dying victim's pid
 the reaper thread).  The loop wakes on those or on a timer (``interval`` for the memory floors,
 a quarter window for PSI samples), and decides only when :class:`Ledger.waiting` allows it.
 
-Killing a process (``kill-mode process``):
+Killing a process (``kill-mode process``; the kill modes live in :mod:`._killmodes`):
 
 1. The victim is pinned (:func:`._victims.pin`).
 2. SIGKILL (or SIGTERM, then SIGKILL after ``grace``) through the pidfd; *after* the SIGKILL,
@@ -56,10 +56,10 @@ import exithand
 
 from ._config import Config
 from ._events import Emitter
+from ._killmodes import Killer
 from ._ledger import KillRecord, Ledger
 from ._meminfo import CgroupMemory, Memory, SystemMemory, pcp_bytes
 from ._psi import PsiUnavailable, PsiWatch
-from ._reaper import boost, release, v2_cgroup
 from ._units import Amount, SettingError
 from ._victims import Candidate, candidates, pin
 
@@ -89,10 +89,11 @@ class Daemon:
         self.mem_min: Optional[Amount] = cfg.mem_min
         self.epoll: Optional[select.epoll] = None
         self.wake_r = self.wake_w = -1
-        self.jobs: queue.Queue[Optional[KillRecord]] = queue.Queue()
-        self.results: queue.Queue[tuple[KillRecord, str, Any]] = queue.Queue()
+        self.killer = Killer(cfg, self.ledger, out, self._wake)
+        self.jobs = self.killer.jobs
+        self.results = self.killer.results
+        self.term_deadline = self.killer.term_deadline
         self.by_fd: dict[int, KillRecord] = {}
-        self.term_deadline: dict[int, float] = {}  # id(record) -> when to escalate
         self.kills = 0
         self.stop_signal: Optional[int] = None
         self.quiet_until = -1.0
@@ -181,7 +182,7 @@ class Daemon:
                                      "lowering it needs CAP_SYS_RESOURCE)")
 
     def close(self) -> None:
-        self.jobs.put(None)
+        self.killer.stop()
         for r in self.ledger.records:
             if r.handle is not None and not r.handle.closed and r.finished:
                 r.handle.close()
@@ -217,7 +218,7 @@ class Daemon:
         assert self.epoll is not None
         old = {s: signal.signal(s, self._on_signal)
                for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
-        reaper = threading.Thread(target=self._reaper, name="exithand-lowmem-reaper",
+        reaper = threading.Thread(target=self.killer.reaper, name="exithand-lowmem-reaper",
                                   daemon=True)
         reaper.start()
         try:
@@ -243,7 +244,7 @@ class Daemon:
                     w.sample(now)
                 if end is not None and now >= end:
                     break
-                self._escalate(now)
+                self.killer.escalate(now)
                 if hint or now >= next_tick or busy:
                     self.step(now)
                     if now >= next_tick:
@@ -313,8 +314,10 @@ class Daemon:
             self.epoll.unregister(fd)
 
     def _settled(self, now: float) -> bool:
-        return all(r.freed_at is not None or now >= r.t_kill + self.ledger.kill_timeout
-                   + (self.cfg.grace or 0) for r in self.ledger.records) and self.jobs.empty()
+        """Nothing left to wait for before stopping: no victim blocks decisions any more
+        (:meth:`Ledger.blocking`) and the reaper thread has no job queued."""
+        return not any(self.ledger.blocking(r, now) for r in self.ledger.records) \
+            and self.jobs.empty()
 
     # ----- decisions --------------------------------------------------------------------------
 
@@ -413,106 +416,17 @@ class Daemon:
         self.kills += 1
         self.warned_no_candidate = False
         mode = cfg.kill_mode
-        if mode == "process":
-            err: Optional[str] = None
-            sig = signal.SIGTERM if cfg.grace else signal.SIGKILL
-            try:
-                h.send_signal(sig)
-                if sig == signal.SIGKILL:
-                    err = boost(h)  # only now: see the module doc, step 1
-            except exithand.Error as e:  # gone since the pin, or not ours to kill
-                r.finished = True
-                self.ledger.mark_dead(r, now)
-                self.out.emit("kill_failed", f"cannot signal {v.pid} ({v.comm}): {e}",
-                              **fields, error=str(e))
-                self.reported.add(id(r))
-                return
-            fields.update(boost_error=err, signal=signal.Signals(sig).name)
-            if sig == signal.SIGKILL and cfg.mrelease:
-                self.jobs.put(r)
-            else:
-                r.finished = not cfg.mrelease
-                if cfg.grace:
-                    self.term_deadline[id(r)] = now + cfg.grace
-        else:
-            self._start_worker(r, fields)
+        e = self.killer.start(r, fields, now)  # the kill modes: ._killmodes
+        if e is not None:
+            self.out.emit("kill_failed", f"cannot signal {v.pid} ({v.comm}): {e}",
+                          **fields, error=str(e))
+            self.reported.add(id(r))
+            return
         assert self.epoll is not None
         self.by_fd[h.fileno()] = r
         self.epoll.register(h.fileno(), select.EPOLLIN)
         self.out.emit("kill", f"killing {v.pid} ({v.comm}), score {v.score}, "
                       f"{_mib(v.memory)}: {trig}", **fields, kill_mode=mode)
-
-    def _escalate(self, now: float) -> None:
-        for r in list(self.ledger.records):
-            due = self.term_deadline.get(id(r))
-            if due is None or now < due:
-                continue
-            del self.term_deadline[id(r)]
-            if r.dead_at is None and r.handle is not None and r.handle.is_alive():
-                with contextlib.suppress(exithand.Error):
-                    r.handle.send_signal(signal.SIGKILL)
-                    boost(r.handle)  # SIGKILL is pending: nothing boosted can outlive it
-                    self.out.emit("escalate", f"{r.victim.pid} still alive after SIGTERM: "
-                                  "SIGKILL", pid=r.victim.pid)
-                if self.cfg.mrelease:
-                    self.jobs.put(r)
-                    continue
-            r.finished = True
-
-    # ----- worker threads ---------------------------------------------------------------------
-
-    def _reaper(self) -> None:
-        """process_mrelease for each SIGKILLed victim, one after the other, off the main loop."""
-        while True:
-            r = self.jobs.get()
-            if r is None:
-                return
-            assert r.handle is not None
-            t0 = time.monotonic()
-            outcome, err = release(r.handle)
-            self.results.put((r, "mrelease", (outcome, err, time.monotonic() - t0)))
-            self._wake()
-
-    def _start_worker(self, r: KillRecord, fields: dict[str, Any]) -> None:
-        cfg = self.cfg
-        assert r.handle is not None
-        sig = signal.SIGTERM if cfg.grace else signal.SIGKILL
-        h = r.handle
-        cgroup = None
-        if cfg.kill_mode == "cgroup":
-            cgroup = v2_cgroup(h.pid)
-            fields["cgroup_killed"] = cgroup
-
-        if cfg.kill_mode == "cgroup" and cgroup is None:
-            fields["cgroup_note"] = "in the root cgroup v2 (or none): the process alone"
-
-        def alone() -> Any:
-            return exithand.kill_and_wait(h, signal=sig, grace=cfg.grace,
-                                          release_memory=cfg.mrelease, timeout=cfg.stuck_after,
-                                          tree=cfg.kill_mode == "tree")
-
-        def work() -> None:
-            res: Any
-            kind = cfg.kill_mode
-            try:
-                if cfg.kill_mode == "cgroup" and cgroup is not None:
-                    try:
-                        res = exithand.kill_cgroup(cgroup, signal=sig, grace=cfg.grace,
-                                                   release_memory=cfg.mrelease,
-                                                   timeout=cfg.stuck_after)
-                    except exithand.CgroupError:
-                        # refused before anything was signalled (not v2, the root, holds the
-                        # daemon itself): the chosen process still has to go
-                        kind = "process"
-                        res = alone()
-                else:
-                    res = alone()
-            except Exception as e:  # reported as an event; the daemon carries on
-                res = e
-            self.results.put((r, kind, res))
-            self._wake()
-
-        threading.Thread(target=work, name="exithand-lowmem-kill", daemon=True).start()
 
     def _results(self, now: float) -> None:
         while True:

@@ -121,10 +121,22 @@ class Ledger:
             if mem <= r.victim.memory * FREED_FRACTION:
                 self._freed(r, now)  # e.g. process_mrelease on a frozen victim
 
+    def past_deadline(self, r: KillRecord, now: float, limit: float) -> bool:
+        """Is ``now`` past ``r``'s deadline ``t_kill + grace + limit``?  The one deadline rule:
+        a victim first has ``grace`` to take its SIGTERM, then ``limit``: ``kill_timeout``
+        while it blocks decisions (:meth:`waiting`, and the daemon's settling before it stops),
+        ``stuck_after`` while what it has left is credited and its record kept
+        (:meth:`credit`, :meth:`expired`)."""
+        return now >= r.t_kill + self.grace + limit
+
+    def blocking(self, r: KillRecord, now: float) -> bool:
+        """Does ``r`` still block decisions (not freed, within ``kill_timeout``)?"""
+        return r.freed_at is None and not self.past_deadline(r, now, self.kill_timeout)
+
     def waiting(self, now: float) -> Optional[str]:
         """Why no decision may be taken now (``None``: decide)."""
         for r in self.records:
-            if r.freed_at is None and now < r.t_kill + self.grace + self.kill_timeout:
+            if self.blocking(r, now):
                 return f"victim {r.victim.pid} ({r.victim.comm}) is dying"
         if now < self.last_freed + self.hold_off:
             return "holding off after the last kill"
@@ -140,7 +152,7 @@ class Ledger:
         recent = []
         for r in self.records:
             if r.freed_at is None:
-                if now < r.t_kill + self.grace + self.stuck_after:
+                if not self.past_deadline(r, now, self.stuck_after):
                     credit += r.remaining
             elif now < r.freed_at + self.credit_window:
                 recent.append(r)
@@ -159,7 +171,7 @@ class Ledger:
         keep, done = [], []
         for r in self.records:
             over = (r.freed_at is not None and now >= r.freed_at + self.credit_window) or (
-                r.freed_at is None and now >= r.t_kill + self.grace + self.stuck_after)
+                r.freed_at is None and self.past_deadline(r, now, self.stuck_after))
             if over and r.finished and (r.dead_at is not None or r.handle is None):
                 done.append(r)
             else:

@@ -1,8 +1,9 @@
 """Small parsers for the daemon's settings: durations, sizes, percentages.
 
-Kept here (not shared with the CLI's other commands) so the low-memory daemon stands alone; the
-formats are the ones earlyoom and systemd-oomd users expect: ``150ms``, ``2s``, ``1.5``
-(seconds), ``512M``, ``2G``, ``10%``.
+Durations are read by the library's one grammar (:func:`exithand.duration.parse_duration`,
+the same for every command's time options: ``5us``, ``150ms``, ``2s``, ``1.5`` seconds, ``1m``,
+``1h``, ``1d``), with the setting's name in front of its error text.  Sizes and percentages are
+the ones earlyoom and systemd-oomd users expect: ``512M``, ``2G``, ``10%``.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
-_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(us|ms|s|m|min)?\s*$")
-_DURATION_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "min": 60.0}
+from exithand.duration import UNITS, DurationError
+from exithand.duration import parse_duration as _parse_duration
+
 _SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 #: the largest size accepted (8 EiB): more than any machine has, and it fits a C long
@@ -25,25 +27,26 @@ class SettingError(ValueError):
 
 
 def parse_duration(value: object, what: str, *, default_unit: str = "s") -> float:
-    """Seconds from ``"150ms"``, ``"2s"``, ``"1.5"`` (``default_unit``) or a number."""
-    if isinstance(value, bool):
+    """Seconds from ``"150ms"``, ``"2s"``, ``"1.5"`` (``default_unit``) or a number.
+
+    A string goes through :func:`exithand.duration.parse_duration`; a TOML number is in
+    ``default_unit``.  Errors are ``"<what>: <the grammar's error text>"``.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise SettingError(f"{what}: expected a duration like 500ms or 2s, got {value!r}")
-    if isinstance(value, (int, float)):
+    if not isinstance(value, str):
         try:
-            secs = float(value) * _DURATION_UNITS[default_unit]
+            secs = float(value) * UNITS[default_unit]
         except OverflowError:  # an int too large for a float (TOML has no size limit)
             secs = math.inf
-    elif isinstance(value, str):
-        m = _DURATION.match(value)
-        if not m:
-            raise SettingError(f"{what}: {_short(value)} is not a duration "
-                               "(examples: 500ms, 2s, 1.5)")
-        secs = float(m.group(1)) * _DURATION_UNITS[m.group(2) or default_unit]
-    else:
-        raise SettingError(f"{what}: expected a duration like 500ms or 2s, got {value!r}")
-    if not math.isfinite(secs) or secs < 0:
-        raise SettingError(f"{what}: {_short(value)} must be a finite duration >= 0")
-    return secs
+        if not math.isfinite(secs) or secs < 0:
+            raise SettingError(f"{what}: invalid duration {_short(value)}: must be a finite "
+                               f"number of seconds >= 0")
+        return secs
+    try:
+        return _parse_duration(value, default_unit)
+    except DurationError as e:
+        raise SettingError(f"{what}: {e}") from None
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import os
 
+from exithand import Error, procfs
+
 TYPE_CHECKING = False  # typing costs start-up time; mypy reads this name as typing's
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -38,25 +40,15 @@ else:
 
     Proc = namedtuple("Proc", "pid comm state ppid pgrp session tty_nr start_time")
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+CLK_TCK = procfs.CLK_TCK
 
 
 def read_proc(pid: int) -> Optional[Proc]:
     """The stat fields of ``pid``, or None if it is gone (or not a process)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read().decode("utf-8", "surrogateescape")
-    except OSError:
+    st = procfs.try_stat(pid)
+    if st is None:
         return None
-    lpar, rpar = raw.find("("), raw.rfind(")")
-    if lpar < 0 or rpar < lpar:
-        return None
-    fields = raw[rpar + 2:].split()
-    try:
-        return Proc(pid, raw[lpar + 1:rpar], fields[0], int(fields[1]), int(fields[2]),
-                    int(fields[3]), int(fields[4]), int(fields[19]))
-    except (IndexError, ValueError):
-        return None
+    return Proc(pid, st.comm, st.state, st.ppid, st.pgrp, st.session, st.tty_nr, st.start_time)
 
 
 def scan(only: Optional[set[int]] = None) -> Iterator[Proc]:
@@ -64,37 +56,23 @@ def scan(only: Optional[set[int]] = None) -> Iterator[Proc]:
     just those of these pids that exist (what a scan filtered on them would keep, without
     reading every other process)."""
     if only is not None:  # /proc/TID exists for a thread too, but a scan never lists it
-        pids = sorted(p for p in only if p > 0 and _tgid(p) == p)
+        pids = sorted(p for p in only if p > 0 and procfs.tgid(p) == p)
     else:
         try:
-            names = os.listdir("/proc")
+            pids = sorted(procfs.pids())
         except OSError:
             return
-        pids = sorted(int(n) for n in names if n.isdigit())
     for pid in pids:
         p = read_proc(pid)
         if p is not None:
             yield p
 
 
-def _tgid(pid: int) -> Optional[int]:
-    try:
-        with open(f"/proc/{pid}/status", "rb") as f:
-            for line in f:
-                if line.startswith(b"Tgid:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
 def cmdline(pid: int, comm: str) -> Optional[str]:
     """The command line, arguments joined by spaces; ``[comm]`` when empty (kernel threads,
     zombies), as procps shows it; None if the process is gone."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            raw = f.read()
-    except OSError:
+    raw = procfs.try_read(pid, "cmdline")
+    if raw is None:
         return None
     if not raw:
         return f"[{comm}]"
@@ -103,29 +81,21 @@ def cmdline(pid: int, comm: str) -> Optional[str]:
 
 def ids(pid: int) -> Optional[tuple[int, int, int]]:
     """(real uid, effective uid, real gid) from ``/proc/PID/status``, None if gone."""
-    uid = gid = None
-    try:
-        with open(f"/proc/{pid}/status", "rb") as f:
-            for line in f:
-                if line.startswith(b"Uid:"):
-                    uid = line.split()[1:3]
-                elif line.startswith(b"Gid:"):
-                    gid = line.split()[1:2]
-                    break
-    except OSError:
+    data = procfs.try_read(pid, "status")
+    if data is None:
         return None
-    if not uid or not gid:
+    fields = procfs.parse_status(data)
+    uid = procfs.id_list(fields.get("Uid", ""))
+    gid = procfs.id_list(fields.get("Gid", ""))
+    if len(uid) < 2 or not gid:
         return None
-    return int(uid[0]), int(uid[1]), int(gid[0])
+    return uid[0], uid[1], gid[0]
 
 
 def cgroups(pid: int) -> Optional[list[str]]:
     """The lines of ``/proc/PID/cgroup`` (``0::/path`` for cgroup v2), None if gone."""
-    try:
-        with open(f"/proc/{pid}/cgroup", "rb") as f:
-            return f.read().decode("utf-8", "surrogateescape").splitlines()
-    except OSError:
-        return None
+    raw = procfs.try_read(pid, "cgroup")
+    return None if raw is None else raw.decode("utf-8", "surrogateescape").splitlines()
 
 
 NAMESPACES = ("ipc", "mnt", "net", "pid", "user", "uts")  # procps' list, in its order
@@ -137,8 +107,8 @@ def namespaces(pid: int, which: tuple[str, ...] = NAMESPACES) -> Optional[dict[s
     out = {}
     for ns in which:
         try:
-            out[ns] = os.stat(f"/proc/{pid}/ns/{ns}").st_ino
-        except OSError:
+            out[ns] = procfs.ns_stat(pid, ns).st_ino
+        except Error:
             return None
     return out
 
