@@ -59,7 +59,10 @@ def freezer() -> Iterator[str]:
 
 
 def scenario(victims: list[dict[str, Any]], daemon: list[str], plus_mib: int,
-             freezer_dir: Optional[str] = None) -> dict[str, Any]:
+             freezer_dir: Optional[str] = None, extra: Optional[dict[str, Any]] = None,
+             rc: Optional[int] = 0) -> dict[str, Any]:
+    """Run the driver; ``extra``: more of its spec (see ``lowmem_ns.py``); ``rc``: the
+    daemon's exit status expected (None: any)."""
     why = _unshare_reason()
     if why:
         pytest.skip(why)
@@ -69,13 +72,14 @@ def scenario(victims: list[dict[str, Any]], daemon: list[str], plus_mib: int,
         spec = {"mem_dir": cg.mem_dir, "home_dir": os.path.dirname(cg.mem_dir),
                 "v2_dir": cg.v2_dir,
                 "victims": victims, "plus_mib": plus_mib, "freezer_dir": freezer_dir,
-                "daemon": ["--memory-cgroup", cg.mem_dir, "--mem-min", "{plus}", *daemon]}
+                "daemon": ["--memory-cgroup", cg.mem_dir, "--mem-min", "{plus}", *daemon],
+                **(extra or {})}
         r = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", sys.executable,
                             str(DRIVER), json.dumps(spec)], capture_output=True, text=True,
                            env=env_with_src(), timeout=60)
         assert r.returncode == 0, r.stderr
         res: dict[str, Any] = json.loads(r.stdout.splitlines()[-1])
-        assert res["rc"] == 0, res
+        assert rc is None or res["rc"] == rc, res
         return res
 
 
@@ -99,7 +103,8 @@ def test_victim_order_prefer_ignore_min_size_and_one_kill_at_a_time(tmp_path: Pa
     ]
     # 40 MiB short: killing 'preferred' (16) is not enough, 'middle' (32) then is; 'other'
     # and the rest must survive
-    res = scenario(victims, [*FAST, "--ignore", "^bigignored$", "--prefer", "^preferred$",
+    res = scenario(victims, [*FAST, "--ignore-comm", "^bigignored$",
+                             "--prefer-comm", "^preferred$",
                              "--min-size", "{rss+8}", "--duration", "4",
                              "--hook", f"sh -c 'echo $EXITHAND_COMM $EXITHAND_HOW >> {hook_log}'"],
                    plus_mib=40)
@@ -145,7 +150,8 @@ def test_oom_score_adj_minus_1000_is_never_a_victim() -> None:
         pytest.skip(why)
     victims = [{"name": "protected", "mib": 96, "adj": -1000},
                {"name": "victim", "mib": 24, "adj": 0}]
-    res = scenario(victims, [*FAST, "--duration", "3"], plus_mib=200)  # never satisfied
+    res = scenario(victims, [*FAST, "--duration", "3", "--mem-min", "{limit-1}"],
+                   plus_mib=0)  # never satisfied
     assert [k["comm"] for k in kinds(res, "kill")] == ["victim"]
     assert kinds(res, "no_candidate"), res["events"]
     assert not dead(res, "protected") and dead(res, "victim")
@@ -159,8 +165,8 @@ def test_frozen_victim_is_released_by_mrelease_and_never_killed_again() -> None:
         # the floor stays out of reach after the kill: the trigger keeps firing, the frozen
         # victim (alive, SIGKILL pending) must never be chosen again; 'small' is ignored, so
         # there is nobody else
-        res = scenario(victims, [*FAST, "--ignore", "^small$", "--duration", "3"],
-                       plus_mib=400, freezer_dir=fz)
+        res = scenario(victims, [*FAST, "--ignore-comm", "^small$", "--duration", "3",
+                                 "--mem-min", "{limit-1}"], plus_mib=0, freezer_dir=fz)
     kills = kinds(res, "kill")
     assert [k["comm"] for k in kills] == ["frozen"], res["events"]
     (mr,) = kinds(res, "mrelease")
@@ -201,7 +207,8 @@ def test_slowly_dying_victim_gets_one_sigterm_and_no_second_kill(tmp_path: Path)
 @pytest.mark.timeout(90)
 def test_dry_run_kills_nothing() -> None:
     victims = [{"name": "a", "mib": 32}, {"name": "b", "mib": 16}]
-    res = scenario(victims, [*FAST, "--dry-run", "--duration", "2"], plus_mib=100)
+    res = scenario(victims, [*FAST, "--dry-run", "--duration", "2", "--mem-min", "{limit-1}"],
+                   plus_mib=0)
     would = kinds(res, "would_kill")
     assert would and all(w["comm"] == "a" for w in would)
     assert not kinds(res, "kill") and not kinds(res, "mrelease")
@@ -252,7 +259,7 @@ def test_a_reused_pid_is_never_pinned_or_signalled() -> None:
 @pytest.mark.timeout(90)
 def test_kill_mode_tree_takes_the_victims_descendants() -> None:
     victims = [{"name": "parent", "mib": 64, "children": 2}, {"name": "other", "mib": 16}]
-    res = scenario(victims, [*FAST, "--kill-mode", "tree", "--ignore=-kid$",
+    res = scenario(victims, [*FAST, "--kill-mode", "tree", "--ignore-comm=-kid$",
                              "--duration", "3"], plus_mib=32)
     kills = kinds(res, "kill")
     assert [k["comm"] for k in kills] == ["parent"], res["events"]
@@ -266,7 +273,7 @@ def test_kill_mode_tree_takes_the_victims_descendants() -> None:
 def test_kill_mode_cgroup_takes_the_victims_whole_cgroup() -> None:
     victims = [{"name": "grouped", "mib": 64, "children": 2, "v2": True},
                {"name": "other", "mib": 16}]
-    res = scenario(victims, [*FAST, "--kill-mode", "cgroup", "--ignore=-kid$",
+    res = scenario(victims, [*FAST, "--kill-mode", "cgroup", "--ignore-comm=-kid$",
                              "--duration", "3"], plus_mib=32)
     kills = kinds(res, "kill")
     assert [k["comm"] for k in kills] == ["grouped"], res["events"]

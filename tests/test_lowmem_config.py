@@ -157,6 +157,11 @@ def test_missing_psi_exits_1_or_runs_on_floors_when_optional(tmp_path: Path) -> 
     assert "PSI not available" in events[0]["message"]
 
 
+def _swap_total() -> int:
+    with open("/proc/meminfo") as f:
+        return next((int(line.split()[1]) for line in f if line.startswith("SwapTotal:")), 0)
+
+
 def test_config_file_and_flags_merge(tmp_path: Path) -> None:
     p = tmp_path / "lowmem.toml"
     p.write_text('mem_min = "0"\nswap-min = "5%"\npsi = ["some 200ms 4s"]\njson = false\n'
@@ -167,7 +172,11 @@ def test_config_file_and_flags_merge(tmp_path: Path) -> None:
     events = [json.loads(line) for line in r.stdout.splitlines()]
     start = next(e for e in events if e["event"] == "start")
     assert start["triggers"][0] == "some 200ms/4s"
-    assert start["triggers"][1] == "available < 0 MiB (swap < 5%)"
+    # (22.4) the swap floor is named only where there is swap
+    swap = _swap_total()
+    assert start["triggers"][1] == ("available < 0 MiB (and free swap < 5%)" if swap else
+                                    "available < 0 MiB (no swap on this machine: swap-min "
+                                    "does not apply)"), (swap, start)
     reports = [e for e in events if e["event"] == "report"]
     assert len(reports) >= 2 and all(e["kills"] == 0 for e in reports)
     assert events[-1]["event"] == "stop" and events[-1]["kills"] == 0
@@ -189,7 +198,8 @@ def test_contrib_config_is_valid_and_starts(tmp_path: Path) -> None:
 
     cfg = build_config(load_toml(str(CONTRIB / "lowmem.toml")), {})
     assert cfg.mem_min is not None and str(cfg.mem_min) == "10%"
-    assert cfg.policy.avoid is not None and cfg.policy.avoid.search("sshd")
+    assert cfg.policy.avoid is not None and cfg.policy.avoid.search("/usr/sbin/sshd")
+    assert not cfg.policy.avoid.search("sshd")  # the path, not a self-given name
     r = run_cli("lowmem", "--config", str(CONTRIB / "lowmem.toml"), "--dry-run", "--json",
                 "--mem-min", "0", "--duration", "0.2", "--no-protect-self")
     assert r.returncode == 0, r.stderr
@@ -247,3 +257,63 @@ def test_ledger_credit_hold_off_and_dying_rules() -> None:
     assert led.expired(112.5) == [] and led.records  # the reaper has not reported yet
     r.finished = True
     assert led.expired(112.5) == [r] and not led.records
+
+
+BIG = "9" * 400
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--mem-min", BIG], "mem-min: '999999999999999999999999999999999999..."),
+    (["--min-size", BIG + "M"], "min-size"),
+    (["--mem-min", BIG + "%"], "mem-min"),
+    (["--grace", BIG], "grace"),
+    (["--mem-min", "100%"], "mem-min: 100% of the memory can never be available"),
+    (["--mem-min", "64T"], "mem-min: 67108864 MiB is not below"),
+    (["--mem-min", "64T"], "of system: every check would kill"),
+    (["--avoid", "^((a+)+)+$"], "avoid: '^((a+)+)+$' is refused: a repeat inside a repeat"),
+    (["--ignore", "(a|ab)+c"], "ignore: '(a|ab)+c' is refused: an alternation"),
+    (["--prefer-comm", "(x*)*"], "prefer-comm"),
+    (["--ignore-uid", "no-such-user-xyz"], "ignore-uid: no user named 'no-such-user-xyz'"),
+    (["--group-by", "pid"], "invalid choice"),
+])
+def test_hostile_values_exit_2_at_once_without_traceback(args: list[str], words: str) -> None:
+    import time
+    t0 = time.monotonic()
+    r = run_cli("lowmem", "--json", "--dry-run", "--duration", "1", "--no-protect-self", *args)
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    assert words in r.stderr, r.stderr
+    assert r.stdout == "" and "Traceback" not in r.stderr
+    assert len(r.stderr) < 2000  # a 400-digit value is named, not echoed whole
+    assert time.monotonic() - t0 < 30  # (a start-up bound, not a benchmark)
+
+
+def test_hostile_config_files_exit_2(tmp_path: Path) -> None:
+    if sys.version_info < (3, 11):
+        pytest.importorskip("tomli")
+    cases = {
+        "latin1.toml": (b'mem-min = "5%"\nprefer = "caf\xe9"\n', "not UTF-8 at byte"),
+        "bigint.toml": (f"min-size = {BIG}\n".encode(), "min-size"),
+        "bigmem.toml": (f"mem-min = {BIG}\n".encode(), "below 8 EiB"),
+        "bigdur.toml": (f"interval = {BIG}\n".encode(), "interval"),
+        "uids.toml": (b'ignore-uid = [0, "nobody", true]\n', "expected uids or user names"),
+    }
+    for name, (data, words) in cases.items():
+        p = tmp_path / name
+        p.write_bytes(data)
+        r = run_cli("lowmem", "--config", str(p), "--dry-run", "--duration", "1")
+        assert r.returncode == 2 and words in r.stderr, (name, r.stderr)
+        assert r.stdout == "" and "Traceback" not in r.stderr, (name, r.stderr)
+
+
+def test_a_hostile_regex_costs_nothing_at_decision_time() -> None:
+    """What is accepted stays linear: the checked patterns against 12 hostile 4 KiB names."""
+    from exithand.lowmem._match import UnsafeRegex, compile_checked, search
+
+    for bad in ("^((a+)+)+$", "(a*)*b", "(a|a)+$", "(?:x+y?)+z"):
+        with pytest.raises(UnsafeRegex):
+            compile_checked(bad)
+    ok = [compile_checked(p) for p in ("^(chrome|java)$", "/(sshd|postgres)$", "(foo|bar)+",
+                                       "^systemd-.*", "a{2,5}b")]
+    names = ["a" * 30 + "!", "a" * 4096 + "!", "\n<0>" * 1000] * 4
+    assert not any(search(p, n) for p in ok for n in names)
+    assert search(ok[1], "/usr/sbin/sshd") and not search(ok[1], "/usr/sbin/sshd-x")

@@ -2,8 +2,9 @@
 
 These run in the initial pid namespace (the connector works only there), so the daemon sees
 every process on the machine: always ``--dry-run`` (nobody is signalled), with a trigger that
-always fires (``--mem-min 100% --swap-min 100%``) and a target that must win: a copy of
-``sleep`` under a unique name, ``--prefer``-ed (+300) with ``oom_score_adj`` 1000.
+always fires (``--mem-min`` one page under the total, ``--swap-min 100%``) and a target that
+must win: a copy of ``sleep`` under a unique name, ``--prefer``-ed (+300, by its executable's
+path) with ``oom_score_adj`` 1000.
 The daemon's JSON events are the synchronisation: its ``start`` event comes after its table
 exists, so a target spawned after it can reach the table only by its fork event.
 """
@@ -36,10 +37,17 @@ def _target(tmp_path: Path) -> tuple[str, str]:
     return name, str(exe)
 
 
+def _always() -> str:
+    """A floor that always fires: one page under the total (100% is refused at start)."""
+    with open("/proc/meminfo") as f:
+        total = next(int(line.split()[1]) for line in f if line.startswith("MemTotal:"))
+    return str(total * 1024 - 4096)
+
+
 def _daemon(name: str, env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        ["python3", "-m", "exithand", "lowmem", "--json", "--dry-run", "--mem-min", "100%",
-         "--swap-min", "100%", "--prefer", f"^{name}$", "--interval", "50ms", "--hold-off",
+        ["python3", "-m", "exithand", "lowmem", "--json", "--dry-run", "--mem-min", _always(),
+         "--swap-min", "100%", "--prefer", f"/{name}$", "--interval", "50ms", "--hold-off",
          "100ms", "--no-protect-self", "--duration", "40"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
@@ -109,8 +117,8 @@ def test_after_an_overflow_the_next_decision_lists_proc_and_says_so(tmp_path: Pa
     from exithand.lowmem._events import Emitter
 
     name, exe = _target(tmp_path)
-    cfg = build_config({}, {"dry_run": True, "mem_min": "100%", "swap_min": "100%",
-                            "prefer": f"^{name}$", "protect_self": False})
+    cfg = build_config({}, {"dry_run": True, "mem_min": _always(), "swap_min": "100%",
+                            "prefer": f"/{name}$", "protect_self": False})
     out = io.StringIO()
     d = Daemon(cfg, Emitter(True, False, None, out))
     d.setup()

@@ -33,15 +33,19 @@ stall total really grew by STALL within the last WINDOW after the last kill. Wit
 CAP_SYS_RESOURCE the kernel (6.5+) accepts only PSI windows that are a multiple of 2 s.
 
 Victims: highest /proc/PID/oom_score first, +300 for --prefer, -300 for --avoid; never pid 1,
-kernel threads, this daemon, oom_score_adj -1000, --ignore matches, processes below --min-size or
-already dying (SIGKILL pending). --scope limits candidates to cgroups.
+kernel threads, this daemon, oom_score_adj -1000, --ignore matches, processes below --min-size
+(unless their user's small processes reach it together: --group-by) or already dying (SIGKILL
+pending). --prefer/--avoid/--ignore match the executable (/proc/PID/exe; --avoid/--ignore
+protect only root-owned executables), which a process cannot forge; the *-comm variants match
+the name a process gives itself, which any process can set (weaker). Regexes that can
+backtrack exponentially (nested quantifiers) are refused. --scope limits candidates to cgroups.
 """
 
 EPILOG = """\
 examples:
   exithand lowmem                                  earlyoom-like: available < 10% (and swap)
   exithand lowmem --psi 'some 150ms 2s' --json     PSI only, JSON events
-  exithand lowmem --mem-min 5% --psi 'full 100ms 2s' --prefer '^(chrome|java)$' --avoid sshd
+  exithand lowmem --mem-min 5% --psi 'full 100ms 2s' --prefer '/(chrome|java)$' --avoid /sshd$
   exithand lowmem --scope /sys/fs/cgroup/memory/job --memory-cgroup /sys/fs/cgroup/memory/job
   exithand lowmem --config /etc/exithand/lowmem.toml --dry-run
 
@@ -76,9 +80,14 @@ def register(sub: Any) -> None:
     g.add_argument("--memory-cgroup", metavar="DIR", help=k["memory-cgroup"])
     v = p.add_argument_group("victims")
     v.add_argument("--scope", action="append", metavar="DIR", help=k["scope"] + "; repeatable")
-    for name in ("prefer", "avoid", "ignore", "prefer-cgroup", "avoid-cgroup"):
+    for name in ("prefer", "avoid", "ignore", "prefer-comm", "avoid-comm", "ignore-comm",
+                 "prefer-cgroup", "avoid-cgroup", "ignore-cgroup"):
         v.add_argument(f"--{name}", metavar="REGEX", help=k[name])
+    for name in ("avoid-uid", "ignore-uid"):
+        v.add_argument(f"--{name}", action="append", metavar="USER",
+                       help=k[name] + "; repeatable")
     v.add_argument("--min-size", metavar="SIZE", help=k["min-size"] + " [0]")
+    v.add_argument("--group-by", choices=("uid", "cgroup", "none"), help=k["group-by"])
     v.add_argument("--kill-mode", choices=_keys.KILL_MODES, help=k["kill-mode"])
     v.add_argument("--grace", metavar="DURATION", help=k["grace"])
     v.add_argument("--no-mrelease", dest="mrelease", action="store_false",
@@ -109,7 +118,10 @@ def run(args: argparse.Namespace) -> int:
         file_settings = _config.load_toml(args.config) if getattr(args, "config", None) else {}
         cfg = _config.build_config(file_settings, flags)
         out = _events.Emitter(cfg.json, cfg.syslog, cfg.hook)
-        return _daemon.run(cfg, out)
+        try:
+            return _daemon.run(cfg, out)
+        finally:
+            out.close()
     except SettingError as e:
         raise UsageError(str(e)) from None
     except _daemon.SetupError as e:

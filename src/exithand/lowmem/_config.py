@@ -17,7 +17,9 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from ._groups import GROUP_BY
 from ._keys import KEYS, KILL_MODES
+from ._match import UnsafeRegex, compile_checked
 from ._psi import PsiSpec, parse_psi
 from ._units import Amount, SettingError, parse_amount, parse_duration
 from ._victims import Policy
@@ -71,6 +73,9 @@ def load_toml(path: str) -> dict[str, Any]:
         raise SettingError(f"--config {path}: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise SettingError(f"--config {path}: not valid TOML: {e}") from None
+    except UnicodeDecodeError as e:  # TOML is UTF-8; tomllib raises this, not TOMLDecodeError
+        raise SettingError(f"--config {path}: not valid TOML: not UTF-8 at byte {e.start}"
+                           ) from None
     return data
 
 
@@ -102,9 +107,34 @@ def _regex(v: Any, key: str) -> Optional[re.Pattern[str]]:
     if not isinstance(v, str):
         raise SettingError(f"{key}: expected a regular expression, got {v!r}")
     try:
-        return re.compile(v)
+        return compile_checked(v)
     except re.error as e:
         raise SettingError(f"{key}: {v!r} is not a valid regular expression: {e}") from None
+    except UnsafeRegex as e:
+        raise SettingError(f"{key}: {v!r} is refused: {e}") from None
+    except RecursionError:
+        raise SettingError(f"{key}: regular expression nested too deeply") from None
+
+
+def _uids(v: Any, key: str) -> frozenset[int]:
+    """uids from numbers or user names (resolved once, at start)."""
+    import pwd
+
+    items = v if isinstance(v, list) else [] if v is None else [v]
+    out = set()
+    for x in items:
+        if isinstance(x, int) and not isinstance(x, bool) and 0 <= x < 1 << 32:
+            out.add(x)
+        elif isinstance(x, str) and x.isdigit() and int(x) < 1 << 32:
+            out.add(int(x))
+        elif isinstance(x, str):
+            try:
+                out.add(pwd.getpwnam(x).pw_uid)
+            except KeyError:
+                raise SettingError(f"{key}: no user named {x!r}") from None
+        else:
+            raise SettingError(f"{key}: expected uids or user names, got {x!r}")
+    return frozenset(out)
 
 
 def _strlist(v: Any, key: str) -> list[str]:
@@ -154,11 +184,19 @@ def build_config(file_settings: dict[str, Any], flag_settings: dict[str, Any]) -
     min_size = parse_amount(g("min-size", 0), "min-size")
     if min_size.bytes is None:
         raise SettingError("min-size: expected a size like 64M, not a percentage")
+    group_by = g("group-by", "uid")
+    if group_by not in GROUP_BY:
+        raise SettingError(f"group-by: {group_by!r} is not one of {', '.join(GROUP_BY)}")
+    rx = {k: _regex(g(k), k) for k in ("prefer", "avoid", "ignore", "prefer-comm", "avoid-comm",
+                                       "ignore-comm", "prefer-cgroup", "avoid-cgroup",
+                                       "ignore-cgroup")}
     policy = Policy(
-        prefer=_regex(g("prefer"), "prefer"), avoid=_regex(g("avoid"), "avoid"),
-        ignore=_regex(g("ignore"), "ignore"),
-        prefer_cgroup=_regex(g("prefer-cgroup"), "prefer-cgroup"),
-        avoid_cgroup=_regex(g("avoid-cgroup"), "avoid-cgroup"),
+        prefer=rx["prefer"], avoid=rx["avoid"], ignore=rx["ignore"],
+        prefer_comm=rx["prefer-comm"], avoid_comm=rx["avoid-comm"],
+        ignore_comm=rx["ignore-comm"], prefer_cgroup=rx["prefer-cgroup"],
+        avoid_cgroup=rx["avoid-cgroup"], ignore_cgroup=rx["ignore-cgroup"],
+        avoid_uid=_uids(g("avoid-uid"), "avoid-uid"),
+        ignore_uid=_uids(g("ignore-uid"), "ignore-uid"), group_by=group_by,
         min_size=min_size.bytes,
         scope=tuple(_cgroup_dir(p, "scope") for p in _strlist(g("scope", []), "scope")))
     cfg = Config(
@@ -183,6 +221,10 @@ def build_config(file_settings: dict[str, Any], flag_settings: dict[str, Any]) -
         source=s)
     if cfg.interval <= 0:
         raise SettingError("interval: must be > 0")
+    if cfg.mem_min is not None and cfg.mem_min.percent is not None \
+            and cfg.mem_min.percent >= 100:
+        raise SettingError(f"mem-min: {cfg.mem_min} of the memory can never be available: "
+                           "every check would kill (a floor must be below 100%)")
     if cfg.mem_min is None and not cfg.psi:
         raise SettingError("no trigger: set mem-min and/or at least one psi trigger")
     return cfg

@@ -7,12 +7,17 @@ a quarter window for PSI samples), and decides only when :class:`Ledger.waiting`
 
 Killing a process (``kill-mode process``; the kill modes live in :mod:`._killmodes`):
 
-1. The victim is pinned (:func:`._policy.pin`) and, while its pidfd says it is alive, boosted:
-   nice -20 and every allowed CPU for each of its threads (lmkd does the same before its
-   ``process_mrelease``), so a victim short of CPU cannot hold its memory.  The pidfd check
-   closes the reuse race except for a death *and* reap *and* reuse between the check and the
-   ``setpriority``; the worst outcome of that is a wrongly niced process, never a signal.
-2. SIGKILL (or SIGTERM, then SIGKILL after ``grace``) through the pidfd.
+1. The victim is pinned (:func:`._victims.pin`).
+2. SIGKILL (or SIGTERM, then SIGKILL after ``grace``) through the pidfd; *after* the SIGKILL,
+   while its pidfd says it is alive, it is boosted: nice -20 and every allowed CPU for each of
+   its threads (lmkd does the same before its ``process_mrelease``), so a victim short of CPU
+   cannot hold its memory.  Only after: a victim boosted before its SIGTERM could fork a child
+   that inherits nice -20 and survives, and a daemon that crashed between the boost and the
+   kill would leave the victim at -20.  With SIGKILL pending, the kernel refuses the victim's
+   forks (``fatal_signal_pending`` in ``copy_process``) and every boosted thread is dying, so
+   no path leaves a boosted survivor and nothing needs restoring at the next start.  The pidfd
+   check closes the reuse race except for a death *and* reap *and* reuse between the check and
+   the ``setpriority``; the worst outcome of that is a wrongly niced process, never a signal.
 3. ``process_mrelease`` on the reaper thread (``ExitHandle.release_memory``, Linux 5.15): the
    victim's memory is unmapped on our CPU even if the victim is frozen or starved.  Success means
    the memory is freed; the victim may still live (a frozen cgroup), and it is never signalled
@@ -111,7 +116,7 @@ class Daemon:
                 except ValueError as e:
                     raise SettingError(f"memory-cgroup: {e}") from None
                 self.use_pcp = False
-            self.source.read()
+            self._check_floor(self.source.read())
             now = time.monotonic()
             for spec in cfg.psi:
                 try:
@@ -147,6 +152,12 @@ class Daemon:
             self.close()
             raise
         self._hygiene()
+
+    def _check_floor(self, mem: Memory) -> None:
+        """Refuse a floor that the memory can never rise above: it would kill at every check."""
+        if self.mem_min is not None and self.mem_min.resolve(mem.total) >= mem.total:
+            raise SettingError(f"mem-min: {self.mem_min} is not below the {_mib(mem.total)} "
+                               f"of {self.source.name}: every check would kill")
 
     def _open_table(self) -> None:
         if self.cfg.policy.scope:
@@ -247,8 +258,10 @@ class Daemon:
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
-        self.out.emit("stop", f"stopping after {self.kills} kill(s)", kills=self.kills,
-                      signal=self.stop_signal)
+        dropped = self.out.dropped
+        self.out.emit("stop", f"stopping after {self.kills} kill(s)"
+                      + (f", {dropped} event line(s) dropped" if dropped else ""),
+                      kills=self.kills, signal=self.stop_signal, dropped=dropped)
         if self.stop_signal == signal.SIGINT:
             return 130
         return 0
@@ -259,13 +272,21 @@ class Daemon:
             self.out.emit("warning", w, message=w)
         triggers = [str(w.spec) for w in self.watches]
         if self.mem_min is not None:
-            triggers.append(f"available < {self.mem_min} (swap < {cfg.swap_min})")
+            triggers.append(f"available < {self.mem_min}" + self._swap_words())
         self.out.emit("start", f"watching {self.source.name}: {'; '.join(triggers)}"
                       + (" [dry run]" if cfg.dry_run else ""),
                       triggers=triggers, source=self.source.name, dry_run=cfg.dry_run,
                       pid=os.getpid(), kill_mode=cfg.kill_mode,
                       candidates_from=self._source_name(),
                       psi_polled=[w.polled for w in self.watches])
+
+    def _swap_words(self) -> str:
+        """How the swap floor reads at start: said plainly where there is no swap (22.4)."""
+        if not isinstance(self.source, SystemMemory):
+            return " (swap-min applies to the system only, not to a cgroup)"
+        if self.source.read().swap_total == 0:
+            return " (no swap on this machine: swap-min does not apply)"
+        return f" (and free swap < {self.cfg.swap_min})"
 
     def _events(self, events: list[tuple[int, int]], now: float) -> bool:
         hint = False

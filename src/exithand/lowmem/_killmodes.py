@@ -1,8 +1,10 @@
 """The three kill modes of the low-memory daemon, each in one place: how a chosen victim dies.
 
-* ``process``: the pinned victim is boosted (:func:`._reaper.boost`: nice -20 and every allowed
-  CPU for each thread, while its pidfd says it is alive), then signalled through its pidfd:
-  SIGKILL, or SIGTERM and SIGKILL after ``grace`` (:meth:`Killer.escalate`).  A SIGKILLed
+* ``process``: the pinned victim is signalled through its pidfd: SIGKILL, or SIGTERM and
+  SIGKILL after ``grace`` (:meth:`Killer.escalate`); only once SIGKILL is pending is it boosted
+  (:func:`._reaper.boost`: nice -20 and every allowed CPU for each thread, while its pidfd says
+  it is alive), so no boosted process can survive (a child forked on SIGTERM, a daemon crash
+  between boost and kill: see :mod:`._daemon`).  A SIGKILLed
   victim is handed to the reaper thread for ``process_mrelease`` (Linux 5.15: its memory is
   unmapped on our CPU even if it is frozen or starved); success frees the memory though the
   victim may still live, and it is never signalled again (the ledger excludes it).
@@ -62,10 +64,12 @@ class Killer:
         cfg = self.cfg
         h = r.handle
         assert h is not None
-        err = boost(h)
+        err: Optional[str] = None
         sig = signal.SIGTERM if cfg.grace else signal.SIGKILL
         try:
             h.send_signal(sig)
+            if sig == signal.SIGKILL:
+                err = boost(h)  # only now: SIGKILL is pending
         except exithand.Error as e:  # gone since the pin, or not ours to kill
             r.finished = True
             self.ledger.mark_dead(r, now)
@@ -89,6 +93,7 @@ class Killer:
             if r.dead_at is None and r.handle is not None and r.handle.is_alive():
                 with contextlib.suppress(exithand.Error):
                     r.handle.send_signal(signal.SIGKILL)
+                    boost(r.handle)  # SIGKILL is pending: nothing boosted can outlive it
                     self.out.emit("escalate", f"{r.victim.pid} still alive after SIGTERM: "
                                   "SIGKILL", pid=r.victim.pid)
                 if self.cfg.mrelease:

@@ -1,8 +1,9 @@
 """Work on a victim off the main loop: boost it, release its memory, find its cgroup.
 
-* :func:`boost`: nice -20 and every allowed CPU for each thread of a live pinned victim, before
-  it is killed (what lmkd does before ``process_mrelease``), so a victim short of CPU runs its
-  exit promptly.  Only while its pidfd says it is alive: a pid cannot be reused before the
+* :func:`boost`: nice -20 and every allowed CPU for each thread of a live pinned victim, once
+  its SIGKILL is pending (what lmkd does before ``process_mrelease``), so a victim short of CPU
+  runs its exit promptly; never before (a victim could fork a boosted survivor, see
+  :mod:`._daemon`).  Only while its pidfd says it is alive: a pid cannot be reused before the
   process is reaped, so the only window left is a death *and* reap *and* reuse between the
   check and ``setpriority``, whose worst outcome is a wrongly niced process, never a signal.
 * :func:`release`: ``process_mrelease`` through :meth:`exithand.ExitHandle.release_memory`

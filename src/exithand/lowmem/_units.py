@@ -18,6 +18,8 @@ from exithand.duration import parse_duration as _parse_duration
 
 _SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+#: the largest size accepted (8 EiB): more than any machine has, and it fits a C long
+MAX_BYTES = 1 << 63
 
 
 class SettingError(ValueError):
@@ -33,10 +35,13 @@ def parse_duration(value: object, what: str, *, default_unit: str = "s") -> floa
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise SettingError(f"{what}: expected a duration like 500ms or 2s, got {value!r}")
     if not isinstance(value, str):
-        secs = float(value) * UNITS[default_unit]
+        try:
+            secs = float(value) * UNITS[default_unit]
+        except OverflowError:  # an int too large for a float (TOML has no size limit)
+            secs = math.inf
         if not math.isfinite(secs) or secs < 0:
-            raise SettingError(f"{what}: invalid duration {value!r}: must be a finite number "
-                               f"of seconds >= 0")
+            raise SettingError(f"{what}: invalid duration {_short(value)}: must be a finite "
+                               f"number of seconds >= 0")
         return secs
     try:
         return _parse_duration(value, default_unit)
@@ -69,8 +74,8 @@ def parse_amount(value: object, what: str) -> Amount:
     if isinstance(value, bool):
         raise SettingError(f"{what}: expected a size like 512M or a percentage like 10%")
     if isinstance(value, int):
-        if value < 0:
-            raise SettingError(f"{what}: {value} must be >= 0")
+        if not 0 <= value < MAX_BYTES:
+            raise SettingError(f"{what}: {_short(value)} must be >= 0 and below 8 EiB")
         return Amount(bytes=value)
     if not isinstance(value, str):
         raise SettingError(f"{what}: expected a size like 512M or a percentage like 10%, "
@@ -81,11 +86,20 @@ def parse_amount(value: object, what: str) -> Amount:
             pct = float(text[:-1])
         except ValueError:
             raise SettingError(f"{what}: {value!r} is not a percentage") from None
-        if not 0 <= pct <= 100:
-            raise SettingError(f"{what}: {value!r} must be between 0% and 100%")
+        if not math.isfinite(pct) or not 0 <= pct <= 100:
+            raise SettingError(f"{what}: {_short(value)} must be between 0% and 100%")
         return Amount(percent=pct)
     m = _SIZE.match(text)
     if not m:
-        raise SettingError(f"{what}: {value!r} is not a size (examples: 512M, 2G, 10%)")
+        raise SettingError(f"{what}: {_short(value)} is not a size (examples: 512M, 2G, 10%)")
     unit = (m.group(2) or "")[:1].lower()
-    return Amount(bytes=int(float(m.group(1)) * _SIZE_UNITS[unit]))
+    size = float(m.group(1)) * _SIZE_UNITS[unit]  # a 400-digit number is inf here
+    if not math.isfinite(size) or size >= MAX_BYTES:
+        raise SettingError(f"{what}: {_short(value)} is too large (at most 8 EiB)")
+    return Amount(bytes=int(size))
+
+
+def _short(value: object) -> str:
+    """``repr(value)``, cut to 40 characters: a 400-digit number is named, not printed."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -2,11 +2,14 @@
 
 Order: the kernel's own badness, ``/proc/<pid>/oom_score`` (memory footprint scaled to 0..1000
 plus ``oom_score_adj``), moved by +300 for a ``prefer`` match and -300 for an ``avoid`` match
-(earlyoom's numbers), by name (``comm``) or by cgroup path (any line of ``/proc/<pid>/cgroup``).
+(earlyoom's numbers), by executable (``/proc/<pid>/exe``; ``avoid`` only for a root-owned one,
+see :mod:`._match`), by uid, by cgroup path (any line of ``/proc/<pid>/cgroup``), or, weaker, by
+the name a process gives itself (``*-comm``).
 
 Never a candidate: pid 1 (of our pid namespace), kernel threads (``PF_KTHREAD`` in the flags of
 ``/proc/<pid>/stat``), this daemon, ``oom_score_adj == -1000`` (the kernel's "never kill"),
-``ignore`` matches, zombies, processes below ``min_size`` (RSS + swap), and processes that
+``ignore`` matches, zombies, processes below ``min_size`` (RSS + swap) unless their group
+reaches it together (:mod:`._groups`), and processes that
 already have SIGKILL pending (bit 9 of ``SigPnd``/``ShdPnd`` in ``/proc/<pid>/status``): they are
 dying already, by our hand or another's, and a second SIGKILL frees nothing more.
 
@@ -19,6 +22,7 @@ figures belong to the pinned process, and every signal then goes through that pi
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Callable, Iterable
@@ -26,6 +30,8 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import exithand
+
+from ._match import Exe, exe_of, search
 
 OOM_SCORE_ADJ_MIN = -1000
 PREFER_BONUS = 300
@@ -44,6 +50,23 @@ class Policy:
     avoid_cgroup: Optional[re.Pattern[str]] = None
     min_size: int = 0
     scope: tuple[str, ...] = ()  # cgroup directories (v1 or v2); empty: every process
+    # the weaker, forgeable name matches, and the kernel-set ones (see ._match)
+    prefer_comm: Optional[re.Pattern[str]] = None
+    avoid_comm: Optional[re.Pattern[str]] = None
+    ignore_comm: Optional[re.Pattern[str]] = None
+    ignore_cgroup: Optional[re.Pattern[str]] = None
+    avoid_uid: frozenset[int] = frozenset()
+    ignore_uid: frozenset[int] = frozenset()
+    group_by: str = "uid"  # "uid", "cgroup" or "none": see ._groups
+
+    @property
+    def uses_exe(self) -> bool:
+        return any(x is not None for x in (self.prefer, self.avoid, self.ignore))
+
+    @property
+    def uses_cgroup(self) -> bool:
+        return self.group_by == "cgroup" or any(
+            x is not None for x in (self.prefer_cgroup, self.avoid_cgroup, self.ignore_cgroup))
 
 
 @dataclass(frozen=True)
@@ -59,11 +82,18 @@ class Candidate:
     memory: int
     uid: int
     cgroup: str = ""
+    exe: str = ""
+    group: str = ""  # set when it is a candidate only as part of a group (see ._groups)
+    small: bool = False  # below min_size on its own
 
     def as_dict(self) -> dict[str, object]:
-        return {"pid": self.pid, "comm": self.comm, "uid": self.uid, "oom_score": self.oom_score,
-                "oom_score_adj": self.oom_score_adj, "score": self.score,
-                "memory_bytes": self.memory, "cgroup": self.cgroup}
+        d: dict[str, object] = {
+            "pid": self.pid, "comm": self.comm, "uid": self.uid, "oom_score": self.oom_score,
+            "oom_score_adj": self.oom_score_adj, "score": self.score,
+            "memory_bytes": self.memory, "cgroup": self.cgroup, "exe": self.exe}
+        if self.group:
+            d["group"] = self.group
+        return d
 
 
 @dataclass
@@ -144,9 +174,12 @@ def all_pids() -> list[int]:
     return [int(name) for name in os.listdir("/proc") if name.isdigit()]
 
 
-def evaluate(pid: int, policy: Policy, exclude: frozenset[tuple[int, int]] = frozenset()
-             ) -> tuple[Optional[Candidate], str]:
-    """Read one process and apply the policy: (candidate, "") or (None, why it is not one)."""
+def evaluate(pid: int, policy: Policy, exclude: frozenset[tuple[int, int]] = frozenset(),
+             allow_small: bool = False) -> tuple[Optional[Candidate], str]:
+    """Read one process and apply the policy: (candidate, "") or (None, why it is not one).
+
+    ``allow_small``: a process below ``min_size`` is returned too, marked ``small`` (for
+    :func:`._groups.lift` to decide)."""
     if pid == 1:
         return None, "pid 1"
     if pid == os.getpid():
@@ -162,29 +195,40 @@ def evaluate(pid: int, policy: Policy, exclude: frozenset[tuple[int, int]] = fro
         return None, "already being killed by us"
     if p.sigkill_pending:
         return None, "SIGKILL already pending (dying)"
-    if policy.ignore is not None and policy.ignore.search(p.comm):
-        return None, "ignored by name"
-    if p.memory < policy.min_size:
+    if search(policy.ignore_comm, p.comm):
+        return None, "ignored by name (comm)"
+    if p.uid in policy.ignore_uid:
+        return None, "ignored by uid"
+    small = p.memory < policy.min_size
+    if small and not allow_small:
         return None, "below min_size"
+    exe = exe_of(pid) if policy.uses_exe else None
+    if exe is not None and exe.root_owned and search(policy.ignore, exe.path):
+        return None, "ignored by executable"
+    cg = cgroup_path(pid) if policy.uses_cgroup else ""
+    if search(policy.ignore_cgroup, cg):
+        return None, "ignored by cgroup"
     adj = _int_file(f"/proc/{pid}/oom_score_adj")
     score = _int_file(f"/proc/{pid}/oom_score")
     if adj is None or score is None:
         return None, "gone"
     if adj <= OOM_SCORE_ADJ_MIN:
         return None, "oom_score_adj -1000"
-    value = score
-    if policy.prefer is not None and policy.prefer.search(p.comm):
-        value += PREFER_BONUS
-    if policy.avoid is not None and policy.avoid.search(p.comm):
-        value -= PREFER_BONUS
-    cg = ""
-    if policy.prefer_cgroup is not None or policy.avoid_cgroup is not None:
-        cg = cgroup_path(pid)
-        if policy.prefer_cgroup is not None and policy.prefer_cgroup.search(cg):
-            value += PREFER_BONUS
-        if policy.avoid_cgroup is not None and policy.avoid_cgroup.search(cg):
-            value -= PREFER_BONUS
-    return Candidate(pid, p.start_time, p.comm, score, adj, value, p.memory, p.uid, cg), ""
+    value = score + PREFER_BONUS * (_bonus(policy, p, exe, cg))
+    return Candidate(pid, p.start_time, p.comm, score, adj, value, p.memory, p.uid, cg,
+                     exe.path if exe is not None else "", small=small), ""
+
+
+def _bonus(policy: Policy, p: _Proc, exe: Optional[Exe], cg: str) -> int:
+    """+1 per prefer match, -1 per avoid match (each kind counted once)."""
+    n = 0
+    if exe is not None:
+        n += search(policy.prefer, exe.path)
+        n -= exe.root_owned and search(policy.avoid, exe.path)
+    n += search(policy.prefer_comm, p.comm) - search(policy.avoid_comm, p.comm)
+    n += search(policy.prefer_cgroup, cg) - search(policy.avoid_cgroup, cg)
+    n -= p.uid in policy.avoid_uid
+    return n
 
 
 def candidates(policy: Policy, exclude: frozenset[tuple[int, int]] = frozenset(),
@@ -196,15 +240,19 @@ def candidates(policy: Policy, exclude: frozenset[tuple[int, int]] = frozenset()
     ``/proc`` (or ``cgroup.procs`` under ``scope``); ``gone`` is called with each one whose
     files are gone or name no process now, so that the caller can forget it.
     """
+    from ._groups import lift
+
     if pids is None:
         pids = scope_pids(policy.scope) if policy.scope else all_pids()
-    out = []
+    found = []
+    grouping = policy.group_by != "none" and policy.min_size > 0
     for pid in pids:
-        c, why = evaluate(pid, policy, exclude)
+        c, why = evaluate(pid, policy, exclude, allow_small=grouping)
         if c is not None:
-            out.append(c)
+            found.append(c)
         elif gone is not None and why == "gone":
             gone(pid)
+    out = lift(found, policy)
     out.sort(key=lambda c: (-c.score, -c.memory, c.pid))
     return out
 
@@ -218,10 +266,12 @@ def pin(c: Candidate, policy: Policy, exclude: frozenset[tuple[int, int]] = froz
     except exithand.Error:  # gone, or the number names another process now
         return None
     try:
-        fresh, _why = evaluate(c.pid, policy, exclude)
+        fresh, _why = evaluate(c.pid, policy, exclude, allow_small=bool(c.group))
         if fresh is None or fresh.start_time != c.start_time or not h.is_alive():
             h.close()
             return None
+        if fresh.small:  # a group member: keeps the group's score from the decision
+            fresh = dataclasses.replace(fresh, score=c.score, group=c.group)
     except BaseException:
         h.close()
         raise
