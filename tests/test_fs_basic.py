@@ -171,6 +171,35 @@ def test_mount_refuses_bad_mountpoints(fsmount, tmp_path):  # noqa: F811
     assert r.returncode == 1 and "not a mount point" in r.stderr
 
 
+@pytest.mark.timeout(30)
+def test_mount_refuses_a_non_empty_directory(tmp_path):
+    (tmp_path / "kept").write_text("x")
+    r = run_cli("mount", "--foreground", str(tmp_path))
+    assert r.returncode == 2, r.stderr
+    assert "not empty" in r.stderr and "'kept'" in r.stderr and "Traceback" not in r.stderr
+    assert (tmp_path / "kept").read_text() == "x"  # nothing was mounted over it
+    assert "empty directory" in run_cli("mount", "--help").stdout
+
+
+@pytest.mark.timeout(30)
+def test_non_root_mount_problem_names_the_real_cause(tmp_path):
+    from conftest import NOBODY, run_as
+    from exithand.fs.mounts import allow_other_problem, fuse_device_problem
+
+    mode = os.stat("/dev/fuse").st_mode & 0o777
+    why = run_as(NOBODY, fuse_device_problem)
+    if mode & 0o006 == 0o006:  # others may open it read-write: not the obstacle
+        assert why is None
+    else:
+        assert why is not None and "/dev/fuse" in why and f"{mode:04o}" in why, why
+    assert fuse_device_problem() is None  # root opens it
+    conf = tmp_path / "fuse.conf"
+    conf.write_text("# user_allow_other\nmount_max = 1000\n")
+    assert "user_allow_other" in (allow_other_problem(str(conf)) or "")
+    conf.write_text("mount_max = 1000\n  user_allow_other  # on\n")
+    assert allow_other_problem(str(conf)) is None
+
+
 def test_background_mount_and_umount(tmp_path):
     mnt = tmp_path / "m"
     mnt.mkdir()

@@ -322,7 +322,7 @@ def test_daemon_works_within_the_units_capability_bounding_set(control: bool) ->
         want = 0
         for c in caps:
             want |= 1 << {"sys_admin": 21, "sys_ptrace": 19, "dac_read_search": 2,
-                          "dac_override": 1, "net_admin": 12}[c]
+                          "dac_override": 1, "net_admin": 12, "setuid": 7, "setgid": 6}[c]
         assert bnd == want, f"{bnd:#x} != {want:#x}"
         # another user's process (a zombie until we reap it: its exit code is field 52 of
         # /proc/PID/stat, which the daemon may read only with CAP_SYS_PTRACE)
@@ -346,6 +346,56 @@ def test_daemon_works_within_the_units_capability_bounding_set(control: bool) ->
                 assert got.startswith(f"{v.pid}: exited (status unknown"), got
             else:
                 assert got == f"{v.pid}: exited with status 7.\n"
+        finally:
+            v.kill()
+            v.wait(timeout=10)
+    finally:
+        d.stop()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("control", [False, True], ids=["unit-caps", "control-no-setuid"])
+def test_units_capability_bounding_set_answers_a_users_own_process(control: bool) -> None:
+    """Under the unit's CapabilityBoundingSet= a user reads its own job's exit status (the
+    same-user verdict is asked of the kernel as that user: setresuid/setresgid need
+    CAP_SETUID/CAP_SETGID).  The control drops those two and must be refused: it can fail."""
+    import fshelp
+
+    from conftest import NOBODY
+
+    if fshelp._problem is not None:
+        pytest.skip(fshelp._problem)
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("setpriv (util-linux) not installed")
+    caps = _unit_capabilities()
+    assert {"setuid", "setgid"} <= set(caps)
+    if control:
+        caps = [c for c in caps if c not in ("setuid", "setgid")]
+    bounding = "-all," + ",".join(f"+{c}" for c in caps)
+    d = fshelp.start_daemon(prefix=(setpriv, f"--bounding-set={bounding}", "--inh-caps=-all",
+                                    "--no-new-privs"))
+    try:
+        user = (setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups")
+        # the user's own process, a zombie until the reader is answered (after the reap the
+        # same-user verdict is issue 22.1's, not this test's)
+        v = subprocess.Popen([*user, "sh", "-c", "read x; exit 7"], stdin=subprocess.PIPE)
+        try:
+            cat = subprocess.Popen([*user, "cat", d.path(v.pid, "exitstatus")],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            try:
+                if not control:
+                    d.wait_blocked(v.pid)
+                assert v.stdin is not None
+                v.stdin.close()
+                out, err = cat.communicate(timeout=30)
+            finally:
+                cat.kill()
+                cat.wait(timeout=10)
+            if control:
+                assert cat.returncode != 0 and "ermission denied" in err, (out, err)
+            else:
+                assert cat.returncode == 0 and out == f"{v.pid}: exited with status 7.\n", err
         finally:
             v.kill()
             v.wait(timeout=10)

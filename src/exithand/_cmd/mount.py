@@ -74,8 +74,9 @@ examples:
 exit status:
   0    background: mounted; --foreground: unmounted cleanly (SIGTERM, or 'exithand umount')
   1    error: missing pyfuse3/trio, unusable or stale mountpoint, fd limit too low for
-       the caps (the shortfall is named), mount failed
-  2    usage error: bad option
+       the caps (the shortfall is named), mount failed (as non-root: the cause probed,
+       /dev/fuse not read-write for you or no user_allow_other in /etc/fuse.conf)
+  2    usage error: bad option, MOUNTPOINT not an empty directory
   130  --foreground: stopped with Ctrl-C (unmounted cleanly)
 """
 
@@ -136,7 +137,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..fs import missing_dependency
-    from ..fs.mounts import MountError
+    from ..fs.mounts import MountError, MountUsageError
     from ..fs.quota import Limits
 
     problem = missing_dependency()
@@ -149,6 +150,9 @@ def run(args: argparse.Namespace) -> int:
         limits = Limits.default(args.max_readers, args.max_per_user or 0, args.max_dirs,
                                 args.max_lingering, args.linger)
         return daemon.run(args.mountpoint, args.policy, limits, args.foreground, args.debug)
+    except MountUsageError as e:
+        warn(f"mount: {e}")
+        return _common.EXIT_USAGE
     except MountError as e:
         warn(f"mount: {e}")
         return _common.EXIT_ERROR

@@ -36,7 +36,7 @@ import trio
 
 import exithand
 
-from .mounts import MountError, check_mountpoint
+from .mounts import MountError, allow_other_problem, check_mountpoint, fuse_device_problem
 from .ops import ExitFS
 from .quota import Limits
 
@@ -171,8 +171,8 @@ def serve(mountpoint: str, access_policy: str, limits: Limits,
     try:
         pyfuse3.init(ops, mountpoint, options)
     except RuntimeError as e:
-        hint = "" if os.geteuid() == 0 else (
-            " (as non-root, allow_other needs 'user_allow_other' in /etc/fuse.conf)")
+        why = None if os.geteuid() == 0 else (fuse_device_problem() or allow_other_problem())
+        hint = f" ({why})" if why else ""
         raise MountError(f"cannot mount {mountpoint}: {e}{hint}") from None
 
     def announce() -> None:

@@ -27,6 +27,10 @@ class MountError(Exception):
     """A mountpoint we cannot use or clear; the message tells the user what to do."""
 
 
+class MountUsageError(MountError):
+    """A mountpoint the user should not have named (not empty): a usage error (exit 2)."""
+
+
 def mount_fstype(path: str) -> str | None:
     """Filesystem type of the mount *at* ``path`` (e.g. ``fuse.exithand``), None if none.
 
@@ -69,7 +73,46 @@ def check_mountpoint(path: str) -> str:
     if fstype is not None:
         raise MountError(f"{path} is already a mount point ({fstype}); unmount it first: "
                          f"exithand umount {path}")
+    try:
+        with os.scandir(path) as it:
+            first = next(it, None)
+    except OSError as e:
+        raise MountError(f"{path}: {e.strerror}") from None
+    if first is not None:  # mounting would hide its files from everyone until the unmount
+        raise MountUsageError(f"{path} is not empty (it holds {first.name!r}): mount on an "
+                              f"empty directory")
     return path
+
+
+def fuse_device_problem(device: str = "/dev/fuse") -> str | None:
+    """Why this (non-root) user cannot mount a FUSE filesystem, or None if nothing is known.
+
+    fusermount3 (set-uid root) drops to the calling user before it opens the device, so the
+    device's mode decides: Debian ships /dev/fuse 0666, but a 0600 one refuses every non-root
+    mount whatever /etc/fuse.conf says.  Probed by opening it read-write as the caller.
+    """
+    try:
+        fd = os.open(device, os.O_RDWR | os.O_CLOEXEC)
+    except OSError as e:
+        try:
+            mode = f"mode {stat.S_IMODE(os.stat(device).st_mode):04o}, "
+        except OSError:
+            mode = ""
+        return (f"cannot open {device} read-write as uid {os.getuid()} ({mode}{e.strerror}): "
+                f"non-root mounts need it (chmod 0666 {device}), or mount as root")
+    os.close(fd)
+    return None
+
+
+def allow_other_problem(conf: str = "/etc/fuse.conf") -> str | None:
+    """None if /etc/fuse.conf has an uncommented ``user_allow_other``, else why not."""
+    try:
+        with open(conf, encoding="utf-8", errors="replace") as f:
+            if any(line.split("#", 1)[0].strip() == "user_allow_other" for line in f):
+                return None
+    except OSError as e:
+        return f"as non-root, allow_other needs 'user_allow_other' in {conf} ({e.strerror})"
+    return f"as non-root, allow_other needs 'user_allow_other' in {conf}"
 
 
 def unmount(path: str, lazy: bool = False) -> list[str]:
