@@ -20,17 +20,15 @@ import time
 import warnings
 from collections.abc import Callable
 
-from . import _creds, _identity
+from . import _creds, _identity, _mrelease
 from . import _status_sources as _sources
 from ._aio import wait_handle
-from ._backends import Backend, ProcessRef, default_backend, get_backend
+from ._backends import ProcessRef, usable_backend
 from ._creds import ProcessCredentials
 from ._identity import ProcessIdentity
 from ._kernel import procfs as _procfs
 from ._kernel import sigwake as _sigwake
-from ._kernel import syscalls as _sys
 from ._kernel.errors import (
-    BackendUnavailable,
     Error,
     NoSuchProcess,
     NotProcessLeader,
@@ -42,16 +40,6 @@ from ._status import ExitStatus
 TYPE_CHECKING = False  # mypy reads this as typing's; importing typing costs start-up time
 if TYPE_CHECKING:
     from typing import Any, Optional
-
-
-def _pick_backend(backend: Optional[str]) -> Backend:
-    if not backend:
-        return default_backend()
-    b = get_backend(backend)
-    ok, why = b.available()
-    if not ok:
-        raise BackendUnavailable(f"backend {backend!r} unavailable: {why}")
-    return b
 
 
 def _open_error(exc: OSError, pid: int) -> Exception:
@@ -105,6 +93,10 @@ class ExitHandle:
     """
 
     __slots__ = ("__weakref__", "_close_hooks", "_creds", "_lock", "_popen", "_ref", "_status")
+
+    #: seconds :meth:`release_memory` retries in :func:`kill_and_wait` and ``exithand lowmem``
+    #: (Android lmkd's "retry shortly" after SIGKILL)
+    RELEASE_RETRY = 0.1
 
     def __init__(self, ref: ProcessRef, popen: Any = None) -> None:
         """Private: wrap a backend ref.  Use :func:`exithand.open` and friends."""
@@ -166,7 +158,7 @@ class ExitHandle:
             raise ValueError(f"invalid create_time {create_time!r}: must be seconds since the "
                              "epoch (a float, as psutil.Process.create_time() gives) or None")
         pinned = inode is not None or start_time is not None or create_time is not None
-        b = _pick_backend(backend)
+        b = usable_backend(backend)
         try:
             ref = b.open(pid)
         except OSError as e:
@@ -217,7 +209,7 @@ class ExitHandle:
     @classmethod
     def from_pidfd(cls, pidfd: int, *, backend: Optional[str] = None) -> ExitHandle:
         """Adopt a pidfd (from ``CLONE_PIDFD``, ``SCM_RIGHTS``, ...).  The handle owns it now."""
-        b = _pick_backend(backend or "pidfd")
+        b = usable_backend(backend or "pidfd")
         try:
             ref = b.adopt_pidfd(pidfd)
         except OSError as e:
@@ -241,7 +233,7 @@ class ExitHandle:
             raise NoSuchProcess(f"process {popen.pid} was already reaped by Popen "
                                 f"(returncode {popen.returncode})", popen.pid)
         pid = _identity.check_pid(popen.pid)
-        b = _pick_backend(backend)
+        b = usable_backend(backend)
         try:
             ref = b.open(pid)
         except OSError as e:
@@ -438,22 +430,24 @@ class ExitHandle:
         """Send SIGKILL."""
         self.send_signal(_signal.SIGKILL)
 
-    def release_memory(self) -> None:
+    def release_memory(self, retry: float = 0.0) -> None:
         """``process_mrelease``: free a dying (SIGKILLed) process's memory on this CPU.
 
-        Linux 5.15+.  Raises :class:`Error` with EINVAL if the process is not dying yet,
-        :class:`NoSuchProcess` if its memory is already gone, :class:`AccessDenied` without
-        permission (CAP_SYS_NICE is not needed, but kill permission is).
+        Linux 5.15+.  ``retry`` is how many seconds an EINVAL ("not dying yet": right after a
+        SIGKILL) is asked again, 1 ms apart on the pidfd, and within which an EAGAIN (mmap lock
+        contention) is asked again at once, up to 20 times; ``0`` calls once.
+        :func:`kill_and_wait` and ``exithand lowmem`` use :attr:`RELEASE_RETRY` (0.1 s).
+        Raises :class:`Error` with ``errno`` EINVAL if the process is still not dying, ENOSYS
+        on kernels without the syscall; :class:`NoSuchProcess` if its memory is already gone
+        (it exited); :class:`AccessDenied` without permission (CAP_SYS_NICE is not needed, but
+        kill permission is).  The rule lives in :mod:`exithand._mrelease`.
         """
         ref = self._live_ref()
         fd = ref.pidfd
         if fd is None:
             raise Error(f"process {ref.pid}: the {ref.backend} backend holds no pidfd, "
                         "process_mrelease needs one", ref.pid)
-        try:
-            _sys.process_mrelease(fd)
-        except OSError as e:
-            raise translate_oserror(e, ref.pid, "process_mrelease") from None
+        _mrelease.release(fd, ref.pid, retry)
 
     # ----- async ------------------------------------------------------------------------------
 

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import errno
 import os
-import select
 import signal as _signal
 import time
 from collections.abc import Iterable
@@ -50,9 +49,8 @@ from . import _identity
 from ._handle import ExitHandle, check_timeout
 from ._handle import open as _open
 from ._kernel import procfs as _procfs
-from ._kernel import syscalls as _sys
 from ._kernel import tree as _tree
-from ._kernel.errors import AccessDenied, NoSuchProcess, NotProcessLeader
+from ._kernel.errors import AccessDenied, Error, NoSuchProcess, NotProcessLeader
 from ._status import ExitStatus, signal_name
 from ._waitset import WaitSet
 
@@ -78,8 +76,6 @@ MRELEASE_FAILED = "failed"
 
 RESCAN_INTERVAL = 0.05  # tree mode: re-read children of live members this often (seconds)
 _RESCAN_MIN_GAP = 0.005  # ... and on a death, unless the last look is fresher than this
-_MRELEASE_EINVAL_RETRY = 0.1  # "retry shortly": how long EINVAL (not dying yet) is retried
-_MRELEASE_EAGAIN_TRIES = 20
 
 _NOT_KILLING = frozenset({_signal.SIGSTOP, _signal.SIGCONT, _signal.SIGTSTP, _signal.SIGTTIN,
                           _signal.SIGTTOU})
@@ -274,36 +270,22 @@ def memory_bytes(pid: int) -> Optional[int]:
 
 
 def _mrelease(m: _Member) -> None:
-    """``process_mrelease`` after SIGKILL, on the caller's CPU, with lmkd's errno handling."""
-    fd = m.handle._live_ref().pidfd
-    if fd is None:
-        m.mrelease, m.mrelease_error = MRELEASE_FAILED, "the backend holds no pidfd"
+    """``process_mrelease`` after SIGKILL, on the caller's CPU, under the one retry rule
+    (:meth:`ExitHandle.release_memory` with ``retry=ExitHandle.RELEASE_RETRY``)."""
+    try:
+        m.handle.release_memory(retry=ExitHandle.RELEASE_RETRY)
+    except NoSuchProcess:
+        m.mrelease = MRELEASE_ALREADY
         return
-    einval_until = time.monotonic() + _MRELEASE_EINVAL_RETRY
-    tries = 0
-    while True:
-        try:
-            _sys.process_mrelease(fd)
-        except OSError as e:
-            if e.errno == errno.ESRCH:
-                m.mrelease = MRELEASE_ALREADY
-                return
-            if e.errno == errno.EAGAIN and tries < _MRELEASE_EAGAIN_TRIES:
-                tries += 1
-                continue
-            if e.errno == errno.EINVAL and time.monotonic() < einval_until:
-                # Not dying yet.  Wait a millisecond on the pidfd (returns early if it dies,
-                # after which the next call says ESRCH), then ask again.
-                p = select.poll()
-                p.register(fd, select.POLLIN)
-                p.poll(1)
-                continue
-            name = errno.errorcode.get(e.errno or 0, str(e.errno))
-            hint = " (process_mrelease needs Linux 5.15)" if e.errno == errno.ENOSYS else ""
-            m.mrelease, m.mrelease_error = MRELEASE_FAILED, f"{name}: {e.strerror}{hint}"
+    except Error as e:
+        if e.errno is None:  # no syscall made: the backend holds no pidfd
+            m.mrelease, m.mrelease_error = MRELEASE_FAILED, "the backend holds no pidfd"
             return
-        m.mrelease = MRELEASE_RELEASED
+        name = errno.errorcode.get(e.errno, str(e.errno))
+        hint = " (process_mrelease needs Linux 5.15)" if e.errno == errno.ENOSYS else ""
+        m.mrelease, m.mrelease_error = MRELEASE_FAILED, f"{name}: {os.strerror(e.errno)}{hint}"
         return
+    m.mrelease = MRELEASE_RELEASED
 
 
 def _open_target(t: Target) -> tuple[Optional[ExitHandle], bool, Optional[str], int]:

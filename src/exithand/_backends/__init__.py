@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 
 __all__ = ["Backend", "ProcessRef", "availability", "backend_names", "default_backend",
-           "get_backend"]
+           "get_backend", "usable_backend"]
 
 
 # Each backend's module is imported only when that backend is first asked for: the default
@@ -94,23 +94,37 @@ def availability() -> list[tuple[str, bool, str]]:
 
 def default_backend() -> Backend:
     """The backend ``exithand.open`` uses: ``$EXITHAND_BACKEND`` or the best available."""
+    return usable_backend(None)
+
+
+def usable_backend(name: Optional[str]) -> Backend:
+    """The one backend-usability decision: the backend ``name`` if it is usable here, else
+    :class:`BackendUnavailable` saying why; ``None`` (or ``""``) means the default, decided once
+    per process: ``$EXITHAND_BACKEND`` when set (then it must be usable: never a silent
+    substitution), else the best usable one in preference order."""
     global _default
+    if name:
+        return _usable(name, f"backend {name!r}")
     if _default is not None:
         return _default
     forced = os.environ.get("EXITHAND_BACKEND")
     if forced:
-        b = get_backend(forced)
-        ok, why = b.available()
-        if not ok:
-            raise BackendUnavailable(f"EXITHAND_BACKEND={forced}: backend unavailable: {why}")
-        _default = b
-        return b
+        _default = _usable(forced, f"EXITHAND_BACKEND={forced}")
+        return _default
     reasons = []
-    for name in _FACTORIES:
-        b = get_backend(name)
+    for n in _FACTORIES:
+        b = get_backend(n)
         ok, why = b.available()
         if ok:
             _default = b
             return b
-        reasons.append(f"{name}: {why}")
+        reasons.append(f"{n}: {why}")
     raise BackendUnavailable("no usable backend: " + "; ".join(reasons))
+
+
+def _usable(name: str, label: str) -> Backend:
+    b = get_backend(name)
+    ok, why = b.available()
+    if not ok:
+        raise BackendUnavailable(f"{label}: backend unavailable: {why}")
+    return b

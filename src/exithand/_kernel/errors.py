@@ -21,12 +21,17 @@ class Error(Exception):
     """Base class of every exithand error.
 
     ``pid`` is the process the error is about (``None`` when the error is not about one process).
+    ``errno`` is the kernel's errno when the error comes from a failed syscall (set by
+    :func:`translate_oserror`, e.g. ``errno.ENOSYS`` for a syscall this kernel lacks), else
+    ``None``: test it, never the message text.
     """
 
-    def __init__(self, msg: str, pid: Optional[int] = None) -> None:
+    def __init__(self, msg: str, pid: Optional[int] = None, *,
+                 errno: Optional[int] = None) -> None:
         super().__init__(msg)
         self.pid = pid
         self.msg = msg
+        self.errno = errno
 
     def __str__(self) -> str:
         return self.msg
@@ -103,7 +108,7 @@ def translate_oserror(exc: OSError, pid: Optional[int], what: str) -> Exception:
     """Map an ``OSError`` from a syscall about ``pid`` to an exithand exception.
 
     ESRCH -> NoSuchProcess; EPERM/EACCES -> AccessDenied; anything else becomes ``Error`` with
-    the errno text, so no bare ``OSError`` escapes the public API.
+    the errno text and ``.errno``, so no bare ``OSError`` escapes the public API.
     """
     label = f"process {pid}" if pid is not None else "process"
     err = exc.errno
@@ -115,6 +120,6 @@ def translate_oserror(exc: OSError, pid: Optional[int], what: str) -> Exception:
                             pid)
     if err in (errno.EMFILE, errno.ENFILE):
         # _fdlimit.describe names the soft/hard limit that was hit
-        return FdLimitError(_fdlimit.describe(exc, f"{label}: {what}"), pid)
+        return FdLimitError(_fdlimit.describe(exc, f"{label}: {what}"), pid, errno=err)
     return Error(f"{label}: {what} failed: [{errno.errorcode.get(err or 0, err)}] "
-                 f"{exc.strerror}", pid)
+                 f"{exc.strerror}", pid, errno=err)

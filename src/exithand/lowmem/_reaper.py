@@ -7,20 +7,18 @@
   process is reaped, so the only window left is a death *and* reap *and* reuse between the
   check and ``setpriority``, whose worst outcome is a wrongly niced process, never a signal.
 * :func:`release`: ``process_mrelease`` through :meth:`exithand.ExitHandle.release_memory`
-  (Linux 5.15), retried while the kernel says "not dying yet" (EINVAL: the SIGKILL has not taken
-  effect, or the mm is shared with a live process) or "busy" (EAGAIN); "no such process" means
-  the victim's own exit already released it.  Runs on the daemon's reaper thread.
+  (Linux 5.15), retried by the library's one rule (EINVAL "not dying yet": the SIGKILL has not
+  taken effect, or the mm is shared with a live process; EAGAIN "busy") for
+  ``ExitHandle.RELEASE_RETRY`` seconds; "no such process" means the victim's own exit already
+  released it.  Runs on the daemon's reaper thread.
 """
 
 from __future__ import annotations
 
 import os
-import select
 from typing import Optional
 
 import exithand
-
-_MRELEASE_TRIES = 20
 
 
 def boost(h: exithand.ExitHandle) -> Optional[str]:
@@ -43,27 +41,17 @@ def boost(h: exithand.ExitHandle) -> Optional[str]:
 
 
 def release(h: exithand.ExitHandle) -> tuple[str, Optional[str]]:
-    """``process_mrelease`` with retries; (``released``/``already_released``/``failed``, error)."""
-    last = None
-    for _ in range(_MRELEASE_TRIES):
-        try:
-            h.release_memory()
-            return "released", None
-        except exithand.NoSuchProcess:
-            return "already_released", None
-        except exithand.AccessDenied as e:
-            return "failed", str(e)
-        except exithand.Error as e:  # EINVAL (not dying yet) or EAGAIN (lock contention)
-            last = str(e)
-            if "ENOSYS" in last:
-                break
-            p = select.poll()
-            p.register(h.fileno(), select.POLLIN)
-            if p.poll(5):
-                return "already_released", None
-        except ValueError:  # handle closed under us: the daemon is stopping
-            return "failed", "stopped"
-    return "failed", last
+    """``process_mrelease`` under the library's one retry rule (``release_memory(retry=
+    ExitHandle.RELEASE_RETRY)``); (``released``/``already_released``/``failed``, error)."""
+    try:
+        h.release_memory(retry=exithand.ExitHandle.RELEASE_RETRY)
+        return "released", None
+    except exithand.NoSuchProcess:  # its exit released the memory first
+        return "already_released", None
+    except exithand.Error as e:  # still not dying, no such syscall (e.errno), no permission
+        return "failed", str(e)
+    except ValueError:  # handle closed under us: the daemon is stopping
+        return "failed", "stopped"
 
 
 def v2_cgroup(pid: int) -> Optional[str]:
