@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import pytest
 
 import exithand
-from conftest import leader_zombie, require, stop_process
+from conftest import env_with_src, leader_zombie, require, run_cli, stop_process
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -81,8 +81,9 @@ def test_non_leader_without_thread_flag_is_not_a_process(threaded):
 
 def test_tgid_must_match(threaded):
     p, tid = threaded
-    with pytest.raises(exithand.NoSuchProcess, match=f"not a thread of process {os.getpid()}"):
+    with pytest.raises(exithand.Error, match=f"not a thread of process {os.getpid()}") as ei:
         exithand.open(tid, thread=True, tgid=os.getpid())
+    assert not isinstance(ei.value, exithand.NoSuchProcess)  # it is not gone
     with exithand.open(tid, thread=True, tgid=p.pid) as h:
         assert h.tgid == p.pid
 
@@ -175,3 +176,91 @@ def test_waitset_with_thread_handle(threaded):
         p.stdin.write("\n")
         p.stdin.flush()
         assert list(ws.as_exited(timeout=30)) == [th]
+
+
+# ----- exithand wait --thread ------------------------------------------------------------------
+
+def _cli(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "exithand", "wait", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env_with_src())
+
+
+def test_cli_wait_thread_verbose_and_json(threaded):
+    """``--thread PID/TID`` waits for that thread: it returns once the thread exits, while the
+    process runs on; -v and --json say so.  The CLI is started only after its target thread
+    exists, and the thread exits only on our line, so the CLI sees it alive first unless it
+    opens late: -t bounds it."""
+    import json
+
+    p, tid = threaded
+    with exithand.open(tid, thread=True) as h:  # our own view of when the thread is gone
+        c1 = _cli("--thread", "-v", "-t", "30", f"{p.pid}/{tid}")
+        c2 = _cli("--thread", "--json", "-t", "30", f"/proc/{p.pid}/task/{tid}")
+        try:
+            _wait_cli_holds_thread(c1.pid, tid)
+            _wait_cli_holds_thread(c2.pid, tid)
+            assert p.stdin is not None
+            p.stdin.write("\n")
+            p.stdin.flush()
+            h.wait(timeout=30)
+            out1, err1 = c1.communicate(timeout=30)
+            out2, err2 = c2.communicate(timeout=30)
+        finally:
+            for c in (c1, c2):
+                if c.poll() is None:
+                    c.kill()
+                    c.wait()
+    assert c1.returncode == 0, err1
+    assert out1 == f"{tid}: thread of process {p.pid} exited.\n"
+    assert c2.returncode == 0, err2
+    d = json.loads(out2)
+    assert d["pid"] == tid and d["thread"] is True and d["tgid"] == p.pid
+    assert d["known"] is False and "thread" in d["reason"]
+    assert p.poll() is None  # the process lives on
+
+
+def _wait_cli_holds_thread(holder: int, tid: int, timeout: float = 20) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for fd in os.listdir(f"/proc/{holder}/fdinfo"):
+            try:
+                with open(f"/proc/{holder}/fdinfo/{fd}") as f:
+                    if f"Pid:\t{tid}\n" in f.read():
+                        return
+            except OSError:
+                continue
+        time.sleep(0.01)
+    raise AssertionError(f"{holder} never opened a pidfd on {tid}")
+
+
+def test_cli_thread_bad_input(threaded):
+    p, tid = threaded
+    # a thread of another process: exit 1, even with -e (it is not gone)
+    for extra in ([], ["-e"]):
+        res = run_cli("wait", "--thread", *extra, "-t", "5", f"{os.getpid()}/{tid}")
+        assert res.returncode == 1, res
+        assert f"{tid} is not a thread of process {os.getpid()}" in res.stderr
+    # a thread id no live thread has: exit 1; with -e it counts as exited (exit 0)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    res = run_cli("wait", "--thread", str(gone.pid))
+    assert res.returncode == 1 and "no such thread" in res.stderr, res
+    res = run_cli("wait", "--thread", "-e", "-v", str(gone.pid))
+    assert res.returncode == 0, res
+    # malformed: usage, exit 2
+    for bad in ("x", "1/", "/proc/1/tsk/2", "0", "-3/4"):
+        res = run_cli("wait", "--thread", "--", bad)
+        assert res.returncode == 2, (bad, res)
+    # a non-leader tid without --thread stays a thread-id error
+    res = run_cli("wait", "-t", "5", str(tid))
+    assert res.returncode == 1 and f"thread of process {p.pid}" in res.stderr, res
+
+
+def test_cli_thread_forced_no_pidfd_thread(threaded):
+    _p, tid = threaded
+    res = run_cli("wait", "--thread", str(tid),
+                  env=env_with_src(EXITHAND_DISABLE="pidfd_thread"))
+    assert res.returncode == 1 and "PIDFD_THREAD" in res.stderr, res

@@ -87,8 +87,9 @@ def _open_thread_ref(tid: int, tgid: Optional[int], backend: Optional[str]) -> P
     owner = getattr(ref, "tgid", None)
     if tgid is not None and owner != tgid:
         ref.close()
-        raise NoSuchProcess(f"{tid} is not a thread of process {tgid} (it is a thread of "
-                            f"process {owner})", tid)
+        # not "gone": the thread lives, in another process (an error even with wait -e)
+        raise Error(f"{tid} is not a thread of process {tgid} (it is a thread of process "
+                    f"{owner})", tid)
     return ref
 
 
@@ -171,7 +172,7 @@ class ExitHandle:
           readable when that thread exits (the leader thread too, while others run on), signals
           go to that thread (``PIDFD_SIGNAL_THREAD``), and its status is "unknown" (a thread
           has no exit status of its own).  ``tgid``: the process the thread must belong to
-          (else :class:`NoSuchProcess`).
+          (else :class:`Error`).
 
         The race is only between the number and the pin: the process is pinned first (a
         pidfd), then compared with what you gave, so a mismatch can only mean the process you
