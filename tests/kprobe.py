@@ -26,6 +26,11 @@ Probes (``NAMES``), each memoized per (name, uid):
 ``pidfd_info_exit``
     a child exits 7 and is reaped; ``PIDFD_GET_INFO`` with ``PIDFD_INFO_EXIT`` on its pidfd
     reports wait status ``7 << 8`` (6.15).
+``pidfd_info_coredump``
+    ``PIDFD_GET_INFO`` with ``PIDFD_INFO_COREDUMP`` (72-byte struct) on a living child sets that
+    bit in the returned mask (6.16).
+``pidfd_thread``
+    ``pidfd_open(tid, PIDFD_THREAD)`` on a second thread of this process (6.9).
 ``process_mrelease``
     syscall 448 on a pidfd of a living child answers EINVAL (it exists and is not filtered;
     5.15).
@@ -68,6 +73,9 @@ PROC_PID_INIT_INO = 0xEFFFFFFC
 # <linux/pidfd.h>: _IOWR(0xFF, 11, struct pidfd_info) with the 64-byte first version
 PIDFD_INFO_EXIT = 1 << 3
 PIDFD_GET_INFO = (3 << 30) | (64 << 16) | (0xFF << 8) | 11
+PIDFD_INFO_COREDUMP = 1 << 4
+PIDFD_GET_INFO_72 = (3 << 30) | (72 << 16) | (0xFF << 8) | 11
+PIDFD_THREAD = os.O_EXCL
 SYS_PROCESS_MRELEASE = 448  # x86_64, arm64 and every architecture using the generic table
 
 
@@ -194,6 +202,49 @@ def _pidfd_info_exit() -> tuple[bool, str]:
     return _with_child(body, "exit 7")
 
 
+def _pidfd_info_coredump() -> tuple[bool, str]:
+    def body(_pid: int, fd: int) -> tuple[bool, str]:
+        buf = bytearray(72)
+        struct.pack_into("=Q", buf, 0, PIDFD_INFO_COREDUMP)
+        try:
+            fcntl.ioctl(fd, PIDFD_GET_INFO_72, buf)
+        except OSError as e:
+            return False, f"ioctl PIDFD_GET_INFO (72 bytes): {e.strerror} (Linux < 6.13?)"
+        mask, = struct.unpack_from("=Q", buf, 0)
+        if not mask & PIDFD_INFO_COREDUMP:
+            return False, "PIDFD_GET_INFO returns no PIDFD_INFO_COREDUMP (Linux < 6.16)"
+        return True, ""
+    return _with_child(body)
+
+
+def _pidfd_thread() -> tuple[bool, str]:
+    import threading
+
+    ok, why = _pidfd()
+    if not ok:
+        return ok, why
+    tids: list[int] = []
+    ready, done = threading.Event(), threading.Event()
+
+    def run() -> None:
+        tids.append(threading.get_native_id())
+        ready.set()
+        done.wait(10)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    ready.wait(10)
+    try:
+        fd = os.pidfd_open(tids[0], PIDFD_THREAD)
+    except OSError as e:
+        return False, f"pidfd_open(tid, PIDFD_THREAD): {e.strerror} (Linux < 6.9)"
+    finally:
+        done.set()
+        t.join(10)
+    os.close(fd)
+    return True, ""
+
+
 def _process_mrelease() -> tuple[bool, str]:
     libc = ctypes.CDLL(None, use_errno=True)
 
@@ -255,6 +306,8 @@ PROBES: dict[str, Callable[[], tuple[bool, str]]] = {
     "pidfd": _pidfd,
     "pidfs": _pidfs,
     "pidfd_info_exit": _pidfd_info_exit,
+    "pidfd_info_coredump": _pidfd_info_coredump,
+    "pidfd_thread": _pidfd_thread,
     "process_mrelease": _process_mrelease,
     "pid_max_per_ns": _pid_max_per_ns,
     "cgroup_v2_writable": _cgroup_v2_writable,

@@ -137,11 +137,11 @@ def test_or_flag(victim_factory) -> None:
 # ----- pwait.c / pwait.1 -----------------------------------------------------------------------
 
 @pytest.mark.parametrize("args, err", [
-    ([], "usage: pwait [-t timeout] [-opv] pid ...\n"),
-    (["-x", "1"], "pwait: illegal option -- x\nusage: pwait [-t timeout] [-opv] pid ...\n"),
-    (["-t"], "pwait: option requires an argument -- t\nusage: pwait [-t timeout] [-opv] "
+    ([], "usage: pwait [-t timeout] [-oprv] pid ...\n"),
+    (["-x", "1"], "pwait: illegal option -- x\nusage: pwait [-t timeout] [-oprv] pid ...\n"),
+    (["-t"], "pwait: option requires an argument -- t\nusage: pwait [-t timeout] [-oprv] "
              "pid ...\n"),
-    (["-h"], "pwait: illegal option -- h\nusage: pwait [-t timeout] [-opv] pid ...\n"),
+    (["-h"], "pwait: illegal option -- h\nusage: pwait [-t timeout] [-oprv] pid ...\n"),
 ])
 def test_usage_exits_64(args: list[str], err: str) -> None:
     res = run(pwait(*args))
@@ -226,3 +226,103 @@ def test_options_end_at_the_first_pid(victim_factory) -> None:
     assert before == ["pwait: -v: bad process id\n"]
     v.exit(0)
     assert finish(p) == (0, "", "")
+
+
+# ----- pwait_reap.c (2026): -r waits for the reap ----------------------------------------------
+# Upstream forks the target (exit 0 when a pipe closes) and pwait as siblings: the target is
+# not pwait's child.  It syncs by sending pwait SIGINFO, which makes FreeBSD pwait print the
+# pids it still waits for on stderr; Linux has no SIGINFO, so here the sync is the face's
+# EXITHAND_DEBUG line and its sleep in poll.  (Upstream's pwait_normal calls the -r variant
+# too, pwait_reap_test(true), a slip; the case its description names is ported here.)
+
+def test_reap_normal_returns_before_the_reap(victim_factory) -> None:
+    """pwait_normal: "pwait returns before the target process has been reaped"."""
+    v = victim_factory(reap=False)
+    p, _ = start_waiting(pwait("-v", str(v.pid)))
+    v.exit(0)  # a zombie now; its parent (the keeper) has not reaped it
+    assert finish(p) == (0, f"{v.pid}: exited with status 0.\n", "")
+    assert _state(v.pid) == "Z"  # pwait returned while it was unreaped
+    v.reap()
+
+
+def test_reap_r_waits_for_the_reap(victim_factory) -> None:
+    """pwait_reap: "pwait -r does not return until the target process has been reaped"."""
+    v = victim_factory(reap=False)
+    p, _ = start_waiting(pwait("-rv", str(v.pid)))
+    v.exit(0)
+    _wait_zombie(v.pid)
+    wait_blocked(p)  # asleep in poll although the target is dead
+    assert p.poll() is None, "pwait -r returned before the reap"
+    v.reap()
+    assert finish(p) == (0, f"{v.pid}: exited with status 0.\n", "")
+
+
+def test_reap_r_zombie_already_dead(victim_factory) -> None:
+    """The issue's case: a zombie non-child.  pwait returns at once; pwait -r waits until the
+    parent reaps it (bounded here by -t: exit 124 while it stays a zombie)."""
+    v = victim_factory(reap=False)
+    v.exit(3)
+    _wait_zombie(v.pid)
+    res = run(pwait("-v", str(v.pid)))
+    assert (res.returncode, res.stdout) == (0, f"{v.pid}: exited with status 3.\n")
+    res = run(pwait("-r", "-v", "-t", "0.3", str(v.pid)))
+    assert (res.returncode, res.stdout) == (124, "timeout\n")
+    p, _ = start_waiting(pwait("-r", "-v", str(v.pid)))
+    v.reap()
+    assert finish(p) == (0, f"{v.pid}: exited with status 3.\n", "")
+
+
+def test_reap_r_with_or_and_p(victim_factory) -> None:
+    """-r combines with -o and -p: the first reaped one ends it; -p lists the unreaped."""
+    a, b = victim_factory(reap=False), victim_factory(reap=False)
+    p, _ = start_waiting(pwait("-r", "-o", "-p", "-v", str(a.pid), str(b.pid)))
+    a.exit(1)
+    b.exit(2)
+    _wait_zombie(a.pid)
+    _wait_zombie(b.pid)
+    wait_blocked(p)
+    assert p.poll() is None
+    b.reap()
+    assert finish(p) == (0, f"{b.pid}: exited with status 2.\n{a.pid}\n", "")
+    a.reap()
+
+
+def test_reap_r_gone_pid_counts_as_reaped() -> None:
+    res = run(pwait("-r", "-v", str(gone_pid())))
+    assert res.returncode == 0 and "No such process" in res.stderr
+
+
+def test_reap_r_procpoll_backend(victim_factory, monkeypatch) -> None:
+    """Without pidfds (procpoll backend, forced) the reap is asked for on a backoff: same
+    behaviour, just polled."""
+    monkeypatch.setenv("EXITHAND_BACKEND", "procpoll")
+    v = victim_factory(reap=False)
+    p, _ = start_waiting(pwait("-rv", str(v.pid)))
+    v.exit(0)
+    _wait_zombie(v.pid)
+    _wait_napping(p)  # between two looks at the reap: a nanosleep, not a poll
+    assert p.poll() is None
+    v.reap()
+    assert finish(p) == (0, f"{v.pid}: exited with status 0.\n", "")
+
+
+def _wait_napping(p: subprocess.Popen[str]) -> None:
+    import os
+    while p.poll() is None:
+        try:
+            with open(f"/proc/{p.pid}/wchan") as f:
+                if "nanosleep" in f.read():
+                    return
+        except OSError:
+            pass
+        os.sched_yield()
+
+
+def _wait_zombie(pid: int) -> None:
+    import os
+    fd = os.pidfd_open(pid)  # readable once dead (zombie): the kernel's own event
+    try:
+        import select
+        assert select.select([fd], [], [], 30)[0]
+    finally:
+        os.close(fd)

@@ -39,7 +39,9 @@ _LAZY = {
     "CgroupKillResult": "._kill_cgroup",
     "kill_cgroup": "._kill_cgroup",
     "ProcessTable": "._proctable",
+    "Coredump": "._status",
     "ExitStatus": "._status",
+    "wait_reaped": "._reap",
     "wait_all": "._wait",
     "wait_any": "._wait",
     "wait_procs": "._wait",
@@ -73,7 +75,8 @@ if TYPE_CHECKING:  # what the names are, for type checkers and IDEs
     from ._kill import KillResult, kill_and_wait
     from ._kill_cgroup import CgroupKillResult, kill_cgroup
     from ._proctable import ProcessTable
-    from ._status import ExitStatus
+    from ._reap import wait_reaped
+    from ._status import Coredump, ExitStatus
     from ._stream import ExitGap, ExitWatcher, ProcessExit, watch
     from ._wait import wait_all, wait_any, wait_procs
     from ._waitset import WaitSet
@@ -106,6 +109,7 @@ __all__ = [
     "BackendUnavailable",
     "CgroupError",
     "CgroupKillResult",
+    "Coredump",
     "Error",
     "ExitGap",
     "ExitHandle",
@@ -134,5 +138,6 @@ __all__ = [
     "wait_all",
     "wait_any",
     "wait_procs",
+    "wait_reaped",
     "watch",
 ]

@@ -23,12 +23,17 @@ from collections.abc import Callable
 from . import _creds, _identity, _mrelease
 from . import _status_sources as _sources
 from ._aio import wait_handle
-from ._backends import ProcessRef, usable_backend
+from ._backends import (
+    ProcessRef,
+    open_thread,
+    usable_backend,
+)
 from ._creds import ProcessCredentials
 from ._identity import ProcessIdentity
 from ._kernel import procfs as _procfs
 from ._kernel import sigwake as _sigwake
 from ._kernel.errors import (
+    BackendUnavailable,
     Error,
     NoSuchProcess,
     NotProcessLeader,
@@ -52,6 +57,34 @@ def _open_error(exc: OSError, pid: int) -> Exception:
                 pid, tgid)
         return NoSuchProcess(f"process {pid}: no such process", pid)
     return translate_oserror(exc, pid, "open")
+
+
+def _open_thread_ref(tid: int, tgid: Optional[int], backend: Optional[str]) -> ProcessRef:
+    """``exithand.open(tid, thread=True)``: a PIDFD_THREAD pidfd (Linux 6.9), whatever the
+    default backend (threads have no other mechanism here)."""
+    if backend not in (None, "pidfd"):
+        raise BackendUnavailable(f"thread=True needs pidfd_open(PIDFD_THREAD); the {backend!r} "
+                                 "backend has no thread handles")
+    if tgid is not None:
+        tgid = _identity.check_pid(tgid)
+    try:
+        ref = open_thread(tid)
+    except OSError as e:
+        if e.errno == errno.EINVAL:
+            raise BackendUnavailable(
+                f"thread {tid}: this kernel has no PIDFD_THREAD for pidfd_open (needs Linux "
+                f"6.9): {e.strerror}") from None
+        if e.errno == errno.ESRCH:
+            raise NoSuchProcess(f"thread {tid}: no such thread (it has exited, or no process "
+                                "has a thread with this id)", tid) from None
+        raise translate_oserror(e, tid, "open thread") from None
+    owner = getattr(ref, "tgid", None)
+    if tgid is not None and owner != tgid:
+        ref.close()
+        # not "gone": the thread lives, in another process (an error even with wait -e)
+        raise Error(f"{tid} is not a thread of process {tgid} (it is a thread of process "
+                    f"{owner})", tid)
+    return ref
 
 
 def check_timeout(timeout: Optional[float]) -> Optional[float]:
@@ -115,7 +148,8 @@ class ExitHandle:
 
     @classmethod
     def open(cls, pid: int, *, inode: Optional[int] = None, start_time: Optional[int] = None,
-             create_time: Optional[float] = None, backend: Optional[str] = None) -> ExitHandle:
+             create_time: Optional[float] = None, backend: Optional[str] = None,
+             thread: bool = False, tgid: Optional[int] = None) -> ExitHandle:
         """Pin the process ``pid`` names now, checked against what you know of it.
 
         Arguments (all but ``pid`` optional and keyword-only):
@@ -131,6 +165,12 @@ class ExitHandle:
           taken makes it miss, as it makes psutil's own check miss).
         * ``backend``: ``"pidfd"`` (Linux 5.3+), ``"connector"`` or ``"procpoll"``; default:
           the best available one (``EXITHAND_BACKEND`` overrides).
+        * ``thread``: ``pid`` is a thread id, and the handle is on that one thread
+          (``pidfd_open(tid, PIDFD_THREAD)``, Linux 6.9; else :class:`BackendUnavailable`):
+          readable when that thread exits (the leader thread too, while others run on), signals
+          go to that thread (``PIDFD_SIGNAL_THREAD``), and its status is "unknown" (a thread
+          has no exit status of its own).  ``tgid``: the process the thread must belong to
+          (else :class:`Error`).
 
         The race is only between the number and the pin: the process is pinned first (a
         pidfd), then compared with what you gave, so a mismatch can only mean the process you
@@ -143,6 +183,12 @@ class ExitHandle:
         (``with`` does).
         """
         pid = _identity.check_pid(pid)
+        if tgid is not None and not thread:
+            raise ValueError("tgid= is only for thread=True")
+        if thread:
+            if inode is not None or start_time is not None or create_time is not None:
+                raise ValueError("thread=True takes no inode/start_time/create_time")
+            return cls(_open_thread_ref(pid, tgid, backend))
         for name, value, least in (("inode", inode, 1), ("start_time", start_time, 0)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                       or value < least):
@@ -273,6 +319,17 @@ class ExitHandle:
         return self._live_ref().backend
 
     @property
+    def thread(self) -> bool:
+        """True for a handle on one thread (``exithand.open(tid, thread=True)``)."""
+        return self._live_ref().thread
+
+    @property
+    def tgid(self) -> int:
+        """The process the handle's thread belongs to (its own pid for a process handle)."""
+        ref = self._live_ref()
+        return int(getattr(ref, "tgid", ref.pid))
+
+    @property
     def closed(self) -> bool:
         """True once :meth:`close` ran."""
         return self._ref is None
@@ -369,6 +426,11 @@ class ExitHandle:
             if self._status is not None:
                 return self._status
             ref = self._live_ref()  # under the lock: close() cannot pull the fd from under us
+            if ref.thread:
+                self._status = ExitStatus.unknown(
+                    ref.pid, f"thread {ref.pid} of process {getattr(ref, 'tgid', '?')} exited; "
+                    "a thread has no exit status of its own")
+                return self._status
             try:
                 st = _sources.resolve(ref, self._popen)
             except OSError as e:
@@ -522,7 +584,8 @@ class ExitHandle:
 
 
 def open(pid: int, *, inode: Optional[int] = None, start_time: Optional[int] = None,
-         create_time: Optional[float] = None, backend: Optional[str] = None) -> ExitHandle:
+         create_time: Optional[float] = None, backend: Optional[str] = None,
+         thread: bool = False, tgid: Optional[int] = None) -> ExitHandle:
     """Open a handle on the death of process ``pid`` (any process, not only a child).
 
     ``with exithand.open(1234) as h: status = h.wait(timeout=5)``
@@ -541,5 +604,5 @@ def open(pid: int, *, inode: Optional[int] = None, start_time: Optional[int] = N
     :class:`ExitHandle` holding one fd: close it (``with`` does).
     """
     return ExitHandle.open(pid, inode=inode, start_time=start_time, create_time=create_time,
-                           backend=backend)
+                           backend=backend, thread=thread, tgid=tgid)
 

@@ -24,6 +24,14 @@ is dead.
    not the leader's own 0; tests/test_connector_threads.py).
 5. **pidfd_info** -- ``PIDFD_GET_INFO`` with ``PIDFD_INFO_EXIT`` (Linux 6.15), after the reap.
 
+**Coredump details** (:func:`with_coredump`): a death by signal carries the wait status' core
+bit as :class:`~exithand._status.Coredump` (dumped or not, ``source`` the status's own).  Where
+the kernel recorded more (``PIDFD_INFO_COREDUMP``, 6.16: dumped / skipped, written as user or
+root; the signal from 6.19), that replaces it with ``source`` ``"pidfd_info"``.  A
+``coredump_mask`` of 0 means the kernel recorded nothing (6.16-6.18 record only dumps into a
+coredump socket), so the core bit stays the answer.  ``EXITHAND_DISABLE=pidfd_coredump``
+forces the kernels without it.
+
 Each read of ``/proc/<pid>`` is followed by a check that our pidfd's process was not reaped in
 between: until the reap the number cannot be reused, so what we read was about our process.
 """
@@ -38,7 +46,14 @@ from ._backends import ProcessRef, _hooks
 from ._kernel import procfs as _procfs
 from ._kernel import syscalls as _sys
 from ._kernel.errors import AccessDenied, Error
-from ._status import SOURCE_CHILD, SOURCE_PIDFD_INFO, SOURCE_POPEN, SOURCE_ZOMBIE, ExitStatus
+from ._status import (
+    SOURCE_CHILD,
+    SOURCE_PIDFD_INFO,
+    SOURCE_POPEN,
+    SOURCE_ZOMBIE,
+    Coredump,
+    ExitStatus,
+)
 
 TYPE_CHECKING = False  # mypy reads this as typing's; importing typing costs start-up time
 if TYPE_CHECKING:
@@ -136,6 +151,50 @@ def zombie_status(ref: ProcessRef) -> tuple[Optional[ExitStatus], Optional[str]]
     return ExitStatus.from_wait_status(ref.pid, st.exit_code, SOURCE_ZOMBIE), None
 
 
+#: what we ask PIDFD_GET_INFO about a core dump; the kernel sets the bits it filled
+_COREDUMP_MASK = (_sys.PIDFD_INFO_COREDUMP | _sys.PIDFD_INFO_COREDUMP_SIGNAL
+                  | _sys.PIDFD_INFO_SUPPORTED_MASK)
+
+
+def coredump_from_info(info: _sys.PidfdInfo) -> Optional[Coredump]:
+    """The kernel's coredump record in a PIDFD_GET_INFO answer, or None if it recorded none.
+
+    Only meaningful once the process is dead: for a live one ``coredump_mask`` is the
+    dumpability a dump would have now.  A mask without COREDUMPED or SKIP is "nothing recorded".
+    """
+    cd = info.coredump_mask
+    if not cd or not cd & (_sys.PIDFD_COREDUMPED | _sys.PIDFD_COREDUMP_SKIP):
+        return None
+    written_as = ("root" if cd & _sys.PIDFD_COREDUMP_ROOT
+                  else "user" if cd & _sys.PIDFD_COREDUMP_USER else None)
+    sig = info.coredump_signal or None
+    return Coredump(bool(cd & _sys.PIDFD_COREDUMPED), bool(cd & _sys.PIDFD_COREDUMP_SKIP),
+                    written_as, sig, SOURCE_PIDFD_INFO)
+
+
+def _apply_coredump(st: ExitStatus, info: _sys.PidfdInfo) -> ExitStatus:
+    cd = coredump_from_info(info)
+    return st.with_coredump(cd) if cd is not None and st.signal is not None else st
+
+
+def with_coredump(ref: ProcessRef, st: ExitStatus) -> ExitStatus:
+    """``st`` with the kernel's coredump record where there is one (see the module doc).
+
+    Asked only for a death by signal (an exit never dumps) and only through a pidfd; a kernel
+    that has no PIDFD_INFO_COREDUMP, or a pidfd whose process is gone from pidfs, leaves ``st``
+    as it is (the core bit of its wait status, if any).
+    """
+    if st.signal is None or ref.pidfd is None or (st.coredump is not None
+                                                  and st.coredump.source == SOURCE_PIDFD_INFO):
+        return st
+    try:
+        # with PIDFD_INFO_EXIT: after the reap a request without it fails with ESRCH
+        info = _sys.pidfd_get_info(ref.pidfd, _COREDUMP_MASK | _sys.PIDFD_INFO_EXIT)
+    except OSError:
+        return st
+    return _apply_coredump(st, info)
+
+
 #: extra PIDFD_GET_INFO attempts (1 ms apart) after ESRCH; see pidfd_info_status
 REAP_RETRIES = 5
 #: how long resolve() waits for the exit record of a process caught in the middle of its reap
@@ -156,7 +215,7 @@ def pidfd_info_status(ref: ProcessRef) -> tuple[Optional[ExitStatus], Optional[s
     # once; resolve() waits for a process caught in the middle of its reap.
     for attempt in range(REAP_RETRIES + 1):
         try:
-            info = _sys.pidfd_get_info(fd, _sys.PIDFD_INFO_EXIT)
+            info = _sys.pidfd_get_info(fd, _sys.PIDFD_INFO_EXIT | _COREDUMP_MASK)
         except OSError as e:
             if e.errno in (errno.ENOTTY, errno.EINVAL, errno.EOPNOTSUPP):
                 return None, (f"kernel {os.uname().release} has no PIDFD_GET_INFO exit info "
@@ -168,8 +227,8 @@ def pidfd_info_status(ref: ProcessRef) -> tuple[Optional[ExitStatus], Optional[s
             time.sleep(0.001)
             continue
         if info.exit_status is not None:
-            return ExitStatus.from_wait_status(ref.pid, info.exit_status,
-                                               SOURCE_PIDFD_INFO), None
+            return _apply_coredump(ExitStatus.from_wait_status(ref.pid, info.exit_status,
+                                                               SOURCE_PIDFD_INFO), info), None
         if info.mask & _sys.PIDFD_INFO_PID:  # still found: exit info appears at the reap
             return None, None
         return None, (f"kernel {os.uname().release} keeps no exit info for this pidfd "
@@ -178,7 +237,7 @@ def pidfd_info_status(ref: ProcessRef) -> tuple[Optional[ExitStatus], Optional[s
 
 
 def resolve(ref: ProcessRef, popen: Any = None) -> ExitStatus:
-    """Best available status for a dead process; never invented.
+    """Best available status for a dead process, with its coredump details; never invented.
 
     Once the process is reaped, ``PIDFD_INFO_EXIT`` (6.15) is the kernel's own record, exact
     for the whole thread group, in one ioctl: it is asked first, except for a Popen's process
@@ -187,6 +246,11 @@ def resolve(ref: ProcessRef, popen: Any = None) -> ExitStatus:
     ``waitid`` that fails with ECHILD and the ``/proc`` read.  Before the reap the ioctl says
     "not yet", which no other source can contradict, and the others answer in their order.
     """
+    st = _resolve_status(ref, popen)
+    return with_coredump(ref, st) if st.known else st
+
+
+def _resolve_status(ref: ProcessRef, popen: Any) -> ExitStatus:
     info_why: Optional[str] = None
     asked = popen is None
     if asked:

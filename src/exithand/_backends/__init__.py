@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 
 __all__ = ["Backend", "ProcessRef", "availability", "backend_names", "default_backend",
-           "get_backend", "usable_backend"]
+           "get_backend", "open_thread", "usable_backend"]
 
 
 # Each backend's module is imported only when that backend is first asked for: the default
@@ -54,6 +54,19 @@ def _make_procpoll() -> Backend:
     from ._procpoll import ProcpollBackend
 
     return ProcpollBackend(on_open=start_exit_listener)
+
+
+def _make_thread() -> Callable[[int], ProcessRef]:
+    # thread handles (``_thread``) are their own small mechanism, imported when first asked
+    # for (the leader's case brings the procpoll monitor with it)
+    from ._thread import open_thread as _open
+
+    return _open
+
+
+def open_thread(tid: int) -> ProcessRef:
+    """A ref on one thread (``pidfd_open(tid, PIDFD_THREAD)``, Linux 6.9): see ``_thread``."""
+    return _make_thread()(tid)
 
 
 # name -> factory, in order of preference

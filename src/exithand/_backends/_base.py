@@ -35,6 +35,8 @@ class ProcessRef(abc.ABC):
 
     #: the backend's name (``"pidfd"``, ``"procpoll"``, ...)
     backend: str
+    #: True for a ref on one thread (``exithand.open(tid, thread=True)``), not a process
+    thread = False
     #: set by subclasses that know the identity at open; others override :attr:`identity`
     _identity: ProcessIdentity
 

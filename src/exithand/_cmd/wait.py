@@ -38,13 +38,18 @@ examples:
   exithand wait -c 2 -p -t 1.5 1 2 3      wait for two of three; then print the living
   exithand wait --json 1234:81234         one JSON object per exit, pinned to inode 81234
   exithand wait -e 1234 && echo gone      no error if 1234 has already exited
+  exithand wait --thread -v 1234/1240     wait for thread 1240 of process 1234 to exit
 
 -v prints FreeBSD pwait's words:
   1234: exited with status 7.
   1234: killed by signal 9.
   1234: exited (status unknown: REASON).
+  1240: thread of process 1234 exited.   (--thread: a thread has no exit status)
   timeout                                 (-v, when -t runs out)
-The status is known for your own children (read without reaping them), for zombies you may
+A death by signal says whether a core was dumped: "(core dumped)" from the wait status, or
+"(core dumped as user)" / "(... as root)" where the kernel recorded the dump (Linux 6.16+,
+PIDFD_INFO_COREDUMP); --json has it as "coredump" (dumped, skipped, written_as, signal,
+source). The status is known for your own children (read without reaping them), for zombies you may
 ptrace, and on Linux 6.15+ for any process once its parent has reaped it.
 
 Each target holds one file descriptor while waiting; with more targets than the soft open-file
@@ -74,6 +79,9 @@ def register(sub: Any) -> None:
                    help="print each exit as it happens, and 'timeout' if -t runs out")
     p.add_argument("--json", action="store_true",
                    help="print each exit as one JSON object per line")
+    p.add_argument("--thread", action="store_true",
+                   help="the targets are thread ids (TID, PID/TID or /proc/PID/task/TID): "
+                        "wait until those threads exit (Linux 6.9 PIDFD_THREAD)")
     p.add_argument("-p", "--print-remaining", action="store_true",
                    help="on the way out (timeout, -o, -c), print the targets still alive "
                         "(one per line)")
@@ -82,7 +90,8 @@ def register(sub: Any) -> None:
 
 _FLAGS = {"-o": "any", "--any": "any", "-e": "exited", "--exited": "exited",
           "-v": "verbose", "--verbose": "verbose", "--json": "json",
-          "-p": "print_remaining", "--print-remaining": "print_remaining"}
+          "-p": "print_remaining", "--print-remaining": "print_remaining",
+          "--thread": "thread"}
 _VALUED = {"-t": ("timeout", _common.timeout_arg), "--timeout": ("timeout", _common.timeout_arg),
            "-c": ("count", _common.positive_int_arg),
            "--count": ("count", _common.positive_int_arg)}
@@ -97,7 +106,8 @@ def fast_parse(argv: list[str]) -> Optional[Any]:
     from types import SimpleNamespace
 
     ns = SimpleNamespace(targets=[], timeout=None, any=False, count=None, exited=False,
-                         verbose=False, json=False, print_remaining=False, func=run)
+                         verbose=False, json=False, print_remaining=False, thread=False,
+                         func=run)
     it = iter(argv)
     for a in it:
         if a in _FLAGS:
@@ -119,18 +129,30 @@ def fast_parse(argv: list[str]) -> Optional[Any]:
 
 
 def _report(args: argparse.Namespace, st: exithand.ExitStatus, inode: Optional[int],
-            waited: float) -> None:
+            waited: float, tgid: Optional[int] = None) -> None:
     if args.json:
         d: dict[str, Any] = {"pid": st.pid, "inode": inode}
         d.update(st.as_dict())
+        if getattr(args, "thread", False):
+            d.update(thread=True, tgid=tgid)
         d["seconds"] = round(waited, 6)
         emit_json(d)
     elif args.verbose:
-        emit(st.describe())
+        if getattr(args, "thread", False) and tgid is not None:
+            emit(f"{st.pid}: thread of process {tgid} exited.")
+        else:
+            emit(st.describe())
 
 
 def run(args: argparse.Namespace) -> int:
-    targets = _common.parse_targets(args.targets, args.exited)
+    thread = getattr(args, "thread", False)
+    owners: list[Optional[int]] = []
+    if thread:
+        from .threadargs import parse_thread_targets
+
+        targets, owners = parse_thread_targets(args.targets)
+    else:
+        targets = _common.parse_targets(args.targets, args.exited)
     count: Optional[int] = 1 if args.any else args.count
     if args.any and args.count not in (None, 1):
         raise UsageError("--any and --count N disagree; give one of them")
@@ -140,8 +162,16 @@ def run(args: argparse.Namespace) -> int:
     # Opening through the WaitSet raises the soft open-file limit to the hard one when many
     # targets need it (one fd each), and names the limit if even that is not enough.
     with exithand.WaitSet() as ws:
+        if thread:
+            pending = iter(owners)  # open_targets opens in order: one owner per target
+
+            def open_thread(pid: int, _inode: Optional[int]) -> exithand.ExitHandle:
+                h = exithand.open(pid, thread=True, tgid=next(pending))
+                ws.add(h)
+                return h
         opened, gone_targets = _common.open_targets(
-            targets, lambda pid, inode: ws.open(pid, inode=inode), args.exited)
+            targets, open_thread if thread else (lambda pid, inode: ws.open(pid, inode=inode)),
+            args.exited)
         try:
             gone = [(exithand.ExitStatus.unknown(t.pid, why if t.gone else
                                                  "not running when the wait started"),
@@ -191,7 +221,7 @@ def _wait(args: argparse.Namespace, ws: exithand.WaitSet,
     for h in ws.as_exited(args.timeout):
         st = h.status()
         assert st is not None
-        _report(args, st, h.identity.inode, time.monotonic() - start)
+        _report(args, st, h.identity.inode, time.monotonic() - start, h.tgid)
         done += 1
         if done >= want:
             return _common.EXIT_OK

@@ -1,9 +1,10 @@
 """``exithand pwait`` (or a symlink named ``pwait``): FreeBSD pwait(1), exactly.
 
 Behaviour taken from FreeBSD ``bin/pwait/pwait.c`` (the version with ``-p``), ``pwait.1``
-and the cases of ``bin/pwait/tests/pwait_test.sh`` (ported in ``tests/test_face_pwait.py``):
+and the cases of ``bin/pwait/tests/pwait_test.sh`` and ``pwait_reap.c`` (2026, the ``-r``
+cases; ported in ``tests/test_face_pwait.py``):
 
-- ``usage: pwait [-t timeout] [-opv] pid ...``: BSD getopt (the first pid ends the options),
+- ``usage: pwait [-t timeout] [-oprv] pid ...``: BSD getopt (the first pid ends the options),
   a bad option or no pid at all exits 64 (EX_USAGE).
 - ``-t TIMEOUT``: a decimal number with an optional unit ``s``, ``m`` or ``h``; anything else
   is ``pwait: timeout unit`` and a negative, unreadable or too large (> 100000000 s) value
@@ -13,6 +14,10 @@ and the cases of ``bin/pwait/tests/pwait_test.sh`` (ported in ``tests/test_face_
   about (``pwait: X: bad process id``) and ignored; so is pwait's own pid (``skipping my own
   pid``) and a process that is already gone (``pwait: N: No such process``), which counts as
   one that exited: with ``-o`` pwait then returns at once.  Duplicates count once.
+- ``-r``: wait until each process is *reaped*, not only dead: a zombie non-child makes plain
+  ``pwait`` return at once, ``pwait -r`` only once its parent has reaped it (FreeBSD's
+  kevent NOTE_EXIT vs. the reap).  Here :func:`exithand.wait_reaped`: a pidfd's POLLHUP at the
+  reap on Linux 6.9+ (pidfs), else asking :meth:`exithand.ExitHandle.is_reaped` on a backoff.
 - ``-v`` prints ``N: exited with status C.`` / ``N: killed by signal S.`` (``N: terminated.``
   when the status cannot be known); ``-p`` prints the pids still running, ascending, on
   every way out (timeout, ``-o``).
@@ -39,19 +44,21 @@ if TYPE_CHECKING:
     import argparse
     from typing import Optional
 
-HELP = "FreeBSD pwait(1), exactly: -t with s/m/h units, -o, -p, -v; timeout exits 124"
+HELP = "FreeBSD pwait(1), exactly: -t with s/m/h units, -o, -p, -r, -v; timeout exits 124"
 
 EX_USAGE = 64
 EX_DATAERR = 65
 EXIT_TIMEOUT = 124
 MAX_TIMEOUT = 100000000  # pwait.c: larger is "timeout value"
-USAGE = "usage: {prog} [-t timeout] [-opv] pid ..."
+USAGE = "usage: {prog} [-t timeout] [-oprv] pid ..."
 
 
 OPTIONS = [
     Opt("o", None, "any", None, "exit when any of the given processes has terminated"),
     Opt("p", None, "print_remaining", None,
         "on exit, print the pids of the processes that have not terminated"),
+    Opt("r", None, "reap", None,
+        "wait until each process has been reaped by its parent, not only terminated"),
     Opt("t", None, "timeout", "TIMEOUT",
         "give up after TIMEOUT (seconds; s, m, h units) and exit 124"),
     Opt("v", None, "verbose", None, "print the exit status (or 'timeout') of each process"),
@@ -158,7 +165,9 @@ def _main(argv: list[str], prog: str) -> int:
                 continue
             left[pid] = h
         rc = 0
-        if left and not (any_ and ndone):
+        if left and not (any_ and ndone) and opts.get("reap"):
+            rc = _wait_reaped(left, timeout, any_, verbose)
+        elif left and not (any_ and ndone):
             for h in _face.wait(ws, timeout):
                 st = h.status()
                 if verbose:
@@ -175,3 +184,29 @@ def _main(argv: list[str], prog: str) -> int:
             for pid in sorted(left):
                 emit(str(pid))
         return rc
+
+
+def _wait_reaped(left: dict[int, exithand.ExitHandle], timeout: Optional[float], any_: bool,
+                 verbose: bool) -> int:
+    """``-r``: report each process once it is reaped (removing it from ``left``); 124 when the
+    timer goes off first.  The status is read after the reap (PIDFD_INFO_EXIT on 6.15+)."""
+    import time
+
+    from .._common import debug
+
+    debug(f"waiting for {len(left)} process(es)")
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while left:
+        rest = None if deadline is None else max(0.0, deadline - time.monotonic())
+        reaped = exithand.wait_reaped(list(left.values()), rest, count=1)
+        if not reaped:
+            if verbose:
+                emit("timeout")
+            return EXIT_TIMEOUT
+        for h in reaped:
+            if verbose:
+                emit(_face.exit_words(h.status(), h.pid))
+            del left[h.pid]
+        if any_:
+            return 0
+    return 0
