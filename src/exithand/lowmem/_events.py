@@ -28,6 +28,8 @@ class Emitter:
         self.hook = hook
         self.out = out
         self.hooks: list[subprocess.Popen[bytes]] = []
+        #: metrics/journal/notify sinks (:mod:`exithand.obs.sinks`): each gets every event
+        self.sinks: list[Any] = []
         if use_syslog:
             syslog.openlog("exithand-lowmem", syslog.LOG_PID, syslog.LOG_DAEMON)
 
@@ -39,6 +41,18 @@ class Emitter:
         if self.syslog:
             prio = syslog.LOG_WARNING if event in WARNING_EVENTS else syslog.LOG_INFO
             syslog.syslog(prio, text)
+        for s in list(self.sinks):
+            try:
+                s.event(event, text, obj)
+            except Exception as e:  # a sink never stops the daemon: say so once, drop it
+                self.sinks.remove(s)
+                self.emit("warning", f"{type(s).__name__} stopped: {type(e).__name__}: {e}",
+                          message=str(e))
+
+    def sample(self, **figures: Any) -> None:
+        """Figures the daemon just read (for the metrics sink); nothing without sinks."""
+        for s in self.sinks:
+            s.sample(**figures)
 
     def run_hook(self, fields: dict[str, Any]) -> None:
         """Start the hook with ``EXITHAND_*`` variables (never waits for it)."""
@@ -57,6 +71,9 @@ class Emitter:
                       error=str(e))
 
     def reap_hooks(self) -> None:
+        for s in self.sinks:
+            for text in s.pending():
+                self.emit("warning", text, message=text)
         for p in list(self.hooks):
             if p.poll() is not None:
                 self.hooks.remove(p)
