@@ -59,7 +59,10 @@ def freezer() -> Iterator[str]:
 
 
 def scenario(victims: list[dict[str, Any]], daemon: list[str], plus_mib: int,
-             freezer_dir: Optional[str] = None) -> dict[str, Any]:
+             freezer_dir: Optional[str] = None,
+             prefix: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Run the driver (``prefix``: e.g. ``nsenter -t PID -m`` to join a test journald's
+    mount namespace) and return its result."""
     why = _unshare_reason()
     if why:
         pytest.skip(why)
@@ -70,7 +73,7 @@ def scenario(victims: list[dict[str, Any]], daemon: list[str], plus_mib: int,
                 "v2_dir": cg.v2_dir,
                 "victims": victims, "plus_mib": plus_mib, "freezer_dir": freezer_dir,
                 "daemon": ["--memory-cgroup", cg.mem_dir, "--mem-min", "{plus}", *daemon]}
-        r = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", sys.executable,
+        r = subprocess.run([*prefix, "unshare", "--pid", "--fork", "--mount-proc", sys.executable,
                             str(DRIVER), json.dumps(spec)], capture_output=True, text=True,
                            env=env_with_src(), timeout=60)
         assert r.returncode == 0, r.stderr
