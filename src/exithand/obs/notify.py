@@ -15,47 +15,27 @@ Which buses: those given (``--notify-bus ADDRESS``), else every logged-in user's
 ``/run/user/UID/bus`` (systemd-logind's runtime directories; a socket not owned by that uid is
 skipped).  The victim's owner's bus comes first.  A session bus admits only its owner's uid
 (dbus-daemon's default policy checks ``SO_PEERCRED``), so a root daemon sends to another user's
-bus from a short-lived child running as that user (``subprocess`` with ``user=``/``group=``),
-killed at the timeout.
+bus from the notification thread switched to that user for the connection only (per-thread
+credentials, :mod:`.threadcreds`); the daemon's main thread stays root.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import pwd
 import queue
-import subprocess
-import sys
 import threading
 from dataclasses import dataclass
 from typing import Any, Optional
+
+from . import threadcreds
 
 RUN_USER = "/run/user"
 DEFAULT_TIMEOUT = 2.0
 QUEUE_SIZE = 16
 APP_NAME = "exithand lowmem"
 URGENCY_CRITICAL = 2
-
-# the child that sends as another user: jeepney only, arguments in argv/stdin
-_SENDER = """\
-import json, sys
-from jeepney import DBusAddress, new_method_call
-from jeepney.io.blocking import open_dbus_connection
-addr, timeout = sys.argv[1], float(sys.argv[2])
-n = json.load(sys.stdin)
-dest = DBusAddress("/org/freedesktop/Notifications", bus_name="org.freedesktop.Notifications",
-                   interface="org.freedesktop.Notifications")
-hints = {"urgency": ("y", n["urgency"])}
-msg = new_method_call(dest, "Notify", "susssasa{sv}i",
-                      (n["app"], 0, "", n["summary"], n["body"], [], hints, -1))
-with open_dbus_connection(bus=addr, auth_timeout=timeout) as conn:
-    reply = conn.send_and_get_reply(msg, timeout=timeout)
-if reply.header.message_type.name == "error":
-    sys.exit("error reply: %s" % (reply.body,))
-"""
-
 
 class NotifyError(Exception):
     """Notifications cannot work at all (no jeepney): reported at start, exit 1."""
@@ -112,23 +92,8 @@ def owner_first(buses: list[Bus], uid: Optional[int]) -> list[Bus]:
 
 
 def send(bus: Bus, summary: str, body: str, timeout: float = DEFAULT_TIMEOUT) -> None:
-    """One notification to one bus (as the bus's owner if we are root and it is not us);
-    raises OSError/TimeoutError/RuntimeError with the reason."""
-    note = {"app": APP_NAME, "summary": summary, "body": body, "urgency": URGENCY_CRITICAL}
-    if bus.owner is not None and bus.owner != os.geteuid() and os.geteuid() == 0:
-        pw = pwd.getpwuid(bus.owner)
-        try:
-            r = subprocess.run([sys.executable, "-I", "-c", _SENDER, bus.address, str(timeout)],
-                               input=json.dumps(note), capture_output=True, text=True,
-                               timeout=timeout * 3, user=bus.owner, group=pw.pw_gid,
-                               extra_groups=[], env={"PATH": "/usr/bin:/bin"},
-                               stdin=None, close_fds=True)
-        except subprocess.TimeoutExpired:
-            raise TimeoutError(f"no answer within {timeout * 3:.1f} s") from None
-        if r.returncode != 0:
-            last = (r.stderr.strip().splitlines() or ["?"])[-1]
-            raise RuntimeError(f"sender as uid {bus.owner} failed: {last}")
-        return
+    """One notification to one bus (as the bus's owner, on this thread only, if we are root
+    and it is not us); raises OSError/TimeoutError/RuntimeError with the reason."""
     from jeepney import DBusAddress, MessageType, new_method_call
     from jeepney.io.blocking import open_dbus_connection
 
@@ -137,7 +102,10 @@ def send(bus: Bus, summary: str, body: str, timeout: float = DEFAULT_TIMEOUT) ->
     msg = new_method_call(dest, "Notify", "susssasa{sv}i",
                           (APP_NAME, 0, "", summary, body, [],
                            {"urgency": ("y", URGENCY_CRITICAL)}, -1))
-    with open_dbus_connection(bus=bus.address, auth_timeout=timeout) as conn:
+    switch: Any = contextlib.nullcontext()
+    if bus.owner is not None and bus.owner != os.geteuid() and threadcreds.supported():
+        switch = threadcreds.as_user(bus.owner, pwd.getpwuid(bus.owner).pw_gid)
+    with switch, open_dbus_connection(bus=bus.address, auth_timeout=timeout) as conn:
         reply = conn.send_and_get_reply(msg, timeout=timeout)
     if reply.header.message_type == MessageType.error:
         raise RuntimeError(f"{reply.header.fields.get(4, 'error')}: {reply.body}")
@@ -203,6 +171,9 @@ class Notifier:
                 try:
                     send(bus, summary, body, self.timeout)
                     self.sent += 1
+                except threadcreds.CredentialsError as e:  # this thread cannot be trusted
+                    self._warn(f"notifications stopped: {e}")
+                    return
                 except Exception as e:  # any bus problem is a warning, never a crash
                     self.failed += 1
                     self._warn(f"notification to {bus.address} failed: "
