@@ -144,9 +144,11 @@ def test_textfile_is_written_atomically(connector, tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir() if "prom" in p.name) == ["exithand.prom"]
 
 
+@pytest.mark.parametrize("cmd", ["watch", "lowmem"])
 @pytest.mark.parametrize("value", ["99999", "0", "host:", ":9900", "::1:9900", "ab"])
-def test_watch_bad_metrics_address_is_a_usage_error(value: str) -> None:
-    r = run_cli("watch", "--metrics", value, "-t", "1")
+def test_bad_metrics_address_is_a_usage_error(cmd: str, value: str) -> None:
+    extra = ["-t", "1"] if cmd == "watch" else ["--dry-run", "--duration", "1"]
+    r = run_cli(cmd, "--metrics", value, *extra)
     assert r.returncode == 2, r.stderr
     assert "--metrics" in r.stderr and "Traceback" not in r.stderr
 
@@ -202,3 +204,22 @@ def test_import_exithand_loads_no_extra() -> None:
                        env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"
+
+
+def test_lowmem_config_file_keys_are_checked(tmp_path: Path) -> None:
+    if sys.version_info < (3, 11):
+        pytest.importorskip("tomli", reason="reading TOML needs Python 3.11+ or tomli")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('journal = "yes"\n')
+    r = run_cli("lowmem", "--config", str(bad), "--dry-run", "--duration", "1")
+    assert r.returncode == 2 and "journal: expected true or false" in r.stderr, r.stderr
+    bad.write_text("notify-bus = 3\n")
+    r = run_cli("lowmem", "--config", str(bad), "--dry-run", "--duration", "1")
+    assert r.returncode == 2 and "notify-bus" in r.stderr, r.stderr
+    s, port = _in_use()
+    try:  # a good file key reaches the exporter: the port in use is found
+        bad.write_text(f'metrics = "127.0.0.1:{port}"\n')
+        r = run_cli("lowmem", "--config", str(bad), "--dry-run", "--duration", "1")
+    finally:
+        s.close()
+    assert r.returncode == 1 and "Address already in use" in r.stderr, r.stderr

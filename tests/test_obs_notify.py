@@ -201,3 +201,42 @@ def test_session_buses_found_under_run_user(tmp_path: Path) -> None:
     else:
         want = []
     assert [(b.address, b.owner) for b in session_buses(str(tmp_path))] == want
+
+
+@pytest.mark.timeout(30)
+def test_submit_never_blocks_and_a_full_queue_drops_with_a_warning(tmp_path: Path) -> None:
+    """A bus that never answers holds the worker; submissions still return at once."""
+    import time
+
+    from exithand.obs.notify import Notifier
+    hung = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    hung.bind(str(tmp_path / "hung"))
+    hung.listen(64)
+    n = Notifier([f"unix:path={tmp_path / 'hung'}"], timeout=1.0, queue_size=4)
+    n.start()
+    try:
+        t0 = time.monotonic()
+        accepted = [n.submit(0, f"s{i}", "b") for i in range(20)]
+        took = time.monotonic() - t0
+        assert took < 0.5, took  # 20 submissions against a hung bus: no waiting
+        assert accepted.count(False) >= 20 - 4 - 1  # the queue (4) + the one being sent
+        assert n.dropped == accepted.count(False)
+        warnings = n.pending()
+        assert any("queue full" in w for w in warnings), warnings
+    finally:
+        n.close(wait=0.1)
+        hung.close()
+
+
+def test_no_session_bus_found_is_a_warning(tmp_path: Path) -> None:
+    from exithand.obs.notify import Notifier
+    n = Notifier(run_user=str(tmp_path))
+    n.start()
+    try:
+        assert n.buses() == []
+        assert any("no session bus found" in w for w in n.pending())
+        assert n.submit(0, "x", "y")
+        wait_for(lambda: n.failed or None, 10, "the failed attempt")
+        assert any("no session bus to notify" in w for w in n.pending())
+    finally:
+        n.close(wait=1)
