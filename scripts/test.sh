@@ -15,9 +15,11 @@ apt-get update -qq
 # python3-venv/python3-dev: a venv from Debian's python3 and headers to build pyfuse3;
 # fuse3 + libfuse3-dev + pkg-config + gcc: build pyfuse3 (exithand[fs]) and mount it in the
 # tests (gcc also builds the C test helpers); man-db, bash-completion, zsh, fish, systemd: the
-# packaging tests (man pages, the three completions, systemd-analyze on the unit)
+# packaging tests (man pages, the three completions, systemd-analyze on the unit);
+# systemd (journald, journalctl), prometheus (prometheus, promtool), dbus (dbus-daemon): the
+# observability tests run the real servers (tests/test_obs_*.py)
 apt-get install -y -qq util-linux procps gcc fuse3 libfuse3-dev pkg-config python3 \
-    python3-venv python3-dev man-db bash-completion zsh fish systemd >/dev/null
+    python3-venv python3-dev man-db bash-completion zsh fish systemd prometheus dbus >/dev/null
 modprobe fuse 2>/dev/null || true
 
 venv=${EXITHAND_TEST_VENV:-/opt/exithand-test/venv}
@@ -26,7 +28,7 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/python" -m pip install -q --upgrade pip
 # editable inside this venv only: the tests import ./src first anyway (tests/conftest.py)
-"$venv/bin/python" -m pip install -q -e '.[test,fs]'
+"$venv/bin/python" -m pip install -q -e '.[test,fs,metrics,notify]'
 PATH="$venv/bin:$PATH"
 ruff check src tests tools setup.py
 mypy

@@ -60,9 +60,10 @@ def freezer() -> Iterator[str]:
 
 def scenario(victims: list[dict[str, Any]], daemon: list[str], plus_mib: int,
              freezer_dir: Optional[str] = None, extra: Optional[dict[str, Any]] = None,
-             rc: Optional[int] = 0) -> dict[str, Any]:
+             rc: Optional[int] = 0, prefix: tuple[str, ...] = ()) -> dict[str, Any]:
     """Run the driver; ``extra``: more of its spec (see ``lowmem_ns.py``); ``rc``: the
-    daemon's exit status expected (None: any)."""
+    daemon's exit status expected (None: any); ``prefix``: e.g. ``nsenter -t PID -m`` to join
+    a test journald's mount namespace."""
     why = _unshare_reason()
     if why:
         pytest.skip(why)
@@ -74,7 +75,7 @@ def scenario(victims: list[dict[str, Any]], daemon: list[str], plus_mib: int,
                 "victims": victims, "plus_mib": plus_mib, "freezer_dir": freezer_dir,
                 "daemon": ["--memory-cgroup", cg.mem_dir, "--mem-min", "{plus}", *daemon],
                 **(extra or {})}
-        r = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", sys.executable,
+        r = subprocess.run([*prefix, "unshare", "--pid", "--fork", "--mount-proc", sys.executable,
                             str(DRIVER), json.dumps(spec)], capture_output=True, text=True,
                            env=env_with_src(), timeout=60)
         assert r.returncode == 0, r.stderr

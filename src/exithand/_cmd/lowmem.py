@@ -50,15 +50,23 @@ examples:
   exithand lowmem --config /etc/exithand/lowmem.toml --dry-run
 
 events (text on stdout, or one JSON object per line with --json): start, warning, kill,
-would_kill (--dry-run), mrelease, freed, escalate, killed (tree/cgroup modes), no_candidate,
-kill_failed, hook_failed, report, stop. The hook (--hook CMD) runs when a victim's memory is back,
-with EXITHAND_PID, EXITHAND_COMM, EXITHAND_UID, EXITHAND_MEMORY_BYTES, EXITHAND_SECONDS,
-EXITHAND_TRIGGER and EXITHAND_EVENT (the whole event as JSON) in its environment.
+would_kill (--dry-run), mrelease, freed, stuck (memory not back after stuck-after), escalate,
+killed (tree/cgroup modes), no_candidate, kill_failed, hook_failed, report, stop. The hook
+(--hook CMD) runs when a victim's memory is back, with EXITHAND_PID, EXITHAND_COMM,
+EXITHAND_UID, EXITHAND_MEMORY_BYTES, EXITHAND_SECONDS, EXITHAND_TRIGGER and EXITHAND_EVENT
+(the whole event as JSON) in its environment.
+
+observability (docs/metrics.md): --metrics [HOST:]PORT serves Prometheus metrics (extra
+exithand[metrics]), --metrics-textfile PATH writes them every second; --journal sends every
+event to journald as a structured record (MESSAGE_IDs for kill, freed, stuck); --notify sends a
+desktop notification after each kill to every logged-in user's session bus, the victim's owner
+first (extra exithand[notify]); a bus that cannot be reached is a warning event, never a delay.
 
 exit status:
   0    stopped: SIGTERM/SIGHUP, --max-kills reached or --duration over
-  1    the environment cannot support the configuration (e.g. PSI not available)
-  2    bad flag, bad config file or bad value (nothing was started)
+  1    the environment cannot support the configuration (e.g. PSI not available, the
+       metrics port in use, no journald socket, a missing extra)
+  2    bad flag, bad config file or bad value, e.g. --metrics 99999 (nothing was started)
   130  interrupted (Ctrl-C)
 """
 
@@ -104,6 +112,12 @@ def register(sub: Any) -> None:
     o.add_argument("--syslog", action="store_true", help=k["syslog"])
     o.add_argument("--hook", metavar="CMD", help=k["hook"])
     o.add_argument("--mlockall", action="store_true", help=k["mlockall"])
+    o.add_argument("--metrics", metavar="[HOST:]PORT", help=k["metrics"])
+    o.add_argument("--metrics-textfile", metavar="PATH", help=k["metrics-textfile"])
+    o.add_argument("--journal", action="store_true", help=k["journal"])
+    o.add_argument("--notify", action="store_true", help=k["notify"])
+    o.add_argument("--notify-bus", action="append", metavar="ADDRESS",
+                   help=k["notify-bus"] + "; repeatable, implies --notify")
     o.add_argument("--no-protect-self", dest="protect_self", action="store_false",
                    help="leave our own oom_score_adj alone")
     p.set_defaults(func=run)
@@ -118,11 +132,39 @@ def run(args: argparse.Namespace) -> int:
         file_settings = _config.load_toml(args.config) if getattr(args, "config", None) else {}
         cfg = _config.build_config(file_settings, flags)
         out = _events.Emitter(cfg.json, cfg.syslog, cfg.hook)
+        out.sinks = _open_sinks(cfg)
         try:
             return _daemon.run(cfg, out)
         finally:
+            _close_sinks(out.sinks)
             out.close()
     except SettingError as e:
         raise UsageError(str(e)) from None
     except _daemon.SetupError as e:
         raise CommandError(str(e)) from None
+
+
+def _open_sinks(cfg: Any) -> list[Any]:
+    """--metrics/--metrics-textfile/--journal/--notify (exithand.obs), started before the
+    daemon: a bad value exits 2, one that cannot work here exits 1."""
+    if not (cfg.metrics or cfg.metrics_textfile or cfg.journal or cfg.notify or cfg.notify_bus):
+        return []
+    from exithand.obs.exporter import MetricsError
+    from exithand.obs.journal import JournalError
+    from exithand.obs.notify import NotifyError
+    from exithand.obs.sinks import open_sinks
+    try:
+        return open_sinks(cfg.metrics, cfg.metrics_textfile, cfg.journal, cfg.notify,
+                          list(cfg.notify_bus) or None)
+    except MetricsError as e:
+        if e.exit_code == 2:
+            raise UsageError(str(e)) from None
+        raise CommandError(str(e)) from None
+    except (JournalError, NotifyError) as e:
+        raise CommandError(str(e)) from None
+
+
+def _close_sinks(sinks: list[Any]) -> None:
+    if sinks:
+        from exithand.obs.sinks import close_sinks
+        close_sinks(sinks)

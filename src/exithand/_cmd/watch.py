@@ -11,7 +11,7 @@ import exithand
 
 from . import _common
 from ._argparse import HelpFormatter
-from ._common import UsageError, emit, emit_json, warn
+from ._common import CommandError, UsageError, emit, emit_json, warn
 
 HELP = "print every process exit on the system as it happens (like exitsnoop, without BPF)"
 
@@ -39,6 +39,9 @@ examples:
   exithand watch --cgroup /sys/fs/cgroup/system.slice/nginx.service
   exithand watch --json -t 10             one JSON object per line for 10 seconds
   exithand watch --count 1 -p 1234        wait for 1234's exit and print how it ended
+  exithand watch --json --metrics 9900    and serve exithand_process_exits_total on :9900
+  exithand watch --journal > /dev/null    structured records in the journal (MESSAGE_ID=
+                                          f67cdc8f1bd848a0800c6102cf6be62f for exits)
 
 output:
   TIME         PID    PPID   UID COMM            AGE(s) EXIT
@@ -50,8 +53,9 @@ core_dumped, time) or "event": "gap" (lost: a count, or null if unknown).
 
 exit status:
   0    done: Ctrl-C, -t elapsed (without --count), or --count exits seen
-  1    error: the proc connector is not usable here
-  2    usage error: bad option, pid, uid or regular expression
+  1    error: the proc connector is not usable here; the metrics port is in use or the
+       address cannot be bound; the textfile cannot be written; no journald socket
+  2    usage error: bad option, pid, uid, regular expression or --metrics address
   124  timeout: -t elapsed before --count exits were seen
   130  interrupted (Ctrl-C) before --count exits were seen
 """
@@ -102,6 +106,13 @@ def register(sub: Any) -> None:
                    help="stop after DURATION (seconds, or 500ms, 2m, 1h, 1d; 0: never)")
     p.add_argument("-c", "--count", type=_common.positive_int_arg, metavar="N",
                    help="stop after N matching exits")
+    p.add_argument("--metrics", metavar="[HOST:]PORT",
+                   help="serve Prometheus metrics of what is seen (a port alone: 127.0.0.1; "
+                   "needs exithand[metrics])")
+    p.add_argument("--metrics-textfile", metavar="PATH",
+                   help="write the metrics to PATH every second, atomically (node_exporter)")
+    p.add_argument("--journal", action="store_true",
+                   help="also send each exit to journald as a structured record")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no 'listening' notice on stderr and no header")
     p.set_defaults(func=run)
@@ -121,10 +132,13 @@ def _how(e: exithand.ProcessExit) -> str:
 def run(args: argparse.Namespace) -> int:
     if args.cgroup is not None and not args.cgroup.strip():
         raise UsageError("--cgroup needs a non-empty path")
+    observers = _observers(args)
     try:
         w = exithand.watch(pids=args.pids, uid=args.uid, comm=args.comm, cgroup=args.cgroup,
                            nonzero=args.nonzero, timeout=args.timeout, count=args.count)
     except (exithand.BackendUnavailable, exithand.CgroupError) as e:
+        if observers is not None:
+            observers.close()
         warn(str(e))
         return _common.EXIT_ERROR
     seen = 0
@@ -135,6 +149,8 @@ def run(args: argparse.Namespace) -> int:
                 emit(f"{'TIME':<12} {'PID':<7}{'PPID':<7}{'UID':>5} {'COMM':<16}{'AGE(s)':>8} "
                      "EXIT")
         for ev in w:
+            if observers is not None:
+                observers.observe(ev)
             if isinstance(ev, exithand.ExitGap):
                 if args.json:
                     emit_json(ev.as_dict())
@@ -156,6 +172,27 @@ def run(args: argparse.Namespace) -> int:
         return _common.EXIT_OK
     finally:
         w.close()
+        if observers is not None:
+            observers.close()
     if args.count is not None and seen < args.count:
         return _common.EXIT_TIMEOUT
     return _common.EXIT_OK
+
+
+def _observers(args: argparse.Namespace) -> Any:
+    """--metrics/--metrics-textfile/--journal (exithand.obs), started: bad value 2, else 1."""
+    if args.metrics is None and args.metrics_textfile is None and not args.journal:
+        return None
+    from exithand.obs.exporter import MetricsError
+    from exithand.obs.journal import JournalError
+    from exithand.obs.watchers import WatchObservers
+    try:
+        obs = WatchObservers(args.metrics, args.metrics_textfile, args.journal)
+        obs.start()
+    except MetricsError as e:
+        if e.exit_code == 2:
+            raise UsageError(str(e)) from None
+        raise CommandError(str(e)) from None
+    except JournalError as e:
+        raise CommandError(str(e)) from None
+    return obs

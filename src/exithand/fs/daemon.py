@@ -15,9 +15,10 @@
   the daemon died.
 * Exit statuses at death for non-children come from the library; when it offers a system-wide
   exit listener (the netlink proc connector) the daemon starts it.
-* Logs go to stderr, with ``<N>`` syslog priority prefixes when run by systemd
-  (``JOURNAL_STREAM`` set), which journald understands.  Readiness is announced with
-  ``sd_notify("READY=1")`` when ``NOTIFY_SOCKET`` is set (``Type=notify`` units).
+* Logs go to journald natively (:class:`exithand.obs.journal.JournalHandler`: PRIORITY,
+  CODE_FILE/LINE/FUNC) when run by systemd (``JOURNAL_STREAM`` set), or to stderr with ``<N>``
+  priority prefixes if the journal socket does not answer; elsewhere to stderr.  Readiness is
+  announced with ``sd_notify("READY=1")`` when ``NOTIFY_SOCKET`` is set (``Type=notify`` units).
 """
 
 from __future__ import annotations
@@ -55,11 +56,22 @@ class _JournalFormatter(logging.Formatter):
         return f"<{self._PRIO.get(record.levelno, 6)}>{super().format(record)}"
 
 
+def _native_journal() -> logging.Handler | None:
+    """Under systemd (``JOURNAL_STREAM``), journald's native protocol when its socket answers."""
+    if not os.environ.get("JOURNAL_STREAM"):
+        return None
+    from exithand.obs.journal import handler_for_journal_stream
+    return handler_for_journal_stream("exithand-fs")
+
+
 def setup_logging(debug: bool) -> None:
-    """Log to stderr: with journald priority prefixes under systemd (``JOURNAL_STREAM``), else
-    with time and pid."""
-    handler = logging.StreamHandler(sys.stderr)
-    if os.environ.get("JOURNAL_STREAM"):
+    """Log to stderr: natively to journald under systemd (``JOURNAL_STREAM``; stderr lines
+    with priority prefixes if its socket does not answer), else with time and pid."""
+    handler: logging.Handler = logging.StreamHandler(sys.stderr)
+    native = _native_journal()
+    if native is not None:
+        handler = native  # structured records (PRIORITY, CODE_*), see exithand.obs.journal
+    elif os.environ.get("JOURNAL_STREAM"):
         handler.setFormatter(_JournalFormatter("%(message)s"))
     else:
         handler.setFormatter(logging.Formatter(

@@ -52,6 +52,11 @@ class Config:
     report_interval: float
     mlockall: bool
     protect_self: bool
+    metrics: Optional[str] = None
+    metrics_textfile: Optional[str] = None
+    journal: bool = False
+    notify: bool = False
+    notify_bus: tuple[str, ...] = ()
     source: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
@@ -145,6 +150,14 @@ def _strlist(v: Any, key: str) -> list[str]:
     return list(v)
 
 
+def _optstr(v: Any, key: str) -> Optional[str]:
+    if v is None:
+        return None
+    if not isinstance(v, str) or not v.strip():
+        raise SettingError(f"{key}: expected a non-empty string, got {v!r}")
+    return v
+
+
 def _cgroup_dir(path: str, key: str) -> str:
     if not os.path.isfile(os.path.join(path, "cgroup.procs")):
         raise SettingError(f"{key}: {path} is not a cgroup directory (no cgroup.procs)")
@@ -218,6 +231,11 @@ def build_config(file_settings: dict[str, Any], flag_settings: dict[str, Any]) -
         report_interval=parse_duration(g("report-interval", 0), "report-interval"),
         mlockall=_bool(g("mlockall", False), "mlockall"),
         protect_self=_bool(g("protect-self", True), "protect-self"),
+        metrics=_optstr(g("metrics"), "metrics"),
+        metrics_textfile=_optstr(g("metrics-textfile"), "metrics-textfile"),
+        journal=_bool(g("journal", False), "journal"),
+        notify=_bool(g("notify", False), "notify"),
+        notify_bus=tuple(_strlist(g("notify-bus", []), "notify-bus")),
         source=s)
     if cfg.interval <= 0:
         raise SettingError("interval: must be > 0")

@@ -99,6 +99,7 @@ class Daemon:
         self.quiet_until = -1.0
         self.warned_no_candidate = False
         self.reported: set[int] = set()
+        self.stuck: set[int] = set()  # id(record): the "stuck" event was emitted
         self.started = time.monotonic()
         self.warnings: list[str] = []
         self.table: Optional[exithand.ProcessTable] = None
@@ -242,6 +243,9 @@ class Daemon:
                 self._results(now)
                 for w in self.watches:
                     w.sample(now)
+                if self.out.sinks and self.watches:
+                    self.out.sample(psi=[(str(w.spec), w.samples[-1][1], w.spec.stall,
+                                          w.spec.window) for w in self.watches])
                 if end is not None and now >= end:
                     break
                 self.killer.escalate(now)
@@ -328,6 +332,8 @@ class Daemon:
         for r in led.records:
             if r.freed_at is not None:
                 self._freed_event(r, now, "released")
+            elif now >= r.t_kill + led.grace + led.stuck_after:
+                self._stuck_event(r)
         for r in led.expired(now):
             if r.handle is not None:
                 self._forget(r.handle)
@@ -339,6 +345,8 @@ class Daemon:
         mem = self.source.read()
         pcp = pcp_bytes() if self.use_pcp else 0
         credit = led.credit(now, pcp, mem.anon, mem.available)
+        self.out.sample(available=mem.available, total=mem.total, swap_free=mem.swap_free,
+                        credit=credit)
         reasons = self._triggers(now, mem, credit)
         if not reasons:
             self.warned_no_candidate = False
@@ -463,6 +471,15 @@ class Daemon:
         self.out.emit("freed", f"{r.victim.pid} ({r.victim.comm}): memory back after "
                       f"{r.freed_at - r.t_kill:.3f} s ({how})", **fields)
         self.out.run_hook({**fields, "trigger": r.trigger})
+
+    def _stuck_event(self, r: KillRecord) -> None:
+        """Once per victim whose memory is not back after stuck-after (no longer credited)."""
+        if id(r) in self.reported or id(r) in self.stuck or r.handle is None:
+            return
+        self.stuck.add(id(r))
+        self.out.emit("stuck", f"{r.victim.pid} ({r.victim.comm}): memory not back after "
+                      f"stuck-after ({self.cfg.stuck_after:g} s); no longer credited",
+                      **r.victim.as_dict(), trigger=r.trigger)
 
     def _report(self, now: float) -> None:
         mem = self.source.read()

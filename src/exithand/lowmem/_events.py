@@ -39,6 +39,8 @@ class Emitter:
         self.hooks: list[subprocess.Popen[bytes]] = []
         self.stdout: Optional[Sink] = None
         self.syslog_sink: Optional[Sink] = None
+        #: metrics/journal/notify sinks (:mod:`exithand.obs.sinks`): each gets every event
+        self.sinks: list[Any] = []
         if out is None:
             self.stdout = Sink("stdout", fd_writer(1), self._notice)
         if use_syslog:
@@ -71,6 +73,20 @@ class Emitter:
             prio = syslog.LOG_WARNING if event in WARNING_EVENTS else syslog.LOG_INFO
             self.syslog_sink.put(str(prio).encode() + escape(text).encode(
                 "utf-8", "backslashreplace"))
+        if self.sinks:
+            obj = {"event": event, "time": round(time.monotonic(), 6), **fields}
+            for s in list(self.sinks):
+                try:
+                    s.event(event, text, obj)
+                except Exception as e:  # a sink never stops the daemon: say so once, drop it
+                    self.sinks.remove(s)
+                    self.emit("warning", f"{type(s).__name__} stopped: {type(e).__name__}: {e}",
+                              message=str(e))
+
+    def sample(self, **figures: Any) -> None:
+        """Figures the daemon just read (for the metrics sink); nothing without sinks."""
+        for s in self.sinks:
+            s.sample(**figures)
 
     def close(self, timeout: float = 1.0) -> None:
         """Give the writers up to ``timeout`` to finish; say on stderr what was lost (from a
@@ -107,6 +123,9 @@ class Emitter:
                       error=str(e))
 
     def reap_hooks(self) -> None:
+        for s in self.sinks:
+            for text in s.pending():
+                self.emit("warning", text, message=text)
         for p in list(self.hooks):
             if p.poll() is not None:
                 self.hooks.remove(p)

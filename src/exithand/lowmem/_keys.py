@@ -43,4 +43,9 @@ KEYS = {
     "report-interval": "print a report line this often (0: never)",
     "mlockall": "lock the daemon's memory (mlockall)",
     "protect-self": "set our own oom_score_adj to -1000 where allowed (default true)",
+    "metrics": "serve Prometheus metrics on HOST:PORT (a port alone: 127.0.0.1)",
+    "metrics-textfile": "write the metrics to this file every second (node_exporter)",
+    "journal": "send each event to journald as a structured record",
+    "notify": "desktop notification to logged-in users' session buses after each kill",
+    "notify-bus": "D-Bus addresses to notify instead of /run/user/UID/bus (a list)",
 }
