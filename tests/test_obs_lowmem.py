@@ -78,9 +78,9 @@ def test_stuck_victim_is_an_event_a_counter_and_a_record(journald, tmp_path: Pat
         # frozen with SIGKILL pending and no process_mrelease: its memory never comes back
         victims = [{"name": "icy", "mib": 64, "freeze": True}, {"name": "small", "mib": 4}]
         res = scenario(victims, [*FAST, "--no-mrelease", "--stuck-after", "1s",
-                                 "--ignore", "^small$", "--duration", "3", "--journal",
-                                 "--metrics-textfile", str(prom)],
-                       plus_mib=400, freezer_dir=fz, prefix=journald.enter)
+                                 "--ignore-comm", "^small$", "--duration", "3", "--journal",
+                                 "--metrics-textfile", str(prom), "--mem-min", "{limit-1}"],
+                       plus_mib=0, freezer_dir=fz, prefix=journald.enter)
     assert [k["comm"] for k in kinds(res, "kill")] == ["icy"], res["events"]
     (stuck,) = kinds(res, "stuck")
     assert stuck["comm"] == "icy" and not kinds(res, "freed")
