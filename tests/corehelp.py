@@ -33,14 +33,26 @@ def core_rlimit(limit: int, cwd: Path) -> Callable[[], None]:
     return pre
 
 
+
+
+class Dumps(list):  # type: ignore[type-arg]
+    """Dump sizes received so far (one entry per dump, filled by a thread); ``got`` is set at
+    each complete dump (the kernel closes the socket when the dump is written, which may be
+    after the dumper is already seen dead)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.got = threading.Event()
+
+
 @contextlib.contextmanager
-def coredump_socket(tmp: Path) -> Iterator[list[int]]:
-    """Yield the list of dump sizes received so far (one entry per dump, filled by a thread)."""
+def coredump_socket(tmp: Path) -> Iterator[Dumps]:
+    """Yield the :class:`Dumps` received so far."""
     path = str(tmp / "core.sock")
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     srv.bind(path)
     srv.listen(16)
-    sizes: list[int] = []
+    sizes = Dumps()
     stop = threading.Event()
 
     def serve() -> None:
@@ -54,6 +66,7 @@ def coredump_socket(tmp: Path) -> Iterator[list[int]]:
                 while chunk := conn.recv(1 << 16):
                     n += len(chunk)
                 sizes.append(n)
+                sizes.got.set()
 
     t = threading.Thread(target=serve, daemon=True)
     t.start()

@@ -146,7 +146,7 @@ def test_kernel_record_through_coredump_socket(core_socket, victim_factory, tmp_
         else:
             assert cd.signal == signal.SIGSEGV
         assert st.describe() == f"{v.pid}: killed by signal 11 (core dumped as user)."
-    assert core_socket, "the socket server got no dump"
+    assert core_socket.got.wait(10), "the socket server got no dump"
 
 
 def test_forced_without_pidfd_coredump(core_socket, victim_factory, tmp_path, monkeypatch):
