@@ -16,7 +16,7 @@ apt-get update -qq
 # fuse3 + libfuse3-dev + pkg-config + gcc: build pyfuse3 (exithand[fs]) and mount it in the
 # tests (gcc also builds the C test helpers); man-db, bash-completion, zsh, fish, systemd: the
 # packaging tests (man pages, the three completions, systemd-analyze on the unit)
-apt-get install -y -qq util-linux procps gcc fuse3 libfuse3-dev pkg-config python3 \
+apt-get install -y -qq util-linux uidmap passwd procps gcc fuse3 libfuse3-dev pkg-config python3 \
     python3-venv python3-dev man-db bash-completion zsh fish systemd >/dev/null
 modprobe fuse 2>/dev/null || true
 

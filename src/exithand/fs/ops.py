@@ -39,7 +39,7 @@ import trio
 import exithand
 
 from . import access as policy
-from . import askkernel, hidepid, inodes, names, pidns, quota, siginfo
+from . import askkernel, hidepid, inodes, names, persons, pidns, quota, siginfo
 from .deathwatch import Watch, key_of
 from .linger import Lingering
 from .scanner import Blocked, Scanner, start_time
@@ -96,12 +96,14 @@ class OpenFile:
     nonblock: bool
     shown_pid: int  # the process's number in the opener's pid namespace
     data: Optional[bytes] = None  # content once known (fixed after death)
+    person: int = -1  # charged for this file and its blocked read (.persons)
 
 
 @dataclass
 class Listing:
     """An open directory: the root's snapshot as two compact arrays (8 bytes a process), or
-    a process directory (its three names are constant).  ``uid`` is charged for root ones."""
+    a process directory (its three names are constant).  ``uid`` is the person charged for
+    root ones (:mod:`.persons`)."""
 
     inode: int
     uid: int
@@ -149,6 +151,10 @@ class ExitFS(pyfuse3.Operations):
         self._start_ns = time.time_ns()
         self._uid = os.getuid()
         self._gid = os.getgid()
+        self.persons = persons.Persons()  # every quota is charged to a person, not a uid
+
+    def _person(self, ctx: Any) -> int:
+        return self.persons.person(ctx.uid, ctx.pid)
 
     # ----- helpers ------------------------------------------------------------------------
 
@@ -294,16 +300,17 @@ class ExitFS(pyfuse3.Operations):
     @_guard
     async def opendir(self, inode: int, ctx: Any) -> int:
         if inode == inodes.ROOT:
-            why = self.quota_dirs.take(ctx.uid)
+            person = self._person(ctx)
+            why = self.quota_dirs.take(person)
             if why:
                 log.warning("refusing opendir: %s", why)
                 raise _err(errno.EAGAIN)
             try:
                 shown, host = self._listing(ctx)
             except BaseException:
-                self.quota_dirs.give(ctx.uid)
+                self.quota_dirs.give(person)
                 raise
-            listing = Listing(inode, ctx.uid, shown, host)
+            listing = Listing(inode, person, shown, host)
         else:
             node, kind = self.table.resolve(inode)
             if node is None:
@@ -354,13 +361,16 @@ class ExitFS(pyfuse3.Operations):
             h.close()
             return w
         w = Watch(h, key, self.policy)
+        creds = w.credentials()  # a lingering watch is charged to the process's owner, for good
+        if creds is not None:
+            w.linger_uid = self.persons.person(creds.ruid, w.pid)
         self.watches[key if key is not None else id(w)] = w
         self.nursery.start_soon(w.run, name=f"watch-{w.pid}")
         return w
 
     def _unref(self, w: Watch, uid: int) -> None:
-        """One file less on ``w`` (closed by ``uid``).  Unused: closed, or, for a dead process
-        named by its pidfs inode, kept for new opens of ``PID:INODE`` until ``--linger``
+        """One file less on ``w`` (closed by person ``uid``).  Unused: closed, or, for a dead
+        process named by its pidfs inode, kept for new opens of ``PID:INODE`` until ``--linger``
         seconds after it was first left unused (:mod:`.linger`)."""
         w.refs -= 1
         if w.refs > 0:
@@ -373,7 +383,8 @@ class ExitFS(pyfuse3.Operations):
         now = trio.current_time()
         if w.linger_until is None:  # first left unused since death: the clock starts now,
             w.linger_until = now + self.lingering.seconds  # and reopening never extends it
-            w.linger_uid = uid  # charged to this uid for good (others' opens move nothing)
+            if w.linger_uid < 0:  # owner unknown (reaped before its credentials were read):
+                w.linger_uid = uid  # the closer; else the dead process's owner (.persons)
         elif w.linger_until <= now:
             self._drop(w)
             return
@@ -447,7 +458,8 @@ class ExitFS(pyfuse3.Operations):
         caller = policy.caller_from_status(
             ctx.uid, ctx.gid, ctx.pid, text, caps_count=text is not None and
             policy.in_our_user_ns(ctx.pid))
-        why = self.quota_files.take(ctx.uid)
+        person = self._person(ctx)
+        why = self.quota_files.take(person)
         if why:
             log.warning("refusing open of %s: %s", node.name, why)
             raise _err(errno.EAGAIN)
@@ -480,16 +492,16 @@ class ExitFS(pyfuse3.Operations):
                                   names.FILES[kind - 1], ctx.uid, ctx.pid, why)
                         raise _err(errno.EACCES)
             except BaseException:
-                self._unref(w, ctx.uid)
+                self._unref(w, person)
                 raise
         except BaseException:
-            self.quota_files.give(ctx.uid)
+            self.quota_files.give(person)
             raise
         fh = self._new_fh()
         opener_tgid = caller.tgid if caller.tgid > 0 else 0
         self.files[fh] = OpenFile(fh, kind, w, caller, ctx.pid, opener_tgid,
                                   start_time(opener_tgid) if opener_tgid else None,
-                                  bool(flags & os.O_NONBLOCK), shown)
+                                  bool(flags & os.O_NONBLOCK), shown, person=person)
         if kind != names.EXITHAND:
             w.add_reader(caller)
         return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False, nonseekable=False)
@@ -538,14 +550,14 @@ class ExitFS(pyfuse3.Operations):
                 raise _err(errno.EIO)
             if of.nonblock:
                 raise _err(errno.EAGAIN)
-            why = self.quota_readers.take(of.caller.uid)
+            why = self.quota_readers.take(of.person)
             if why:
                 log.warning("refusing read on pid %d: %s", of.watch.pid, why)
                 raise _err(errno.EAGAIN)
             try:
                 await self._block(of)
             finally:
-                self.quota_readers.give(of.caller.uid)
+                self.quota_readers.give(of.person)
         data = self._content(of)
         return data[off:off + size]
 
@@ -592,8 +604,8 @@ class ExitFS(pyfuse3.Operations):
         of.watch.poll_handles.pop(fh, None)
         if of.kind != names.EXITHAND:
             of.watch.remove_reader(of.caller)
-        self.quota_files.give(of.caller.uid)
-        self._unref(of.watch, of.caller.uid)
+        self.quota_files.give(of.person)
+        self._unref(of.watch, of.person)
         log.debug("file-closed fh=%d pid=%d", fh, of.watch.pid)
 
     async def fsync(self, fh: int, datasync: bool) -> None:
@@ -616,6 +628,7 @@ class ExitFS(pyfuse3.Operations):
         for w in list(self.watches.values()):
             w.close()
         self.watches.clear()
+        self.persons.close()
 
     # ----- everything else: read-only --------------------------------------------------------
 
