@@ -39,7 +39,7 @@ import trio
 import exithand
 
 from . import access as policy
-from . import askkernel, hidepid, inodes, names, persons, pidns, quota, siginfo
+from . import askkernel, hidepid, inodes, logthrottle, names, persons, pidns, quota, siginfo
 from .deathwatch import Watch, key_of
 from .linger import Lingering
 from .scanner import Blocked, Scanner, start_time
@@ -152,6 +152,7 @@ class ExitFS(pyfuse3.Operations):
         self._uid = os.getuid()
         self._gid = os.getgid()
         self.persons = persons.Persons()  # every quota is charged to a person, not a uid
+        self.throttle = logthrottle.Throttle(log)  # repeated warnings: per person and kind
 
     def _person(self, ctx: Any) -> int:
         return self.persons.person(ctx.uid, ctx.pid)
@@ -303,7 +304,8 @@ class ExitFS(pyfuse3.Operations):
             person = self._person(ctx)
             why = self.quota_dirs.take(person)
             if why:
-                log.warning("refusing opendir: %s", why)
+                self.throttle.warn(person, "directory opens refused (quota)", logging.WARNING,
+                                   "refusing opendir: %s", why)
                 raise _err(errno.EAGAIN)
             try:
                 shown, host = self._listing(ctx)
@@ -461,7 +463,8 @@ class ExitFS(pyfuse3.Operations):
         person = self._person(ctx)
         why = self.quota_files.take(person)
         if why:
-            log.warning("refusing open of %s: %s", node.name, why)
+            self.throttle.warn(person, "opens refused (quota)", logging.WARNING,
+                               "refusing open of %s: %s", node.name, why)
             raise _err(errno.EAGAIN)
         try:
             kept: Optional[Watch] = None
@@ -488,8 +491,10 @@ class ExitFS(pyfuse3.Operations):
                 if kind != names.EXITHAND:
                     ok, why = w.judge(caller)
                     if not ok:
-                        log.debug("open-refused %s/%s uid=%d pid=%d: %s", node.name,
-                                  names.FILES[kind - 1], ctx.uid, ctx.pid, why)
+                        self.throttle.warn(person, "opens refused", logging.INFO,
+                                           "open-refused %s/%s uid=%d pid=%d (%s): %s",
+                                           node.name, names.FILES[kind - 1], ctx.uid, ctx.pid,
+                                           logthrottle.Comm(ctx.pid), why)
                         raise _err(errno.EACCES)
             except BaseException:
                 self._unref(w, person)
@@ -516,7 +521,9 @@ class ExitFS(pyfuse3.Operations):
         w = of.watch
         ok, why = w.judge(of.caller)  # decided at death, from the zombie (see Watch.judge)
         if not ok:
-            log.info("read-refused fh=%d pid=%d uid=%d: %s", of.fh, w.pid, of.caller.uid, why)
+            self.throttle.warn(of.person, "reads refused", logging.INFO,
+                               "read-refused fh=%d pid=%d uid=%d: %s", of.fh, w.pid,
+                               of.caller.uid, why)
             raise _err(errno.EACCES)
         w.read_final()  # once for every reader: at death if a status file was open then
         creds = w.final_creds
@@ -552,7 +559,8 @@ class ExitFS(pyfuse3.Operations):
                 raise _err(errno.EAGAIN)
             why = self.quota_readers.take(of.person)
             if why:
-                log.warning("refusing read on pid %d: %s", of.watch.pid, why)
+                self.throttle.warn(of.person, "reads refused (quota)", logging.WARNING,
+                                   "refusing read on pid %d: %s", of.watch.pid, why)
                 raise _err(errno.EAGAIN)
             try:
                 await self._block(of)
