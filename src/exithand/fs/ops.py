@@ -8,8 +8,15 @@ FUSE facts this relies on (pyfuse3 3.5, Linux 6.x):
 
 * The files have size 0, so they are opened with ``direct_io``: otherwise the kernel answers
   ``read()`` from the page cache and ``cat`` sees EOF at once.
-* ``entry_timeout``/``attr_timeout`` are 0: every path walk asks us again, so a pid that died,
-  or that names a thread, is never served from the kernel's dentry cache.
+* What the kernel may cache (:data:`FILE_ENTRY_TIMEOUT`, :data:`ATTR_TIMEOUT`): the names
+  *in the top directory* have ``entry_timeout`` 0, so every path walk asks us again: the kernel's
+  dentry cache is shared by every caller, while what ``MNT/30000`` names depends on the
+  caller's pid namespace and its ``hidepid=``, and a pid dies and is reused.  The three names
+  *inside* a process directory always name the same inode of that directory (``ino + k``),
+  which is bound to one daemon-side pid (and pin) for its life, so the kernel may keep them:
+  a stale entry can never name another process (opening still pins at ``open()``).  Attributes
+  are constant (mode, owner, size 0, the mount's start time) for every inode of a kind, so
+  caching them can never change an answer.
 * Each blocked ``read()`` holds one pyfuse3 worker task until it is answered; the daemon runs
   ``pyfuse3.main`` with ``max_tasks`` above ``--max-readers`` and refuses (EAGAIN) the reads
   beyond it, so ``ls`` and new opens always find a free worker.
@@ -47,6 +54,11 @@ from .scanner import Blocked, Scanner, start_time
 log = logging.getLogger("exithand.fs")
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: seconds the kernel may keep attributes (constant per kind) and the names inside a process
+#: directory (fixed per directory inode); the top directory's names are never cached (above)
+ATTR_TIMEOUT = 300.0
+FILE_ENTRY_TIMEOUT = 300.0
 
 
 def _guard(fn: F) -> F:
@@ -164,12 +176,12 @@ class ExitFS(pyfuse3.Operations):
         self._next_fh += 1
         return fh
 
-    def _attr(self, ino: int, is_dir: bool) -> pyfuse3.EntryAttributes:
+    def _attr(self, ino: int, is_dir: bool, entry_timeout: float = 0) -> pyfuse3.EntryAttributes:
         a = pyfuse3.EntryAttributes()
         a.st_ino = ino
         a.generation = 0
-        a.entry_timeout = 0
-        a.attr_timeout = 0
+        a.entry_timeout = entry_timeout
+        a.attr_timeout = ATTR_TIMEOUT
         a.st_mode = (stat.S_IFDIR | 0o555) if is_dir else (stat.S_IFREG | 0o444)
         a.st_nlink = 2 if is_dir else 1
         a.st_uid = self._uid
@@ -283,7 +295,7 @@ class ExitFS(pyfuse3.Operations):
         if k is None:
             raise _err(errno.ENOENT)
         self.table.ref(node.ino + k)
-        return self._attr(node.ino + k, False)
+        return self._attr(node.ino + k, False, FILE_ENTRY_TIMEOUT)
 
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
         for ino, n in inode_list:
