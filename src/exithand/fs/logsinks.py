@@ -82,6 +82,16 @@ class BoundedHandler(logging.Handler):
         self._thread = threading.Thread(target=self._write_loop, name="exithand-fs-log",
                                         daemon=True)
         self._thread.start()
+        # a forked child (the background daemon) has no writer thread: give it its own
+        os.register_at_fork(after_in_child=self._after_fork)
+
+    def _after_fork(self) -> None:
+        self._cond = threading.Condition()
+        self._busy = False
+        if not self._closing:
+            self._thread = threading.Thread(target=self._write_loop, name="exithand-fs-log",
+                                            daemon=True)
+            self._thread.start()
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
