@@ -17,9 +17,11 @@ apt-get update -qq
 # tests (gcc also builds the C test helpers); man-db, bash-completion, zsh, fish, systemd: the
 # packaging tests (man pages, the three completions, systemd-analyze on the unit);
 # systemd (journald, journalctl), prometheus (prometheus, promtool), dbus (dbus-daemon): the
-# observability tests run the real servers (tests/test_obs_*.py)
-apt-get install -y -qq util-linux procps gcc fuse3 libfuse3-dev pkg-config python3 \
-    python3-venv python3-dev man-db bash-completion zsh fish systemd prometheus dbus >/dev/null
+# observability tests run the real servers (tests/test_obs_*.py); uidmap + passwd: real users
+# with subordinate uids mapped by newuidmap (tests/test_fs_persons.py); busybox, forkstat: peers
+apt-get install -y -qq util-linux uidmap passwd procps gcc fuse3 libfuse3-dev pkg-config python3 \
+    python3-venv python3-dev man-db bash-completion zsh fish systemd prometheus dbus busybox \
+    forkstat >/dev/null
 modprobe fuse 2>/dev/null || true
 
 venv=${EXITHAND_TEST_VENV:-/opt/exithand-test/venv}

@@ -41,14 +41,19 @@ needs_fuse = pytest.mark.skipif(_problem is not None, reason=str(_problem))
 class FsDaemon:
     """A running ``exithand mount --foreground --debug`` and its log."""
 
-    def __init__(self, mnt: str, proc: subprocess.Popen[bytes]) -> None:
+    def __init__(self, mnt: str, proc: subprocess.Popen[bytes], drain: bool = True) -> None:
         self.mnt = mnt
         self.proc = proc
         self.lines: list[str] = []
         self._cond = threading.Condition()
         self._eof = False
         self._thread = threading.Thread(target=self._drain, daemon=True)
-        self._thread.start()
+        if drain:  # else nobody reads its stderr until start_drain()
+            self._thread.start()
+
+    def start_drain(self) -> None:
+        if not self._thread.is_alive() and not self._eof:
+            self._thread.start()
 
     def _drain(self) -> None:
         assert self.proc.stderr is not None
@@ -98,7 +103,8 @@ class FsDaemon:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=15)
-        self._thread.join(timeout=5)
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
         if self.proc.stderr is not None:
             self.proc.stderr.close()
         force_unmount(self.mnt)
@@ -124,9 +130,11 @@ def make_mountpoint() -> str:
 
 def start_daemon(policy: str = "same-user", max_readers: Optional[int] = None,
                  mnt: Optional[str] = None, env: Optional[dict[str, str]] = None,
-                 prefix: tuple[str, ...] = (), extra: tuple[str, ...] = ()) -> FsDaemon:
+                 prefix: tuple[str, ...] = (), extra: tuple[str, ...] = (),
+                 debug: bool = True, drain: bool = True) -> FsDaemon:
     """``prefix``: a command the daemon runs under (e.g. ``setpriv ...``), exec'ing it;
-    ``extra``: more daemon options."""
+    ``extra``: more daemon options; ``drain``: read its stderr (else nobody does, until
+    ``start_drain()``)."""
     mnt = mnt or make_mountpoint()
     sockdir = tempfile.mkdtemp(prefix="eh4-notify-")
     sockpath = os.path.join(sockdir, "notify")
@@ -134,13 +142,15 @@ def start_daemon(policy: str = "same-user", max_readers: Optional[int] = None,
     sock.bind(sockpath)
     args = [sys.executable, "-m", "exithand", "mount", "--foreground", "--debug",
             "--policy", policy, mnt]
+    if not debug:
+        args.remove("--debug")
     if max_readers is not None:
         args[4:4] = ["--max-readers", str(max_readers)]
     args[4:4] = list(extra)
     proc = subprocess.Popen([*prefix, *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE,
                             env=env_with_src(NOTIFY_SOCKET=sockpath, **(env or {})))
-    d = FsDaemon(mnt, proc)
+    d = FsDaemon(mnt, proc, drain)
     try:
         pfd = os.pidfd_open(proc.pid)
         try:

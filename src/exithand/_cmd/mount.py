@@ -39,9 +39,13 @@ that pidfd, at most --max-lingering of them), for readers in the daemon's pid na
 /proc hides nothing. The policy still decides: a same-user reader whose verdict could not be
 taken at death (no status file of its own open then) is refused.
 
-Each user has quotas (blocked reads, open files, directory handles) under global caps; beyond
-them that user gets EAGAIN, nobody else does. The daemon raises its fd limit to what the caps
-need (open files + lingering + 1024) or refuses to start. Out of fds is ENFILE, never ENOENT.
+Each person has quotas (blocked reads, open files, directory handles, lingering entries) under
+global caps; beyond them that person gets EAGAIN, nobody else does. A person is a user with
+every uid of the user namespaces it made (their subordinate uids count as that user; a
+lingering entry counts for the dead process's owner). Repeated warnings are logged at most 3
+per person and kind every 5 s, then summed in one line. The daemon raises its fd limit to what
+the caps need (open files + lingering + 1024) or refuses to start. Out of fds is ENFILE, never
+ENOENT.
 
 The daemon normally runs as root (it needs allow_other). SIGTERM/SIGINT answer every blocked
 reader EIO and unmount. Killed hard (SIGKILL), its readers get ECONNABORTED, later accesses

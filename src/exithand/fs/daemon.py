@@ -16,27 +16,31 @@
 * Exit statuses at death for non-children come from the library; when it offers a system-wide
   exit listener (the netlink proc connector) the daemon starts it.
 * Logs go to journald natively (:class:`exithand.obs.journal.JournalHandler`: PRIORITY,
-  CODE_FILE/LINE/FUNC) when run by systemd (``JOURNAL_STREAM`` set), or to stderr with ``<N>``
-  priority prefixes if the journal socket does not answer; elsewhere to stderr.  Readiness is
-  announced with ``sd_notify("READY=1")`` when ``NOTIFY_SOCKET`` is set (``Type=notify`` units).
+  CODE_FILE/LINE/FUNC) when run by systemd (``JOURNAL_STREAM`` set) and its socket answers;
+  otherwise to stderr, with ``<N>`` syslog priority prefixes under systemd; a background daemon
+  logs to syslog, or to a file when there is no ``/dev/log``, and the starter is told where.
+  Writing a log line never blocks the daemon and no message can forge a line
+  (:mod:`.logsinks`); repeated warnings are rate-limited per person (:mod:`.logthrottle`).
+  Readiness is announced with ``sd_notify("READY=1")`` when ``NOTIFY_SOCKET`` is set
+  (``Type=notify`` units).
 """
 
 from __future__ import annotations
 
 import logging
-import logging.handlers
 import os
 import resource
 import signal
 import socket
 import sys
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable
 
 import pyfuse3
 import trio
 
 import exithand
 
+from . import logsinks
 from .mounts import MountError, allow_other_problem, check_mountpoint, fuse_device_problem
 from .ops import ExitFS
 from .quota import Limits
@@ -45,15 +49,6 @@ log = logging.getLogger("exithand.fs")
 
 #: Worker tasks kept beyond --max-readers for lookups, opens, ls, polls.
 SPARE_TASKS = 64
-
-
-class _JournalFormatter(logging.Formatter):
-    _PRIO: ClassVar[dict[int, int]] = {
-        logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
-        logging.CRITICAL: 2}
-
-    def format(self, record: logging.LogRecord) -> str:
-        return f"<{self._PRIO.get(record.levelno, 6)}>{super().format(record)}"
 
 
 def _native_journal() -> logging.Handler | None:
@@ -65,16 +60,19 @@ def _native_journal() -> logging.Handler | None:
 
 
 def setup_logging(debug: bool) -> None:
-    """Log to stderr: natively to journald under systemd (``JOURNAL_STREAM``; stderr lines
-    with priority prefixes if its socket does not answer), else with time and pid."""
-    handler: logging.Handler = logging.StreamHandler(sys.stderr)
+    """Log natively to journald under systemd (``JOURNAL_STREAM``) when its socket answers;
+    else to stderr, with journald priority prefixes under systemd, else with time and pid;
+    never blocking, every message escaped (:mod:`.logsinks`)."""
     native = _native_journal()
+    # native: structured records (PRIORITY, CODE_*), see exithand.obs.journal
+    handler: logging.Handler = (native if native is not None
+                                else logsinks.BoundedHandler(sys.stderr.fileno()))
     if native is not None:
-        handler = native  # structured records (PRIORITY, CODE_*), see exithand.obs.journal
+        pass
     elif os.environ.get("JOURNAL_STREAM"):
-        handler.setFormatter(_JournalFormatter("%(message)s"))
+        handler.setFormatter(logsinks.JournalFormatter("%(message)s"))
     else:
-        handler.setFormatter(logging.Formatter(
+        handler.setFormatter(logsinks.SafeFormatter(
             "%(asctime)s exithand-fs[%(process)d] %(levelname)s %(message)s"))
     log.handlers[:] = [handler]
     log.setLevel(logging.DEBUG if debug else logging.INFO)
@@ -166,6 +164,7 @@ async def _serve(ops: ExitFS, max_readers: int, ready: Callable[[], None]) -> No
         ops.nursery = nursery
         await nursery.start(_signals, ops)
         nursery.start_soon(ops.scanner.run, name="reader-scanner")
+        nursery.start_soon(ops.throttle.run, name="log-throttle")
         ready()
         await pyfuse3.main(min_tasks=4, max_tasks=max_readers + SPARE_TASKS)
         nursery.cancel_scope.cancel()
@@ -207,18 +206,14 @@ def serve(mountpoint: str, access_policy: str, limits: Limits,
     return 130 if ops.stopped_by == signal.SIGINT else 0
 
 
-def _detach_stderr() -> None:
-    """A background daemon must not keep its starter's stderr: log to syslog from now on."""
-    handlers: list[logging.Handler] = []
-    if os.path.exists("/dev/log"):
-        try:
-            h = logging.handlers.SysLogHandler(address="/dev/log")
-            h.setFormatter(logging.Formatter("exithand-fs[%(process)d]: %(message)s"))
-            handlers.append(h)
-        except OSError:
-            pass
-    log.handlers[:] = handlers
-    logging.getLogger("pyfuse3").handlers[:] = handlers
+def _detach_stderr(handler: logging.Handler) -> None:
+    """A background daemon must not keep its starter's stderr: log to ``handler`` (syslog, or
+    a file without /dev/log: :func:`.logsinks.background_sink`) from now on."""
+    for old in log.handlers:
+        if isinstance(old, logsinks.BoundedHandler):
+            old.close()  # what it still holds goes to the starter's stderr first (bounded)
+    log.handlers[:] = [handler]
+    logging.getLogger("pyfuse3").handlers[:] = [handler]
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     os.close(devnull)
@@ -239,7 +234,10 @@ def run(mountpoint: str, access_policy: str, limits: Limits, foreground: bool,
         os.close(w)
         with os.fdopen(r, "rb") as f:
             msg = f.read().decode(errors="replace")
-        if msg == "ok":
+        if msg.startswith("ok"):
+            where = msg[2:].strip()
+            if where:
+                print(f"exithand mount: daemon {pid} logs to {where}", file=sys.stderr)
             return 0
         os.waitpid(pid, 0)
         raise MountError(msg or "the daemon exited before mounting (see messages above)")
@@ -254,10 +252,11 @@ def run(mountpoint: str, access_policy: str, limits: Limits, foreground: bool,
     def ready() -> None:
         nonlocal w
         if w >= 0:
-            os.write(w, b"ok")
+            sink, where = logsinks.background_sink()
+            os.write(w, f"ok {where}".encode())
             os.close(w)
             w = -1
-            _detach_stderr()
+            _detach_stderr(sink)
             log.setLevel(logging.DEBUG if debug else logging.INFO)
             log.info("mounted %s (policy %s, pid %d)", path, access_policy, os.getpid())
 
@@ -270,4 +269,6 @@ def run(mountpoint: str, access_policy: str, limits: Limits, foreground: bool,
     except BaseException:
         log.exception("daemon failed")
     finally:
+        for h in log.handlers:  # os._exit skips logging's shutdown: write what is queued
+            h.flush()  # (bounded: BoundedHandler waits at most 1 s)
         os._exit(rc)

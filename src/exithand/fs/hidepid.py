@@ -6,24 +6,23 @@ processes it has ptrace read access to (``has_pid_permissions`` ->
 ``ptrace_may_access(PTRACE_MODE_READ_FSCREDS)``), unless it is in the group ``gid=``.
 
 Where the daemon can tell: the options are read from the reader's ``/proc/<pid>/mountinfo``
-(the last proc mount at ``/proc`` in its mount namespace, resolved from its root) and cached per
-mount namespace for one second.  Visibility is then asked of the kernel as the reader (the same
-ptrace check, :func:`.askkernel.visible`).  Limits: a reader whose ``/proc`` is elsewhere
-(chroot without /proc, another path) is judged by nothing here; the cache may lag a remount by
-up to a second; ``subset=pid`` hides no pid and needs nothing.
+(the last proc mount at ``/proc`` in its mount namespace, resolved from its root) and cached
+per mount namespace until that namespace's mount table changes (:mod:`.caches`).  Visibility
+is then asked of the kernel as the reader (the same ptrace check,
+:func:`.askkernel.visible`).  Limits: a reader whose ``/proc`` is elsewhere (chroot without
+/proc, another path) is judged by nothing here; ``subset=pid`` hides no pid and needs nothing.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Optional
 
-import exithand
 from exithand import procfs
 
+from .caches import MountinfoCache
+
 _HIDING = {"1", "2", "4", "noaccess", "invisible", "ptraceable"}
-_TTL = 1.0
 
 
 @dataclass(frozen=True)
@@ -35,7 +34,6 @@ class ProcOptions:
 
 
 NOT_HIDING = ProcOptions(False, None)
-_cache: dict[tuple[int, int], tuple[float, ProcOptions]] = {}
 
 
 def proc_options(mounts: list[procfs.Mount]) -> ProcOptions:
@@ -51,31 +49,21 @@ def proc_options(mounts: list[procfs.Mount]) -> ProcOptions:
     return found
 
 
+def parse_mountinfo(text: str) -> ProcOptions:
+    """Options of the proc mounted last at ``/proc`` in a ``mountinfo`` text."""
+    return proc_options(procfs.parse_mountinfo(text))
+
+
+_cache: MountinfoCache[ProcOptions] = MountinfoCache(parse_mountinfo)
+
+
 def options_of(caller_pid: int) -> ProcOptions:
-    """The reader's /proc options (cached per mount namespace for a second)."""
+    """The reader's /proc options (cached per mount namespace until its mount table changes:
+    :mod:`.caches`)."""
     if caller_pid <= 0:
         return NOT_HIDING
-    try:
-        st = procfs.ns_stat(caller_pid, "mnt")
-    except exithand.FdLimitError:
-        raise  # out of fds: fail closed (callers answer ENFILE), never "hides nothing"
-    except exithand.Error:
-        return NOT_HIDING
-    key = (st.st_dev, st.st_ino)
-    now = time.monotonic()
-    hit = _cache.get(key)
-    if hit is not None and now - hit[0] < _TTL:
-        return hit[1]
-    try:
-        opts = proc_options(procfs.mountinfo(caller_pid))
-    except exithand.FdLimitError:
-        raise  # out of fds: fail closed (callers answer ENFILE), never "hides nothing"
-    except exithand.Error:
-        opts = NOT_HIDING
-    if len(_cache) > 1024:
-        _cache.clear()
-    _cache[key] = (now, opts)
-    return opts
+    opts = _cache.get(caller_pid)
+    return NOT_HIDING if opts is None else opts
 
 
 def groups_of(status: Optional[bytes]) -> list[int]:

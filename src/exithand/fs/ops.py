@@ -8,8 +8,15 @@ FUSE facts this relies on (pyfuse3 3.5, Linux 6.x):
 
 * The files have size 0, so they are opened with ``direct_io``: otherwise the kernel answers
   ``read()`` from the page cache and ``cat`` sees EOF at once.
-* ``entry_timeout``/``attr_timeout`` are 0: every path walk asks us again, so a pid that died,
-  or that names a thread, is never served from the kernel's dentry cache.
+* What the kernel may cache (:data:`FILE_ENTRY_TIMEOUT`, :data:`ATTR_TIMEOUT`): the names
+  *in the top directory* have ``entry_timeout`` 0, so every path walk asks us again: the kernel's
+  dentry cache is shared by every caller, while what ``MNT/30000`` names depends on the
+  caller's pid namespace and its ``hidepid=``, and a pid dies and is reused.  The three names
+  *inside* a process directory always name the same inode of that directory (``ino + k``),
+  which is bound to one daemon-side pid (and pin) for its life, so the kernel may keep them:
+  a stale entry can never name another process (opening still pins at ``open()``).  Attributes
+  are constant (mode, owner, size 0, the mount's start time) for every inode of a kind, so
+  caching them can never change an answer.
 * Each blocked ``read()`` holds one pyfuse3 worker task until it is answered; the daemon runs
   ``pyfuse3.main`` with ``max_tasks`` above ``--max-readers`` and refuses (EAGAIN) the reads
   beyond it, so ``ls`` and new opens always find a free worker.
@@ -44,7 +51,7 @@ import exithand
 from exithand import procfs
 
 from . import access as policy
-from . import askkernel, hidepid, inodes, names, pidns, quota, siginfo
+from . import askkernel, hidepid, inodes, logthrottle, names, persons, pidns, quota, siginfo
 from .deathwatch import Watch
 from .linger import Lingering
 from .scanner import Blocked, Scanner, start_time
@@ -53,6 +60,11 @@ from .watches import Watches
 log = logging.getLogger("exithand.fs")
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: seconds the kernel may keep attributes (constant per kind) and the names inside a process
+#: directory (fixed per directory inode); the top directory's names are never cached (above)
+ATTR_TIMEOUT = 300.0
+FILE_ENTRY_TIMEOUT = 300.0
 
 
 def _guard(fn: F) -> F:
@@ -105,12 +117,14 @@ class OpenFile:
     nonblock: bool
     shown_pid: int  # the process's number in the opener's pid namespace
     data: Optional[bytes] = None  # content once known (fixed after death)
+    person: int = -1  # charged for this file and its blocked read (.persons)
 
 
 @dataclass
 class Listing:
     """An open directory: the root's snapshot as two compact arrays (8 bytes a process), or
-    a process directory (its three names are constant).  ``uid`` is charged for root ones."""
+    a process directory (its three names are constant).  ``uid`` is the person charged for
+    root ones (:mod:`.persons`)."""
 
     inode: int
     uid: int
@@ -147,7 +161,8 @@ class ExitFS(pyfuse3.Operations):
         # dead processes' watches kept after their last file closed (see .linger)
         self.lingering: Lingering[Watch] = Lingering(
             self.limits.linger_seconds, self.limits.lingering, self.limits.lingering_per_user)
-        self.watches = Watches(access_policy, self.lingering, lambda: self.shutting_down)
+        self.watches = Watches(access_policy, self.lingering, lambda: self.shutting_down,
+                               owner=self._owner)
         self.scanner = Scanner(lambda: list(self.blocked.values()), scan_interval)
         self.shutting_down = False
         self.stopped_by = 0  # the signal that stopped the daemon, if any
@@ -155,6 +170,17 @@ class ExitFS(pyfuse3.Operations):
         self._start_ns = time.time_ns()
         self._uid = os.getuid()
         self._gid = os.getgid()
+        self.persons = persons.Persons()  # every quota is charged to a person, not a uid
+        self.throttle = logthrottle.Throttle(log)  # repeated warnings: per person and kind
+
+    def _person(self, ctx: Any) -> int:
+        return self.persons.person(ctx.uid, ctx.pid)
+
+    def _owner(self, w: Watch) -> int:
+        """The person a lingering watch is charged to: the process's owner, for good (-1 when
+        its credentials could not be read; then the last closer)."""
+        creds = w.credentials()
+        return -1 if creds is None else self.persons.person(creds.ruid, w.pid)
 
     @property
     def nursery(self) -> Any:
@@ -172,12 +198,12 @@ class ExitFS(pyfuse3.Operations):
         self._next_fh += 1
         return fh
 
-    def _attr(self, ino: int, is_dir: bool) -> pyfuse3.EntryAttributes:
+    def _attr(self, ino: int, is_dir: bool, entry_timeout: float = 0) -> pyfuse3.EntryAttributes:
         a = pyfuse3.EntryAttributes()
         a.st_ino = ino
         a.generation = 0
-        a.entry_timeout = 0
-        a.attr_timeout = 0
+        a.entry_timeout = entry_timeout
+        a.attr_timeout = ATTR_TIMEOUT
         a.st_mode = (stat.S_IFDIR | 0o555) if is_dir else (stat.S_IFREG | 0o444)
         a.st_nlink = 2 if is_dir else 1
         a.st_uid = self._uid
@@ -298,7 +324,7 @@ class ExitFS(pyfuse3.Operations):
         if k is None:
             raise _err(errno.ENOENT)
         self.table.ref(node.ino + k)
-        return self._attr(node.ino + k, False)
+        return self._attr(node.ino + k, False, FILE_ENTRY_TIMEOUT)
 
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
         for ino, n in inode_list:
@@ -316,16 +342,18 @@ class ExitFS(pyfuse3.Operations):
     @_guard
     async def opendir(self, inode: int, ctx: Any) -> int:
         if inode == inodes.ROOT:
-            why = self.quota_dirs.take(ctx.uid)
+            person = self._person(ctx)
+            why = self.quota_dirs.take(person)
             if why:
-                log.warning("refusing opendir: %s", why)
+                self.throttle.warn(person, "directory opens refused (quota)", logging.WARNING,
+                                   "refusing opendir: %s", why)
                 raise _err(errno.EAGAIN)
             try:
                 shown, host = self._listing(ctx)
             except BaseException:
-                self.quota_dirs.give(ctx.uid)
+                self.quota_dirs.give(person)
                 raise
-            listing = Listing(inode, ctx.uid, shown, host)
+            listing = Listing(inode, person, shown, host)
         else:
             node, kind = self.table.resolve(inode)
             if node is None:
@@ -400,9 +428,11 @@ class ExitFS(pyfuse3.Operations):
         if self.shutting_down:
             raise _err(errno.ESHUTDOWN)
         caller, _ = self._caller(ctx)  # once per open: judged at open and again at death
-        why = self.quota_files.take(ctx.uid)
+        person = self._person(ctx)
+        why = self.quota_files.take(person)
         if why:
-            log.warning("refusing open of %s: %s", node.name, why)
+            self.throttle.warn(person, "opens refused (quota)", logging.WARNING,
+                               "refusing open of %s: %s", node.name, why)
             raise _err(errno.EAGAIN)
         try:
             with pidns.view_of(ctx.pid) as view:  # the opener's pid namespace, once per open
@@ -428,20 +458,22 @@ class ExitFS(pyfuse3.Operations):
                 if kind != names.EXITHAND:
                     ok, why = w.judge(caller)
                     if not ok:
-                        log.debug("open-refused %s/%s uid=%d pid=%d: %s", node.name,
-                                  names.FILES[kind - 1], ctx.uid, ctx.pid, why)
+                        self.throttle.warn(person, "opens refused", logging.INFO,
+                                           "open-refused %s/%s uid=%d pid=%d (%s): %s",
+                                           node.name, names.FILES[kind - 1], ctx.uid, ctx.pid,
+                                           logthrottle.Comm(ctx.pid), why)
                         raise _err(errno.EACCES)
             except BaseException:
-                self.watches.unref(w, ctx.uid)
+                self.watches.unref(w, person)
                 raise
         except BaseException:
-            self.quota_files.give(ctx.uid)
+            self.quota_files.give(person)
             raise
         fh = self._new_fh()
         opener_tgid = caller.tgid if caller.tgid > 0 else 0
         self.files[fh] = OpenFile(fh, kind, w, caller, ctx.pid, opener_tgid,
                                   start_time(opener_tgid) if opener_tgid else None,
-                                  bool(flags & os.O_NONBLOCK), shown)
+                                  bool(flags & os.O_NONBLOCK), shown, person=person)
         if kind != names.EXITHAND:
             w.add_reader(caller)
         return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False, nonseekable=False)
@@ -456,7 +488,9 @@ class ExitFS(pyfuse3.Operations):
         w = of.watch
         ok, why = w.judge(of.caller)  # decided at death, from the zombie (see Watch.judge)
         if not ok:
-            log.info("read-refused fh=%d pid=%d uid=%d: %s", of.fh, w.pid, of.caller.uid, why)
+            self.throttle.warn(of.person, "reads refused", logging.INFO,
+                               "read-refused fh=%d pid=%d uid=%d: %s", of.fh, w.pid,
+                               of.caller.uid, why)
             raise _err(errno.EACCES)
         w.read_final()  # once for every reader: at death if a status file was open then
         creds = w.final_creds
@@ -490,14 +524,15 @@ class ExitFS(pyfuse3.Operations):
                 raise _err(errno.EIO)
             if of.nonblock:
                 raise _err(errno.EAGAIN)
-            why = self.quota_readers.take(of.caller.uid)
+            why = self.quota_readers.take(of.person)
             if why:
-                log.warning("refusing read on pid %d: %s", of.watch.pid, why)
+                self.throttle.warn(of.person, "reads refused (quota)", logging.WARNING,
+                                   "refusing read on pid %d: %s", of.watch.pid, why)
                 raise _err(errno.EAGAIN)
             try:
                 await self._block(of)
             finally:
-                self.quota_readers.give(of.caller.uid)
+                self.quota_readers.give(of.person)
         data = self._content(of)
         return data[off:off + size]
 
@@ -544,8 +579,8 @@ class ExitFS(pyfuse3.Operations):
         of.watch.poll_handles.pop(fh, None)
         if of.kind != names.EXITHAND:
             of.watch.remove_reader(of.caller)
-        self.quota_files.give(of.caller.uid)
-        self.watches.unref(of.watch, of.caller.uid)
+        self.quota_files.give(of.person)
+        self.watches.unref(of.watch, of.person)
         log.debug("file-closed fh=%d pid=%d", fh, of.watch.pid)
 
     async def fsync(self, fh: int, datasync: bool) -> None:
@@ -564,6 +599,7 @@ class ExitFS(pyfuse3.Operations):
         """After the main loop: close every handle and fd still held."""
         self.files.clear()
         self.watches.close_all()
+        self.persons.close()
 
     # ----- everything else: read-only --------------------------------------------------------
 

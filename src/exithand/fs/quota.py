@@ -13,8 +13,11 @@ The daemon is shared by every user of the machine, so no single user may use up 
 Every kind has a global cap and a per-uid quota (none for uid 0); a request beyond either fails
 with EAGAIN for the user who made it, and nobody else is affected while they are within
 theirs.  (A few users together can still fill a global cap: the caps are sized so that even
-then the daemon keeps working and within its fd limit.)  Counts are charged to the
-*opener's* fsuid, since ``read()`` carries no caller in pyfuse3.
+then the daemon keeps working and within its fd limit.)  Counts are charged to the opener's
+*person* (:mod:`.persons`: its fsuid, or for a caller inside a user namespace the owner of the
+outermost one, so one user's subordinate uids share that user's quota), since ``read()``
+carries no caller in pyfuse3; a lingering watch to the person owning the dead process.  The
+``uid`` arguments below are persons.
 """
 
 from __future__ import annotations

@@ -39,8 +39,10 @@ class Watches:
     daemon is shutting down (no watch is kept then)."""
 
     def __init__(self, policy: str, lingering: Lingering[Watch],
-                 stopping: Callable[[], bool]) -> None:
+                 stopping: Callable[[], bool],
+                 owner: Optional[Callable[[Watch], int]] = None) -> None:
         self.policy = policy
+        self._owner = owner  # who a lingering watch is charged to (-1: unknown)
         self.live: dict[Any, Watch] = {}
         self.lingering = lingering
         self.nursery: Any = None
@@ -59,6 +61,8 @@ class Watches:
             h.close()
             return w
         w = Watch(h, key, self.policy)
+        if self._owner is not None:  # charged to the process's owner, for good
+            w.linger_uid = self._owner(w)
         self.live[key if key is not None else id(w)] = w
         self.nursery.start_soon(w.run, name=f"watch-{w.pid}")
         return w
@@ -78,7 +82,8 @@ class Watches:
         now = trio.current_time()
         if w.linger_until is None:  # first left unused since death: the clock starts now,
             w.linger_until = now + self.lingering.seconds  # and reopening never extends it
-            w.linger_uid = uid  # charged to this uid for good (others' opens move nothing)
+            if w.linger_uid < 0:  # owner unknown (reaped before its credentials were read):
+                w.linger_uid = uid  # the closer, for good (others' opens move nothing)
         elif w.linger_until <= now:
             self.drop(w)
             return
