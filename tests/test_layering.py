@@ -75,6 +75,7 @@ _FACES = {
     "cmd": ("exithand._cmd", sorted((PKG / "_cmd").rglob("*.py"))),
     "fs": ("exithand.fs", sorted((PKG / "fs").rglob("*.py"))),
     "lowmem": ("exithand.lowmem", sorted((PKG / "lowmem").rglob("*.py"))),
+    "obs": ("exithand.obs", sorted((PKG / "obs").rglob("*.py"))),
 }
 
 _FACE_PACKAGES = tuple(own for own, _ in _FACES.values())
