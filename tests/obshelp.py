@@ -65,7 +65,14 @@ def run_exits(tmp: Path, prefix: str = "ehobs") -> dict[str, int]:
     sleep = named_copy(tmp, "sleep", f"{prefix}_sl")
     pids = {}
     for key, code in (("exit3", 3), ("exit0", 0)):
-        p = subprocess.Popen([sh, "-c", f"exit {code}"])
+        # each waits on its stdin until it is seen exec'd: a process that dies right after
+        # its exec can reach the watcher with no name yet (issue 22.3), which is not what
+        # this helper tests
+        p = subprocess.Popen([sh, "-c", f"read x; exit {code}"], stdin=subprocess.PIPE)
+        _until_named(p.pid, f"{prefix}_sh")
+        assert p.stdin is not None
+        p.stdin.write(b"\n")
+        p.stdin.close()
         assert p.wait(timeout=10) == code
         pids[key] = p.pid
     for key, sig, core in (("killed", 9, 0), ("dumped", 11, -1)):
@@ -75,10 +82,22 @@ def run_exits(tmp: Path, prefix: str = "ehobs") -> dict[str, int]:
             resource.setrlimit(resource.RLIMIT_CORE, (core, core))
 
         p = subprocess.Popen([sleep, "100"], cwd=tmp, preexec_fn=limits)
+        _until_named(p.pid, f"{prefix}_sl")  # signalled before its exec it would die unnamed
         p.send_signal(sig)
         assert p.wait(timeout=10) == -sig
         pids[key] = p.pid
     return pids
+
+
+def _until_named(pid: int, name: str, timeout: float = 10.0) -> None:
+    """Return once ``pid`` has exec'd into ``name`` (its comm says so)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/comm") as f:
+            if f.read().strip() == name[:15]:
+                return
+        os.sched_yield()
+    raise AssertionError(f"{pid} never became {name}")
 
 
 def core_dumps_to_cwd() -> bool:
