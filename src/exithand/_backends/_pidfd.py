@@ -72,6 +72,18 @@ def _pidfd_reaped(fd: int) -> bool:
     return _sys.fdinfo_pid(fd) == -1
 
 
+def pidfd_identity(fd: int, pid: int) -> ProcessIdentity:
+    """What pidfd ``fd`` (of process or thread ``pid``) is: pidfs inode, and the start time
+    from ``/proc/<pid>/stat`` kept only if the pidfd's task was not reaped before the read
+    finished (after the reap, the number may already name someone else)."""
+    inode = os.fstat(fd).st_ino if _sys.pidfd_has_unique_inode() else None
+    st = _procfs.try_stat(pid)
+    start_time = st.start_time if st is not None else None
+    if start_time is not None and _pidfd_reaped(fd):
+        start_time = None
+    return ProcessIdentity(pid, inode, start_time, _identity.boot_id())
+
+
 class PidfdRef(ProcessRef):
     """A process pinned by a pidfd, which is also the readable-at-death fd.
 
@@ -102,14 +114,7 @@ class PidfdRef(ProcessRef):
             self._ident = self._read_identity(fd)
 
     def _read_identity(self, fd: int) -> ProcessIdentity:
-        inode = os.fstat(fd).st_ino if _sys.pidfd_has_unique_inode() else None
-        st = _procfs.try_stat(self._pid)
-        start_time = st.start_time if st is not None else None
-        # The stat we just read is ours only if the pidfd's process was not reaped before the
-        # read finished (after the reap, the number may already name someone else).
-        if start_time is not None and _pidfd_reaped(fd):
-            start_time = None
-        return ProcessIdentity(self._pid, inode, start_time, _identity.boot_id())
+        return pidfd_identity(fd, self._pid)
 
     @property
     def identity(self) -> ProcessIdentity:

@@ -28,28 +28,14 @@ import os
 import select
 
 from .. import _identity
-from .._identity import ProcessIdentity
 from .._kernel import syscalls as _sys
 from ._base import ProcessRef
+from ._pidfd import PidfdRef, _poll_events, pidfd_identity
 from ._procpoll import PollMonitor, ProcRef
 
 TYPE_CHECKING = False  # mypy reads this as typing's; importing typing costs start-up time
 if TYPE_CHECKING:
     from typing import Optional
-
-
-def _events(fd: int) -> int:
-    p = select.poll()
-    p.register(fd, select.POLLIN)
-    ready = p.poll(0)
-    return ready[0][1] if ready else 0
-
-
-def _thread_identity(fd: int, tid: int) -> ProcessIdentity:
-    st = _identity.read_stat(tid)
-    start = st.start_time if st is not None and not _events(fd) & select.POLLHUP else None
-    inode = os.fstat(fd).st_ino if _sys.pidfd_has_unique_inode() else None
-    return ProcessIdentity(tid, inode, start, _identity.boot_id())
 
 
 def thread_group(fd: int, tid: int) -> Optional[int]:
@@ -67,54 +53,29 @@ def thread_group(fd: int, tid: int) -> Optional[int]:
         if info.tgid is not None:
             return info.tgid
     tgid = _identity.read_tgid(tid)
-    if _events(fd) & select.POLLHUP:
+    if _poll_events(fd) & select.POLLHUP:
         return None
     return tgid
 
 
-class ThreadRef(ProcessRef):
-    """A non-leader thread pinned by a PIDFD_THREAD pidfd, readable when it exits."""
+class ThreadRef(PidfdRef):
+    """A non-leader thread pinned by a PIDFD_THREAD pidfd, readable when it exits: a pidfd
+    handle whose identity is read at open and whose signals reach that thread only."""
 
-    backend = "pidfd"
     thread = True
-    __slots__ = ("_fd", "_ident", "_tgid", "_tid")
+    __slots__ = ("_tgid",)
 
     def __init__(self, fd: int, tid: int, tgid: int) -> None:
-        self._fd = fd
-        self._tid = tid
+        super().__init__(fd, tid)
         self._tgid = tgid
-        self._ident = _thread_identity(fd, tid)
-
-    @property
-    def identity(self) -> ProcessIdentity:
-        return self._ident
+        self._ident = pidfd_identity(fd, tid)  # at open: a thread is released at its exit
 
     @property
     def tgid(self) -> int:
         return self._tgid
 
-    @property
-    def pidfd(self) -> Optional[int]:
-        return self._fd if self._fd >= 0 else None
-
-    def fileno(self) -> int:
-        if self._fd < 0:
-            raise ValueError("I/O operation on closed exit handle")
-        return self._fd
-
-    def is_dead(self) -> bool:
-        return bool(_events(self.fileno()) & select.POLLIN)
-
-    def is_reaped(self) -> bool:
-        return bool(_events(self.fileno()) & select.POLLHUP)
-
     def send_signal(self, sig: int) -> None:
         _sys.pidfd_send_signal_thread(self.fileno(), sig)
-
-    def close(self) -> None:
-        fd, self._fd = self._fd, -1
-        if fd >= 0:
-            os.close(fd)
 
 
 class LeaderThreadRef(ProcRef):
@@ -127,7 +88,7 @@ class LeaderThreadRef(ProcRef):
     def __init__(self, fd: int, tid: int, monitor: PollMonitor) -> None:
         self._tfd = fd
         self._tgid = tid
-        super().__init__(_thread_identity(fd, tid), monitor)
+        super().__init__(pidfd_identity(fd, tid), monitor)
 
     @property
     def tgid(self) -> int:
@@ -138,12 +99,12 @@ class LeaderThreadRef(ProcRef):
         return self._tfd if self._tfd >= 0 else None
 
     def _leader_exited(self) -> bool:
-        if _events(self._tfd) & select.POLLIN:
+        if _poll_events(self._tfd) & select.POLLIN:
             return True  # the whole group is dead (or reaped)
         st = _identity.read_stat(self.identity.pid)
         exited = st is None or st.state in ("Z", "X", "x")
         # the number is ours until the reap; a reap in between means dead anyway
-        return exited or bool(_events(self._tfd) & select.POLLHUP)
+        return exited or bool(_poll_events(self._tfd) & select.POLLHUP)
 
     def check(self) -> bool:
         if self._dead:
@@ -158,7 +119,7 @@ class LeaderThreadRef(ProcRef):
 
     def is_reaped(self) -> bool:
         self.fileno()
-        return bool(_events(self._tfd) & select.POLLHUP)
+        return bool(_poll_events(self._tfd) & select.POLLHUP)
 
     def send_signal(self, sig: int) -> None:
         self.fileno()

@@ -84,6 +84,16 @@ def _error(exc: OSError, pid: PidArg, name: str, tid: Optional[int] = None) -> E
     return translate_oserror(exc, _pid_of(pid), what)
 
 
+def _read_all(fd: int) -> bytes:
+    """The whole file: procfs files are generated per read, so read to EOF in large chunks."""
+    chunks: list[bytes] = []
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
 def read(pid: PidArg, name: str, tid: Optional[int] = None) -> bytes:
     """The whole content of ``/proc/<pid>[/task/<tid>]/<name>``.
 
@@ -95,13 +105,7 @@ def read(pid: PidArg, name: str, tid: Optional[int] = None) -> bytes:
     except OSError as e:
         raise _error(e, pid, name, tid) from None
     try:
-        chunks = []
-        while True:
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return _read_all(fd)
     except OSError as e:
         raise _error(e, pid, name, tid) from None
     finally:
@@ -116,13 +120,7 @@ def try_read(pid: PidArg, name: str, tid: Optional[int] = None) -> Optional[byte
     except OSError:
         return None
     try:
-        chunks = []
-        while True:
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return _read_all(fd)
     except OSError:
         return None
     finally:
