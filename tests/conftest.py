@@ -408,3 +408,24 @@ def keepers() -> Iterator[Callable[..., Any]]:
     yield make
     for k in made:
         k.cleanup()
+
+
+def wait_holds_pidfd(holder: int, pid: int, timeout: float = 20) -> None:
+    """Until process ``holder`` has a pidfd open on ``pid`` (one of its fds' fdinfo says
+    ``Pid: PID``): the sign that a CLI under test has pinned its target.  Polled (there is no
+    event for another process opening an fd), bounded."""
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            for fd in os.listdir(f"/proc/{holder}/fdinfo"):
+                try:
+                    with open(f"/proc/{holder}/fdinfo/{fd}") as f:
+                        if f"Pid:\t{pid}\n" in f.read():
+                            return
+                except OSError:
+                    continue
+        except OSError:
+            pass
+        time.sleep(0.01)
+    raise AssertionError(f"{holder} never opened a pidfd on {pid}")

@@ -21,7 +21,7 @@ import pytest
 from corehelp import core_pattern_writable, core_rlimit, coredump_socket
 
 import exithand
-from conftest import env_with_src, require
+from conftest import env_with_src, require, wait_holds_pidfd
 from exithand._kernel import syscalls as _sys
 
 pytestmark = pytest.mark.timeout(60)
@@ -177,7 +177,7 @@ def test_cli_wait_reports_coredump(core_socket, victim_factory, tmp_path):
         # the CLIs open their targets before waiting; the victims die only on command, so
         # wait until each CLI holds a pidfd on its victim
         for p, pid in ((p1, v.pid), (p2, w.pid)):
-            _wait_holds_pidfd(p.pid, pid)
+            wait_holds_pidfd(p.pid, pid)
         v.die_by(signal.SIGSEGV)
         w.die_by(signal.SIGSEGV)
         out1, err1 = p1.communicate(timeout=30)
@@ -195,21 +195,3 @@ def test_cli_wait_reports_coredump(core_socket, victim_factory, tmp_path):
     assert d["coredump"] == {"dumped": True, "skipped": False, "written_as": "user",
                              "signal": d["coredump"]["signal"], "source": "pidfd_info"}
 
-
-def _wait_holds_pidfd(holder: int, pid: int, timeout: float = 20) -> None:
-    """Until process ``holder`` has a pidfd open on ``pid`` (its fdinfo says ``Pid: PID``)."""
-    import time
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            for fd in os.listdir(f"/proc/{holder}/fdinfo"):
-                try:
-                    with open(f"/proc/{holder}/fdinfo/{fd}") as f:
-                        if f"Pid:\t{pid}\n" in f.read():
-                            return
-                except OSError:
-                    continue
-        except OSError:
-            pass
-        time.sleep(0.01)
-    raise AssertionError(f"{holder} never opened a pidfd on {pid}")

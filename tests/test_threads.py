@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import pytest
 
 import exithand
-from conftest import env_with_src, leader_zombie, require, run_cli, stop_process
+from conftest import env_with_src, leader_zombie, require, run_cli, stop_process, wait_holds_pidfd
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -198,8 +198,8 @@ def test_cli_wait_thread_verbose_and_json(threaded):
         c1 = _cli("--thread", "-v", "-t", "30", f"{p.pid}/{tid}")
         c2 = _cli("--thread", "--json", "-t", "30", f"/proc/{p.pid}/task/{tid}")
         try:
-            _wait_cli_holds_thread(c1.pid, tid)
-            _wait_cli_holds_thread(c2.pid, tid)
+            wait_holds_pidfd(c1.pid, tid)
+            wait_holds_pidfd(c2.pid, tid)
             assert p.stdin is not None
             p.stdin.write("\n")
             p.stdin.flush()
@@ -219,21 +219,6 @@ def test_cli_wait_thread_verbose_and_json(threaded):
     assert d["known"] is False and "thread" in d["reason"]
     assert p.poll() is None  # the process lives on
 
-
-def _wait_cli_holds_thread(holder: int, tid: int, timeout: float = 20) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for fd in os.listdir(f"/proc/{holder}/fdinfo"):
-            try:
-                with open(f"/proc/{holder}/fdinfo/{fd}") as f:
-                    if f"Pid:\t{tid}\n" in f.read():
-                        return
-            except OSError:
-                continue
-        time.sleep(0.01)
-    raise AssertionError(f"{holder} never opened a pidfd on {tid}")
 
 
 def test_cli_thread_bad_input(threaded):
